@@ -1,0 +1,1 @@
+"""ssgan: SemanticStyleGAN in PyTorch with Triton kernels."""
