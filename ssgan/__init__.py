@@ -1,1 +1,7 @@
-"""ssgan: SemanticStyleGAN in PyTorch with Triton kernels."""
+"""ssgan: SemanticStyleGAN (CVPR 2022) in PyTorch with Triton kernels."""
+
+from ssgan.config import PRESETS, SSGANConfig, preset
+from ssgan.discriminator import DualBranchDiscriminator
+from ssgan.generator import SemanticGenerator, Synthesis
+
+__all__ = ["PRESETS", "SSGANConfig", "preset", "DualBranchDiscriminator", "SemanticGenerator", "Synthesis"]

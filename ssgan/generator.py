@@ -1,0 +1,245 @@
+"""The SemanticStyleGAN generator: mapping network, local generators, fusion and render net.
+
+Module and parameter names are those of the official ``SemanticGenerator`` so that released
+``g_ema`` state dicts load with ``strict=True``; the call convention of its ``forward`` is the
+official one too. The K local generators run as one grouped MLP
+(:func:`ssgan.kernels.grouped_mlp`) and their fusion as one GEMM (:func:`ssgan.kernels.fuse`),
+whatever the backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssgan import latents as L
+from ssgan.config import SSGANConfig
+from ssgan.kernels import fuse, grouped_mlp, modulated_weights
+from ssgan.layers import EqualLinear, FixedStyledConv, PixelNorm, PositionEmbedding, StyledConv, ToRGB
+
+
+class LocalGenerator(nn.Module):
+    """Parameters of one class's per-pixel generator: L modulated 1×1 layers C→C, ``to_feat``
+    (C→F) and, for every class but the background, ``to_depth`` (C→1)."""
+
+    def __init__(self, cfg: SSGANConfig, use_depth: bool):
+        super().__init__()
+        C = cfg.local_channel
+        self.linears = nn.ModuleList(StyledConv(C, C, cfg.style_dim) for _ in range(cfg.local_layers))
+        self.to_feat = ToRGB(C, cfg.coarse_channel)
+        if use_depth:
+            self.to_depth = ToRGB(C, 1)
+
+
+class RenderNet(nn.Module):
+    """StyleGAN2-like synthesis from the fused F×S×S feature map to RGB and segmentation logits."""
+
+    def __init__(self, cfg: SSGANConfig):
+        super().__init__()
+        self.coarse_size = cfg.coarse_size
+        self.min_size = cfg.min_feat_size
+        n_stages = int(math.log2(cfg.size)) - int(math.log2(cfg.min_feat_size))
+        self.n_layers = 2 * n_stages
+        self.convs = nn.ModuleList()
+        self.noises = nn.Module()
+        self.to_rgbs = nn.ModuleList()
+        self.to_segs = nn.ModuleList()
+        in_channel = cfg.coarse_channel
+        for i in range(n_stages):
+            res = cfg.min_feat_size * 2 ** (i + 1)
+            out_channel = cfg.channels(res)
+            if res // 2 == cfg.coarse_size:
+                in_channel += cfg.coarse_channel
+            self.convs.append(FixedStyledConv(in_channel, out_channel, 3, upsample=True))
+            self.convs.append(FixedStyledConv(out_channel, out_channel, 3))
+            self.noises.register_buffer(f"noise_{2 * i}", torch.randn(1, 1, res, res))
+            self.noises.register_buffer(f"noise_{2 * i + 1}", torch.randn(1, 1, res, res))
+            self.to_rgbs.append(ToRGB(out_channel, 3))
+            self.to_segs.append(ToRGB(out_channel, cfg.seg_dim))
+            in_channel = out_channel
+
+    def get_noise(self, noise: Sequence[torch.Tensor | None] | None,
+                  randomize_noise: bool) -> list[torch.Tensor | None]:
+        """Per-layer noise: the given list, fresh noise (None) or the stored buffers."""
+        if noise is not None:
+            if len(noise) != self.n_layers:
+                raise ValueError(f"noise must list {self.n_layers} tensors (one per render-net conv)")
+            return list(noise)
+        if randomize_noise:
+            return [None] * self.n_layers
+        return [getattr(self.noises, f"noise_{i}") for i in range(self.n_layers)]
+
+    def forward(self, feat: torch.Tensor, noise: Sequence[torch.Tensor | None] | None = None,
+                randomize_noise: bool = True,
+                skip_seg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = self.get_noise(noise, randomize_noise)
+        x = F.adaptive_avg_pool2d(feat, (self.min_size, self.min_size))
+        rgb = seg = None
+        for i in range(len(self.to_rgbs)):
+            if x.shape[2] == self.coarse_size:
+                x = torch.cat((x, feat), 1)
+            x = self.convs[2 * i](x, noise[2 * i])
+            x = self.convs[2 * i + 1](x, noise[2 * i + 1])
+            rgb = self.to_rgbs[i](x, rgb)
+            seg = self.to_segs[i](x, seg)
+            if skip_seg is not None and seg.shape[2] == skip_seg.shape[2]:
+                seg = seg + skip_seg
+        return rgb, seg
+
+
+class Synthesis(NamedTuple):
+    """What the generator produces from expanded W+ codes."""
+
+    rgb: torch.Tensor  # (B, 3, size, size), roughly in [-1, 1]
+    seg: torch.Tensor  # (B, K, size, size) segmentation logits
+    coarse: torch.Tensor  # (B, K, S, S) coarse mask 2m − 1
+    depth: torch.Tensor  # (B, K, S, S) pseudo-depths (zeros for the background)
+    latent: torch.Tensor  # (B, K·L, D) the expanded codes used
+
+
+class SemanticGenerator(nn.Module):
+    """SemanticStyleGAN's generator.
+
+    Typed API: :meth:`mapping`, :meth:`mean_latent`, :meth:`layout` and :meth:`synthesize`.
+    Official API: ``G(styles, …)`` (see :meth:`forward`), ``G.style``, ``G.n_latent``,
+    ``G.n_latent_expand``, ``G.mix_styles``, ``G.expand_latents``.
+    """
+
+    def __init__(self, cfg: SSGANConfig):
+        super().__init__()
+        self.config = cfg
+        self.size = cfg.size
+        self.style_dim = cfg.style_dim
+        self.n_local = self.seg_dim = cfg.seg_dim
+        self.local_layers = cfg.local_layers
+        self.depth_layers = cfg.depth_layers
+        self.base_layers = cfg.base_layers
+        self.coarse_size = cfg.coarse_size
+        self.transparent_dims = list(cfg.transparent_dims)
+        self.n_latent = cfg.n_latent
+        self.n_latent_expand = cfg.n_latent_expand
+
+        self.pos_embed = PositionEmbedding(2, cfg.local_channel, n_freqs=int(math.log2(cfg.size)))
+        self.local_nets = nn.ModuleList(LocalGenerator(cfg, use_depth=k > 0) for k in range(cfg.seg_dim))
+        self.render_net = RenderNet(cfg)
+        self.style = nn.Sequential(
+            PixelNorm(),
+            *(EqualLinear(cfg.style_dim, cfg.style_dim, lr_mul=cfg.lr_mlp, activation="fused_lrelu")
+              for _ in range(cfg.n_mlp)),
+        )
+        transparent = torch.zeros(cfg.seg_dim)
+        transparent[list(cfg.transparent_dims)] = 1
+        self.register_buffer("transparent", transparent, persistent=False)
+
+    # ----- latent codes -------------------------------------------------------------------
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, D) → w (N, D)."""
+        return self.style(z)
+
+    @torch.no_grad()
+    def mean_latent(self, n: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The mean w over ``n`` random z, (1, D): the truncation centre."""
+        device = self.transparent.device
+        z = torch.randn(n, self.style_dim, device=device, generator=generator)
+        return self.mapping(z).mean(0, keepdim=True)
+
+    def expand_latents(self, latent: torch.Tensor) -> torch.Tensor:
+        """Compact W+ (N, n_latent, D) → expanded W+ (N, K·L, D)."""
+        return L.expand_latents(latent, self.config)
+
+    def mix_styles(self, styles: Sequence[torch.Tensor],
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mapped codes → expanded W+, with style mixing for two codes (see :func:`latents.mix_styles`)."""
+        return L.mix_styles(styles, self.config, generator)
+
+    def layout(self, styles: Sequence[torch.Tensor], input_is_latent: bool = False, truncation: float = 1.0,
+               truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
+        """z or w codes → expanded W+: mapping (unless ``input_is_latent``), truncation, layout."""
+        if not isinstance(styles, (list, tuple)):
+            raise TypeError("styles must be a list of tensors, e.g. G([z]) (official convention)")
+        if not input_is_latent:
+            styles = [self.mapping(s) for s in styles]
+        return self.mix_styles(L.truncate(styles, truncation, truncation_latent))
+
+    # ----- synthesis ----------------------------------------------------------------------
+    def local_features(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All local generators at once: expanded W+ → hidden h (B, K, P, C) and depth (B, K, P)."""
+        cfg, nets = self.config, self.local_nets
+        B, K, Lyr, C = latent.shape[0], cfg.seg_dim, cfg.local_layers, cfg.local_channel
+        S = cfg.coarse_size
+        layers = [lin for net in nets for lin in net.linears]
+        aff = layers[0].conv.modulation
+        aff_w = torch.stack([m.conv.modulation.weight for m in layers]).view(K, Lyr, C, -1)
+        aff_b = torch.stack([m.conv.modulation.bias for m in layers]).view(K, Lyr, C)
+        w = latent.view(B, K, Lyr, -1)
+        styles = torch.einsum("bkld,klcd->bklc", w, aff_w) * aff.scale + aff_b * aff.lr_mul
+        weight = torch.stack([m.conv.weight.view(C, C) for m in layers]).view(K, Lyr, C, C)
+        bias = torch.stack([m.activate.bias for m in layers]).view(K, Lyr, C)
+        zero = latent.new_zeros(C)
+        depth_w = torch.stack([zero] + [n.to_depth.conv.effective_weight().view(C) for n in nets[1:]])
+        depth_b = torch.cat([latent.new_zeros(1)] + [n.to_depth.bias.view(1) for n in nets[1:]])
+        if coords is None:
+            coords = self.make_coords(1, latent.device)
+            x = self.pos_embed(coords).view(1, 1, C, S * S)
+        else:
+            if len(coords) != K:
+                raise ValueError(f"coords must list one (B, 2, {S}, {S}) tensor per class ({K})")
+            x = torch.stack([self.pos_embed(c) for c in coords], 1).view(B, K, C, S * S)
+        return grouped_mlp(x.transpose(-1, -2), modulated_weights(weight, styles), bias, depth_w, depth_b,
+                           cfg.depth_layers, cfg.detach_texture)
+
+    def make_coords(self, batch: int, device: torch.device | str) -> torch.Tensor:
+        """(batch, 2, S, S) coordinates in [−1, 1]: channel 0 is x (along width), channel 1 is y."""
+        S = self.config.coarse_size
+        t = torch.linspace(-1, 1, S, device=device)
+        grid = torch.stack([t.view(1, S).expand(S, S), t.view(S, 1).expand(S, S)])
+        return grid[None].expand(batch, -1, -1, -1)
+
+    def synthesize(self, latent: torch.Tensor, noise: Sequence[torch.Tensor | None] | None = None,
+                   randomize_noise: bool = True, composition_mask: torch.Tensor | None = None,
+                   coords: Sequence[torch.Tensor] | None = None) -> Synthesis:
+        """Expanded W+ (B, K·L, D) → :class:`Synthesis`.
+
+        composition_mask: (B, K) of 0/1 to drop classes; noise: one tensor per render-net conv
+        (or None for fresh noise when ``randomize_noise``, else the stored buffers)."""
+        cfg = self.config
+        B, S = latent.shape[0], cfg.coarse_size
+        h, depth = self.local_features(latent, coords)
+        nets = self.local_nets
+        feat_w = torch.stack([n.to_feat.conv.effective_weight().flatten(1) for n in nets])
+        feat_b = torch.stack([n.to_feat.bias.flatten() for n in nets])
+        if composition_mask is not None and composition_mask.shape != (B, cfg.seg_dim):
+            raise ValueError(f"composition_mask must be (B, K) = ({B}, {cfg.seg_dim}), "
+                             f"got {tuple(composition_mask.shape)}")
+        transparent = self.transparent if cfg.transparent_dims else None
+        feat, m = fuse(h, depth, feat_w, feat_b, composition_mask, transparent)
+        feat = feat.view(B, S, S, -1).permute(0, 3, 1, 2)
+        coarse = (2 * m - 1).view(B, cfg.seg_dim, S, S)
+        rgb, seg = self.render_net(feat, noise, randomize_noise, coarse if cfg.residual_refine else None)
+        return Synthesis(rgb, seg, coarse, depth.view(B, cfg.seg_dim, S, S), latent)
+
+    def forward(self, styles: Sequence[torch.Tensor], coords: Sequence[torch.Tensor] | None = None,
+                truncation: float = 1, truncation_latent: torch.Tensor | None = None,
+                noise: Sequence[torch.Tensor | None] | None = None, randomize_noise: bool = True,
+                input_is_latent: bool = False, composition_mask: torch.Tensor | None = None,
+                return_latents: bool = False, return_coarse: bool = False, return_all: bool = False):
+        """The official call: ``styles`` is a list of one z/w tensor (two for style mixing).
+
+        Returns (rgb, seg); with ``return_latents`` (rgb, latent); with ``return_coarse``
+        (rgb, coarse); with ``return_all`` (rgb, seg, coarse, depths, latent), depths a list of K
+        (B, 1, S, S) tensors."""
+        latent = self.layout(styles, input_is_latent, truncation, truncation_latent)
+        out = self.synthesize(latent, noise, randomize_noise, composition_mask, coords)
+        if return_latents:
+            return out.rgb, out.latent
+        if return_coarse:
+            return out.rgb, out.coarse
+        if return_all:
+            return out.rgb, out.seg, out.coarse, list(out.depth.split(1, 1)), out.latent
+        return out.rgb, out.seg
