@@ -1,0 +1,869 @@
+"""Training data: a built-in procedural dataset, image/label folders, a fast loader, and the
+CelebAMask-HQ label converter.
+
+Every dataset here yields a dict per item (SPEC.md, "Training"):
+
+* ``'image'``: float tensor ``(3, H, W)`` scaled to ``[-1, 1]``;
+* ``'mask'``: float tensor ``(K, H, W)``, the label one-hot per class, scaled to ``[-1, 1]``
+  (1 where the pixel belongs to the class, -1 elsewhere);
+* ``'label'``: long tensor ``(H, W)`` of class indices in ``[0, K)``.
+
+Image-only data (:class:`FolderDataset` with ``labels=None``, used for domain adaptation) yields
+``'image'`` alone: the keys ``'mask'`` and ``'label'`` are absent.
+
+Command line::
+
+    python -m ssgan.data celebamask ANNO_DIR OUT_DIR [--size 512] [--workers N]
+    python -m ssgan.data synthetic OUT_DIR [--n 1000] [--size 64] [--seg-dim 5] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+__all__ = [
+    "CELEBAMASK_PARTS",
+    "IMAGE_SUFFIXES",
+    "CachedDataset",
+    "DatasetError",
+    "FolderDataset",
+    "SyntheticFaces",
+    "celebamask_labels",
+    "export_synthetic",
+    "infinite_batches",
+    "label_to_mask",
+    "main",
+    "make_loader",
+    "open_dataset",
+]
+
+#: Image file suffixes that :class:`FolderDataset` reads (case-insensitive).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+# Errors PIL raises for unreadable, truncated or hostile files.
+_PIL_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+class DatasetError(ValueError):
+    """Bad training data: the message names the offending file(s) and how to fix them."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Item conversion shared by all datasets
+# ------------------------------------------------------------------------------------------------
+
+
+def label_to_mask(label: torch.Tensor, seg_dim: int) -> torch.Tensor:
+    """One-hot mask scaled to ``[-1, 1]`` from class indices.
+
+    ``label``: long tensor ``(H, W)`` or ``(N, H, W)``; returns float ``(K, H, W)`` or
+    ``(N, K, H, W)``. Handy to expand labels on the GPU instead of shipping ``'mask'``.
+    """
+    one_hot = F.one_hot(label.long(), seg_dim)  # (..., H, W, K)
+    return one_hot.movedim(-1, -3).float().mul_(2).sub_(1).contiguous()
+
+
+def _to_item(
+    image: np.ndarray, label: np.ndarray | None, seg_dim: int, flip: bool
+) -> dict[str, torch.Tensor]:
+    """uint8 ``(H, W, 3)`` image and uint8 ``(H, W)`` label -> the item dict (see module doc)."""
+    if flip:
+        image = image[:, ::-1]
+        label = None if label is None else label[:, ::-1]
+    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(127.5).sub_(1)
+    item = {"image": img.contiguous()}
+    if label is not None:
+        lab = torch.from_numpy(np.ascontiguousarray(label)).long()
+        item["mask"] = label_to_mask(lab, seg_dim)
+        item["label"] = lab
+    return item
+
+
+class _ItemDataset(Dataset):
+    """Base: subclasses provide ``_load(i) -> (uint8 image (H,W,3), uint8 label (H,W) | None)``
+    without any flip; this class applies the optional random horizontal flip and builds the dict.
+
+    Attributes every subclass sets: ``size`` (H = W), ``seg_dim`` (K), ``hflip`` and
+    ``has_labels`` (False for image-only data).
+    """
+
+    size: int
+    seg_dim: int
+    hflip: bool
+    has_labels: bool
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check_index(self, index: int) -> int:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} items")
+        return index % n
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index = self._check_index(int(index))
+        image, label = self._load(index)
+        flip = self.hflip and bool(torch.rand(()) < 0.5)
+        return _to_item(image, label, self.seg_dim, flip)
+
+
+# ------------------------------------------------------------------------------------------------
+# Built-in procedural dataset
+# ------------------------------------------------------------------------------------------------
+
+
+def _value_noise(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cells: int) -> np.ndarray:
+    """Smooth noise, roughly N(0, 1), defined on the unit square (so resolution independent):
+    random values on a ``(cells+1)^2`` lattice, interpolated bicubically-smooth between them."""
+    lattice = rng.standard_normal((cells + 1, cells + 1))
+    gx, gy = x * cells, y * cells
+    x0 = np.clip(np.floor(gx).astype(np.int64), 0, cells - 1)
+    y0 = np.clip(np.floor(gy).astype(np.int64), 0, cells - 1)
+    fx, fy = gx - x0, gy - y0
+    fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
+    top = lattice[y0, x0] * (1 - fx) + lattice[y0, x0 + 1] * fx
+    bottom = lattice[y0 + 1, x0] * (1 - fx) + lattice[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _stripes(x: np.ndarray, y: np.ndarray, angle: float, period: float, phase: float) -> np.ndarray:
+    """A sine stripe pattern in [-1, 1] (period in image-width units)."""
+    t = x * math.cos(angle) + y * math.sin(angle)
+    return np.sin(2 * math.pi * t / period + phase)
+
+
+class SyntheticFaces(_ItemDataset):
+    """Procedural "faces" for tests and CPU training: no download, any resolution.
+
+    Item ``i`` is drawn from a NumPy generator seeded with ``(seed, i)`` only, so it is
+    reproducible and independent of the global RNGs and of worker processes. Shapes are evaluated
+    analytically at the pixel centres of a ``size x size`` grid over the unit square, so
+    32 px and 256 px items show the same scene.
+
+    Classes (``seg_dim`` = K >= 5; fewer raises ``ValueError``):
+
+    * 0 background: a two-colour linear gradient plus smooth noise;
+    * 1 face: a large rotated ellipse, skin tone with jitter, shading and a fine noise texture;
+    * 2 eyes: two dark discs with a radial gradient;
+    * 3 mouth: a horizontal ellipse, reddish, with horizontal stripes;
+    * 4 glasses (present in ~60 % of items): two rings and a bridge whose colour is
+      alpha-blended (alpha 0.45..0.75) over what lies below while its label wins: the
+      partly transparent class (``tiny`` preset: ``transparent_dims=(4,)``);
+    * 5 .. K-1 (when K > 5): extra striped shapes (rotated rectangles, triangles, discs) at random
+      places, each present in ~70 % of items, behind or in front of the face.
+
+    ``hflip``: flip each item horizontally with probability 1/2 (torch RNG).
+    """
+
+    MIN_CLASSES = 5
+
+    def __init__(self, size: int, length: int, seed: int = 0, seg_dim: int = 5, hflip: bool = False):
+        if seg_dim < self.MIN_CLASSES:
+            raise ValueError(
+                f"SyntheticFaces draws {self.MIN_CLASSES} classes (background, face, eyes, mouth, "
+                f"glasses) and needs seg_dim >= {self.MIN_CLASSES}, got seg_dim={seg_dim}"
+            )
+        if seg_dim > 256:
+            raise ValueError(f"seg_dim={seg_dim} is too large (labels are stored as uint8, at most 256)")
+        if size < 1 or length < 1:
+            raise ValueError(f"need size >= 1 and length >= 1, got size={size}, length={length}")
+        self.size, self.length, self.seed, self.seg_dim = int(size), int(length), int(seed), int(seg_dim)
+        self.hflip = bool(hflip)
+        self.has_labels = True
+        c = (np.arange(self.size, dtype=np.float64) + 0.5) / self.size
+        self._y, self._x = np.meshgrid(c, c, indexing="ij")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.render(index)
+
+    def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item ``index`` as (uint8 image ``(H, W, 3)``, uint8 label ``(H, W)``), unflipped."""
+        rng = np.random.default_rng([self.seed, int(index)])
+        x, y = self._x, self._y
+        u = rng.uniform
+        img = np.empty((self.size, self.size, 3))
+        label = np.zeros((self.size, self.size), dtype=np.uint8)
+
+        def paint(region: np.ndarray, k: int, colour: np.ndarray) -> None:
+            label[region] = k
+            img[region] = colour[region]
+
+        # 0: background gradient + smooth noise.
+        c0, c1 = u(0.05, 0.95, 3), u(0.05, 0.95, 3)
+        angle = u(0, 2 * math.pi)
+        t = np.clip((x - 0.5) * math.cos(angle) + (y - 0.5) * math.sin(angle) + 0.5, 0, 1)[..., None]
+        img[:] = c0 * (1 - t) + c1 * t + 0.06 * _value_noise(rng, x, y, 6)[..., None]
+
+        # Extra classes 5..K-1: parameters now, painted behind or in front of the face.
+        extras = [self._extra_shape(rng, k) for k in range(self.MIN_CLASSES, self.seg_dim)]
+        for region, k, colour, behind in extras:
+            if region is not None and behind:
+                paint(region, k, colour)
+
+        # 1: face ellipse in a rotated frame (fx, fy: face-local coordinates in units of a, b).
+        cx, cy = 0.5 + u(-0.1, 0.1), 0.52 + u(-0.08, 0.08)
+        a, b, rot = u(0.24, 0.32), u(0.30, 0.38), u(-0.35, 0.35)
+        cos, sin = math.cos(rot), math.sin(rot)
+        fx = ((x - cx) * cos + (y - cy) * sin) / a
+        fy = (-(x - cx) * sin + (y - cy) * cos) / b
+        r2 = fx * fx + fy * fy
+        tones = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.52], [0.70, 0.50, 0.36], [0.45, 0.31, 0.22]])
+        skin = tones[rng.integers(len(tones))] + u(-0.06, 0.06, 3)
+        skin_col = skin * (1.08 - 0.3 * r2)[..., None] + 0.04 * _value_noise(rng, x, y, 24)[..., None]
+        paint(r2 <= 1, 1, skin_col)
+
+        def to_image(lx: float, ly: float) -> tuple[float, float]:
+            """Face-local (units of a, b) -> image coordinates."""
+            return cx + lx * a * cos - ly * b * sin, cy + lx * a * sin + ly * b * cos
+
+        # 2: eyes.
+        eye_y, eye_dx, eye_r = u(-0.28, -0.12), u(0.32, 0.45), u(0.045, 0.065)
+        eye_col = u(0.02, 0.3, 3)
+        eyes = [to_image(s * eye_dx, eye_y) for s in (-1, 1)]
+        for ex, ey in eyes:
+            d = np.sqrt((x - ex) ** 2 + (y - ey) ** 2)
+            paint(d <= eye_r, 2, eye_col * (0.5 + 0.7 * d / eye_r)[..., None])
+
+        # 3: mouth, a horizontal ellipse (in the face frame) with horizontal stripes.
+        mx, my = to_image(u(-0.08, 0.08), u(0.35, 0.55))
+        mw, mh = u(0.3, 0.5) * a, u(0.035, 0.06)
+        mu = ((x - mx) * cos + (y - my) * sin) / mw
+        mv = (-(x - mx) * sin + (y - my) * cos) / mh
+        mouth_col = np.array([u(0.55, 0.9), u(0.08, 0.3), u(0.12, 0.35)])
+        stripes = _stripes(x, y, rot + math.pi / 2, u(0.025, 0.045), u(0, 2 * math.pi))
+        paint(mu * mu + mv * mv <= 1, 3, mouth_col * (1 + 0.18 * stripes)[..., None])
+
+        for region, k, colour, behind in extras:
+            if region is not None and not behind:
+                paint(region, k, colour)
+
+        # 4: glasses: rings around the eyes and a bridge, alpha-blended, label wins.
+        if u() < 0.6:
+            ring_r, thick = eye_r * u(1.7, 2.3), u(0.03, 0.045)
+            alpha = u(0.45, 0.75)
+            frame = np.zeros_like(x, dtype=bool)
+            for ex, ey in eyes:
+                ex, ey = ex + u(-0.01, 0.01), ey + u(-0.01, 0.01)
+                d = np.sqrt((x - ex) ** 2 + (y - ey) ** 2)
+                frame |= np.abs(d - ring_r) <= thick / 2
+            # bridge: a bar between the rings along the eye line
+            (lx, ly), (rx, ry) = eyes
+            ux, uy = (rx - lx), (ry - ly)
+            length = math.hypot(ux, uy)
+            ux, uy = ux / length, uy / length
+            along = (x - lx) * ux + (y - ly) * uy
+            across = -(x - lx) * uy + (y - ly) * ux
+            frame |= (np.abs(across) <= thick / 2) & (along >= ring_r) & (along <= length - ring_r)
+            glass_col = u(0.0, 1.0, 3) * (1 + 0.15 * _stripes(x, y, u(0, math.pi), 0.04, 0.0))[..., None]
+            label[frame] = 4
+            img[frame] = alpha * glass_col[frame] + (1 - alpha) * img[frame]
+
+        image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+        return image, label
+
+    def _extra_shape(self, rng: np.random.Generator, k: int):
+        """(region | None, k, colour field, behind_face) for extra class ``k`` (always draws the
+        same random numbers so that items stay reproducible whatever is present)."""
+        x, y = self._x, self._y
+        present = rng.uniform() < 0.7
+        behind = rng.uniform() < 0.4
+        cx, cy = rng.uniform(0.1, 0.9, 2)
+        s, rot = rng.uniform(0.07, 0.16), rng.uniform(0, math.pi)
+        colour = rng.uniform(0.0, 1.0, 3)
+        st = _stripes(x, y, rng.uniform(0, math.pi), rng.uniform(0.02, 0.05), rng.uniform(0, 2 * math.pi))
+        field = np.clip(colour * (1 + 0.2 * st)[..., None], 0, 1)
+        if not present:
+            return None, k, field, behind
+        lx = (x - cx) * math.cos(rot) + (y - cy) * math.sin(rot)
+        ly = -(x - cx) * math.sin(rot) + (y - cy) * math.cos(rot)
+        kind = (k - self.MIN_CLASSES) % 3
+        if kind == 0:  # rotated rectangle
+            region = (np.abs(lx) <= s) & (np.abs(ly) <= 0.6 * s)
+        elif kind == 1:  # triangle (apex up in its own frame)
+            region = (ly <= 0.6 * s) & (ly >= -s + 1.6 * np.abs(lx))
+        else:  # disc
+            region = lx * lx + ly * ly <= s * s
+        return region, k, field, behind
+
+
+def export_synthetic(out_dir: str | Path, n: int, size: int, seed: int = 0, seg_dim: int = 5) -> Path:
+    """Write ``n`` :class:`SyntheticFaces` items as ``out_dir/images/<i>.png`` and
+    ``out_dir/labels/<i>.png`` (mode L), a folder that :func:`open_dataset` reads back."""
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    ds = SyntheticFaces(size, n, seed, seg_dim)
+    for i in range(n):
+        image, label = ds.render(i)
+        Image.fromarray(image).save(out / "images" / f"{i}.png")
+        Image.fromarray(label).save(out / "labels" / f"{i}.png")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Image / label folders
+# ------------------------------------------------------------------------------------------------
+
+
+def _names(paths: Sequence[Path], limit: int = 5) -> str:
+    shown = ", ".join(p.name for p in paths[:limit])
+    return shown + (f", ... ({len(paths)} in all)" if len(paths) > limit else f" ({len(paths)} in all)")
+
+
+def _scan(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
+    """stem -> file for the files of ``folder`` (not recursive) whose suffix is in ``suffixes``."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in suffixes:
+            continue
+        if p.stem in found:
+            raise DatasetError(
+                f"two {what} files share the stem {p.stem!r}: {found[p.stem]} and {p}; "
+                f"keep one of them (files are matched by stem)"
+            )
+        found[p.stem] = p
+    return found
+
+
+def _same_area(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Equal aspect ratio (to 1 %): the same picture at possibly different scales."""
+    return abs(a[0] * b[1] - a[1] * b[0]) <= 0.01 * a[0] * b[1]
+
+
+class FolderDataset(_ItemDataset):
+    """Images (and their label maps) from two folders, matched by file stem.
+
+    * ``images``: files ending in .png/.jpg/.jpeg/.webp/.bmp (not recursive; hidden files and
+      other suffixes are ignored), converted to RGB and resized to ``size x size`` with LANCZOS
+      (JPEGs are first decoded at reduced scale, no smaller than 2*size, which is much faster).
+      Non-square images are stretched.
+    * ``labels``: ``<stem>.png`` per image, single channel (mode L or P) holding class indices
+      0..K-1, resized with NEAREST (values stay class indices). A label may be a different
+      resolution than its image (CelebA-HQ: 1024 px images, 512 px labels) but must have the
+      same aspect ratio. ``labels=None``: image-only data (domain adaptation); items then hold
+      only ``'image'`` (no ``'mask'``/``'label'``) and ``has_labels`` is False.
+    * ``hflip``: flip each item (image and label together) with probability 1/2.
+
+    The constructor checks names up front (empty folder, image without label, label without
+    image, duplicate stems) and, with ``verify=True``, reads every file header (no decoding):
+    unreadable images, labels that are not single-channel, image/label shape mismatches. Items
+    are checked again when read (corrupt data, label values >= K). Problems raise
+    :class:`DatasetError` naming the file and the fix; files are never skipped silently.
+    """
+
+    def __init__(
+        self,
+        images: str | Path,
+        labels: str | Path | None,
+        size: int,
+        seg_dim: int,
+        hflip: bool = False,
+        *,
+        verify: bool = True,
+    ):
+        self.size, self.seg_dim, self.hflip = int(size), int(seg_dim), bool(hflip)
+        if self.seg_dim > 256:
+            raise ValueError(f"seg_dim={seg_dim} is too large (label PNGs hold at most 256 classes)")
+        self.images_dir = Path(images)
+        if not self.images_dir.is_dir():
+            raise DatasetError(f"image folder {self.images_dir} does not exist or is not a folder")
+        image_files = _scan(self.images_dir, IMAGE_SUFFIXES, "image")
+        if not image_files:
+            raise DatasetError(
+                f"no images in {self.images_dir} (looked for {', '.join(IMAGE_SUFFIXES)} files directly "
+                f"inside it, not in subfolders); put the training images there or pass another folder"
+            )
+        self.stems = sorted(image_files)
+        self.image_files = [image_files[s] for s in self.stems]
+        self.labels_dir = None if labels is None else Path(labels)
+        self.has_labels = self.labels_dir is not None
+        self.label_files: list[Path] | None = None
+        if self.labels_dir is not None:
+            self.label_files = self._match_labels(self.labels_dir, image_files)
+        if verify:
+            for i in range(len(self)):
+                self.check_headers(i)
+
+    def _match_labels(self, folder: Path, image_files: dict[str, Path]) -> list[Path]:
+        if not folder.is_dir():
+            raise DatasetError(
+                f"label folder {folder} does not exist or is not a folder; pass the folder of label "
+                f"PNGs, or no labels for image-only data"
+            )
+        lossy = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+                 and p.suffix.lower() != ".png" and not p.name.startswith(".")]
+        if lossy:
+            raise DatasetError(
+                f"label folder {folder} holds non-PNG files: {_names(lossy)}; labels must be PNGs of "
+                f"class indices (lossy formats corrupt them); re-export them as PNG"
+            )
+        label_files = _scan(folder, (".png",), "label")
+        if not label_files:
+            raise DatasetError(f"no label PNGs in {folder}; add <stem>.png per image or omit labels")
+        missing = [image_files[s] for s in sorted(set(image_files) - set(label_files))]
+        if missing:
+            raise DatasetError(
+                f"{len(missing)} image(s) have no label in {folder}: {_names(missing)}; every image "
+                f"needs a label <stem>.png, so add them or remove those images"
+            )
+        orphans = [label_files[s] for s in sorted(set(label_files) - set(image_files))]
+        if orphans:
+            raise DatasetError(
+                f"{len(orphans)} label(s) have no image in {self.images_dir}: {_names(orphans)}; add "
+                f"the images or remove those labels"
+            )
+        return [label_files[s] for s in self.stems]
+
+    def __len__(self) -> int:
+        return len(self.image_files)
+
+    # -- checks -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _bad_image(path: Path, err: BaseException) -> DatasetError:
+        return DatasetError(f"cannot read image {path}: {err} (re-export or delete it)")
+
+    def _label_mode_error(self, path: Path, mode: str, bands: int) -> DatasetError:
+        return DatasetError(
+            f"label {path} has mode {mode} ({bands} channel(s)) but labels must be single-channel "
+            f"class indices (PNG mode L or P); convert colour-coded labels to index PNGs"
+        )
+
+    def _shape_error(self, image: Path, isize: tuple[int, int], label: Path,
+                     lsize: tuple[int, int]) -> DatasetError:
+        return DatasetError(
+            f"image {image} is {isize[0]}x{isize[1]} but its label {label} is {lsize[0]}x{lsize[1]}; "
+            f"they must show the same area (equal size, or the same aspect ratio at another scale); "
+            f"re-export the label at the image's size"
+        )
+
+    def check_headers(self, index: int) -> None:
+        """Read the headers of item ``index``'s files (no decoding); raise :class:`DatasetError`
+        for an unreadable image, a label that is not single-channel or a shape mismatch."""
+        path = self.image_files[index]
+        try:
+            with Image.open(path) as im:
+                isize = im.size
+        except _PIL_ERRORS as e:
+            raise self._bad_image(path, e) from e
+        if self.label_files is None:
+            return
+        lpath = self.label_files[index]
+        try:
+            with Image.open(lpath) as lm:
+                lmode, lsize, bands = lm.mode, lm.size, len(lm.getbands())
+        except _PIL_ERRORS as e:
+            raise DatasetError(f"cannot read label {lpath}: {e} (re-export or delete it)") from e
+        if lmode not in ("L", "P"):
+            raise self._label_mode_error(lpath, lmode, bands)
+        if not _same_area(isize, lsize):
+            raise self._shape_error(path, isize, lpath, lsize)
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        size = self.size
+        path = self.image_files[index]
+        try:
+            with Image.open(path) as im:
+                isize = im.size
+                if im.format == "JPEG" and min(isize) > 2 * size:
+                    im.draft("RGB", (2 * size, 2 * size))
+                im = im.convert("RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.LANCZOS)
+                image = np.asarray(im)
+        except _PIL_ERRORS as e:
+            raise self._bad_image(path, e) from e
+        if self.label_files is None:
+            return image, None
+        lpath = self.label_files[index]
+        try:
+            with Image.open(lpath) as lm:
+                if lm.mode not in ("L", "P"):
+                    raise self._label_mode_error(lpath, lm.mode, len(lm.getbands()))
+                if not _same_area(isize, lm.size):
+                    raise self._shape_error(path, isize, lpath, lm.size)
+                label = np.asarray(lm)
+                top = int(label.max())
+                if top >= self.seg_dim:
+                    raise DatasetError(
+                        f"label {lpath} holds class {top} but the model has seg_dim={self.seg_dim} "
+                        f"classes (values 0..{self.seg_dim - 1}); check --seg-dim or the label encoding"
+                    )
+                if lm.size != (size, size):
+                    label = np.asarray(lm.resize((size, size), Image.Resampling.NEAREST))
+        except DatasetError:
+            raise
+        except _PIL_ERRORS as e:
+            raise DatasetError(f"cannot read label {lpath}: {e} (re-export or delete it)") from e
+        return image, label.astype(np.uint8, copy=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# In-memory cache
+# ------------------------------------------------------------------------------------------------
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+class _RawView(Dataset):
+    def __init__(self, base: _ItemDataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray | None]:
+        image, label = self.base._load(index)
+        return index, image, label
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+class CachedDataset(_ItemDataset):
+    """Decode a dataset once into uint8 tensors in memory, then serve items without file I/O.
+
+    Holds ``images`` (uint8 ``(N, H, W, 3)``) and, with labels, ``labels`` (uint8 ``(N, H, W)``):
+    ``N * H * W * 4`` bytes with labels (3 without), e.g. 30 000 images at 256 px: 7.3 GiB,
+    at 128 px: 1.8 GiB, at 512 px: 29 GiB. Raises :class:`DatasetError` when that exceeds
+    ``max_bytes`` (default: half the machine's physical memory). The random horizontal flip of
+    the wrapped dataset is applied per item as before (the cache holds unflipped data).
+    ``workers`` > 0 decodes in parallel worker processes. DataLoader workers forked later share
+    the cache copy-on-write.
+    """
+
+    def __init__(self, dataset: _ItemDataset, *, workers: int = 0, max_bytes: int | None = None,
+                 progress: bool = False):
+        if not isinstance(dataset, _ItemDataset):
+            raise TypeError(f"CachedDataset wraps the datasets of ssgan.data, not {type(dataset).__name__}")
+        self.size, self.seg_dim, self.hflip = dataset.size, dataset.seg_dim, dataset.hflip
+        self.has_labels = dataset.has_labels
+        n, s = len(dataset), dataset.size
+        need = n * s * s * (4 if self.has_labels else 3)
+        if max_bytes is None:
+            phys = _physical_memory()
+            max_bytes = phys // 2 if phys else need
+        if need > max_bytes:
+            raise DatasetError(
+                f"caching {n} images at {s} px needs {need / 2**30:.1f} GiB but the limit is "
+                f"{max_bytes / 2**30:.1f} GiB; train without the cache (more loader workers instead) "
+                f"or at a lower size"
+            )
+        self.images = torch.empty((n, s, s, 3), dtype=torch.uint8)
+        self.labels = torch.empty((n, s, s), dtype=torch.uint8) if self.has_labels else None
+        loader = DataLoader(_RawView(dataset), batch_size=None, shuffle=False, num_workers=workers,
+                            collate_fn=_identity)
+        if progress:
+            from tqdm import tqdm
+
+            loader = tqdm(loader, total=n, desc="caching", unit="img")
+        for i, image, label in loader:
+            self.images[i] = torch.from_numpy(np.ascontiguousarray(image))
+            if self.labels is not None:
+                self.labels[i] = torch.from_numpy(np.ascontiguousarray(label))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        label = None if self.labels is None else self.labels[index].numpy()
+        return self.images[index].numpy(), label
+
+
+# ------------------------------------------------------------------------------------------------
+# Opening datasets and loading batches
+# ------------------------------------------------------------------------------------------------
+
+
+def open_dataset(
+    data: str | None,
+    images: str | None,
+    labels: str | None,
+    size: int,
+    seg_dim: int,
+    hflip: bool = False,
+    seed: int = 0,
+    length: int = 10000,
+    *,
+    cache: bool = False,
+    cache_workers: int = 0,
+) -> _ItemDataset:
+    """The dataset the command-line options describe.
+
+    * nothing (or ``data="synthetic"`` when no such folder exists): :class:`SyntheticFaces`
+      of ``length`` items drawn with ``seed``;
+    * ``data=DIR``: images from ``DIR/images``, labels from ``DIR/labels`` when that folder
+      exists, otherwise image-only data;
+    * ``images`` / ``labels``: explicit folders, overriding those under ``data``; ``images``
+      without ``labels`` (and without ``DIR/labels``) is image-only data.
+
+    ``cache=True`` wraps the result in :class:`CachedDataset` (see its memory needs).
+    """
+    if data is None and images is None:
+        if labels is not None:
+            raise DatasetError("a label folder was given without images; pass --images or --data too")
+        ds: _ItemDataset = SyntheticFaces(size, length, seed, seg_dim, hflip=hflip)
+    elif data == "synthetic" and images is None and labels is None and not Path(data).exists():
+        ds = SyntheticFaces(size, length, seed, seg_dim, hflip=hflip)
+    else:
+        root = None if data is None else Path(data)
+        if root is not None and not root.is_dir():
+            raise DatasetError(f"data folder {root} does not exist or is not a folder")
+        if images is not None:
+            img_dir = Path(images)
+        else:
+            img_dir = root / "images"
+            if not img_dir.is_dir():
+                raise DatasetError(
+                    f"{root} has no images/ folder; expected {root}/images (and optionally "
+                    f"{root}/labels), or pass the image folder explicitly (--images)"
+                )
+        if labels is not None:
+            lab_dir: Path | None = Path(labels)
+        elif root is not None and (root / "labels").is_dir():
+            lab_dir = root / "labels"
+        else:
+            lab_dir = None
+        ds = FolderDataset(img_dir, lab_dir, size, seg_dim, hflip)
+    if cache:
+        ds = CachedDataset(ds, workers=cache_workers, progress=True)
+    return ds
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int | None = None,
+    pin_memory: bool | None = None,
+    drop_last: bool = True,
+    prefetch_factor: int = 4,
+) -> DataLoader:
+    """A DataLoader of ``batch_size`` items per process (per rank).
+
+    ``world_size`` > 1: a seeded :class:`DistributedSampler` gives each rank its share; use
+    :func:`infinite_batches` so that ``set_epoch`` reshuffles every pass. Otherwise shuffling uses
+    a generator seeded with ``seed``. ``workers``: loader processes, default
+    ``min(8, cpus // world_size)`` (at least 1; 0 loads in the main process), persistent, with
+    ``prefetch_factor`` batches each in flight. ``pin_memory`` defaults to
+    ``torch.cuda.is_available()``. Raises :class:`DatasetError` when a rank's share of the data
+    is smaller than one batch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    n = len(dataset)
+    per_rank = n // world_size
+    if per_rank < batch_size:
+        if world_size == 1:
+            msg = f"dataset has {n} images but one batch needs {batch_size}; lower --batch or add data"
+        else:
+            msg = (f"dataset has {n} images, {per_rank} per process over {world_size} processes, but "
+                   f"one batch needs {batch_size} per process; lower --batch or add data")
+        raise DatasetError(msg)
+    sampler = None
+    generator = None
+    if world_size > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                     seed=seed, drop_last=True)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+    if workers is None:
+        workers = min(8, max(1, _cpu_count() // world_size))
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra.update(persistent_workers=True, prefetch_factor=prefetch_factor)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        generator=generator,
+        **extra,
+    )
+
+
+def infinite_batches(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield batches forever, pass after pass, calling ``sampler.set_epoch(pass)`` first when the
+    sampler has it (DistributedSampler), so that every pass is shuffled anew."""
+    epoch = 0
+    while True:
+        set_epoch = getattr(loader.sampler, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise DatasetError("the data loader yields no batches; lower --batch or add data")
+        epoch += 1
+
+
+# ------------------------------------------------------------------------------------------------
+# CelebAMask-HQ
+# ------------------------------------------------------------------------------------------------
+
+#: CelebAMask-HQ part -> class of SPEC.md, in paint order (later parts overwrite earlier ones),
+#: as in the official SemanticStyleGAN ``data/preprocess_celeba.py``.
+CELEBAMASK_PARTS: tuple[tuple[str, int], ...] = (
+    ("skin", 1), ("eye_g", 10), ("l_eye", 2), ("r_eye", 2), ("l_brow", 3), ("r_brow", 3),
+    ("mouth", 4), ("l_lip", 4), ("u_lip", 4), ("nose", 5), ("hair", 7), ("l_ear", 6), ("r_ear", 6),
+    ("neck", 8), ("neck_l", 8), ("cloth", 9), ("hat", 11), ("ear_r", 12),
+)
+_PART_CLASS = dict(CELEBAMASK_PARTS)
+
+
+def _celebamask_one(job: tuple[int, dict[str, Path], Path, int]) -> None:
+    ident, parts, out_dir, size = job
+    label = np.zeros((size, size), dtype=np.uint8)
+    for part, cls in CELEBAMASK_PARTS:
+        path = parts.get(part)
+        if path is None:
+            continue
+        try:
+            with Image.open(path) as im:
+                if im.size != (size, size):
+                    raise DatasetError(
+                        f"mask {path} is {im.size[0]}x{im.size[1]} but {size}x{size} was expected; "
+                        f"CelebAMask-HQ masks are 512x512 (pass --size {im.size[0]} if yours were resized)"
+                    )
+                on = np.asarray(im.convert("L")) >= 128
+        except DatasetError:
+            raise
+        except _PIL_ERRORS as e:
+            raise DatasetError(f"cannot read mask {path}: {e} (re-download or re-extract it)") from e
+        label[on] = cls
+    Image.fromarray(label).save(out_dir / f"{ident}.png")
+
+
+def celebamask_labels(anno_dir: str | Path, out_dir: str | Path, size: int = 512, progress: bool = True,
+                      workers: int = 0) -> int:
+    """Convert CelebAMask-HQ's per-part masks to label PNGs of the 13 classes of SPEC.md.
+
+    ``anno_dir`` is ``CelebAMask-HQ-mask-anno`` holding ``<0..14>/<5-digit id>_<part>.png``
+    (white = part); each id becomes ``out_dir/<id>.png`` (mode L, ``size x size``, the id without
+    leading zeros, matching CelebA-HQ-img's ``<id>.jpg``), parts painted in
+    :data:`CELEBAMASK_PARTS` order. Masks must be ``size x size``. Returns the number written.
+    """
+    anno = Path(anno_dir)
+    if not anno.is_dir():
+        raise DatasetError(
+            f"CelebAMask-HQ annotation folder {anno} does not exist; pass the CelebAMask-HQ-mask-anno "
+            f"folder (it holds the subfolders 0 .. 14)"
+        )
+    jobs: dict[int, dict[str, Path]] = {}
+    for path in sorted(anno.glob("*/*.png")):
+        ident, _, part = path.stem.partition("_")
+        if not ident.isdigit() or part not in _PART_CLASS:
+            raise DatasetError(
+                f"unexpected file {path}: CelebAMask-HQ masks are named <id>_<part>.png with part one "
+                f"of {', '.join(_PART_CLASS)}; move it out of {anno}"
+            )
+        parts = jobs.setdefault(int(ident), {})
+        if part in parts:
+            raise DatasetError(f"two masks for image {int(ident)}, part {part}: {parts[part]} and {path}")
+        parts[part] = path
+    if not jobs:
+        raise DatasetError(f"no mask PNGs under {anno}/<0..14>/; is this the CelebAMask-HQ-mask-anno folder?")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(ident, jobs[ident], out, size) for ident in sorted(jobs)]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="CelebAMask-HQ labels", unit="img", disable=not progress)
+    if workers > 0:
+        import multiprocessing
+
+        with multiprocessing.Pool(workers) as pool:
+            for _ in pool.imap_unordered(_celebamask_one, todo, chunksize=16):
+                bar.update()
+    else:
+        for job in todo:
+            _celebamask_one(job)
+            bar.update()
+    bar.close()
+    return len(todo)
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ssgan.data {celebamask,synthetic} ...``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m ssgan.data", description="Prepare training data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("celebamask", help="CelebAMask-HQ part masks -> 13-class label PNGs")
+    p.add_argument("anno_dir", help="the CelebAMask-HQ-mask-anno folder (subfolders 0 .. 14)")
+    p.add_argument("out_dir", help="where to write <id>.png labels (e.g. DATA/labels)")
+    p.add_argument("--size", type=int, default=512, help="mask size in pixels (default 512)")
+    p.add_argument("--workers", type=int, default=0, help="parallel processes (default 0: this one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    s = sub.add_parser("synthetic", help="write the built-in dataset as images/ and labels/ folders")
+    s.add_argument("out_dir")
+    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--seg-dim", type=int, default=5)
+    s.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "celebamask":
+            n = celebamask_labels(args.anno_dir, args.out_dir, args.size, not args.quiet, args.workers)
+            print(f"wrote {n} labels to {args.out_dir}")
+        else:
+            export_synthetic(args.out_dir, args.n, args.size, args.seed, args.seg_dim)
+            print(f"wrote {args.n} images and labels to {args.out_dir}")
+    except (DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
