@@ -75,6 +75,12 @@ def label_to_mask(label: torch.Tensor, seg_dim: int) -> torch.Tensor:
     return one_hot.movedim(-1, -3).float().mul_(2).sub_(1).contiguous()
 
 
+def _writable(a: np.ndarray) -> np.ndarray:
+    """Contiguous and writable (arrays from PIL are read-only), copying only when needed."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
 def _to_item(
     image: np.ndarray, label: np.ndarray | None, seg_dim: int, flip: bool
 ) -> dict[str, torch.Tensor]:
@@ -82,10 +88,10 @@ def _to_item(
     if flip:
         image = image[:, ::-1]
         label = None if label is None else label[:, ::-1]
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(127.5).sub_(1)
+    img = torch.from_numpy(_writable(image)).permute(2, 0, 1).float().div_(127.5).sub_(1)
     item = {"image": img.contiguous()}
     if label is not None:
-        lab = torch.from_numpy(np.ascontiguousarray(label)).long()
+        lab = torch.from_numpy(_writable(label)).long()
         item["mask"] = label_to_mask(lab, seg_dim)
         item["label"] = lab
     return item
@@ -585,9 +591,9 @@ class CachedDataset(_ItemDataset):
 
             loader = tqdm(loader, total=n, desc="caching", unit="img")
         for i, image, label in loader:
-            self.images[i] = torch.from_numpy(np.ascontiguousarray(image))
+            self.images[i] = torch.from_numpy(_writable(image))
             if self.labels is not None:
-                self.labels[i] = torch.from_numpy(np.ascontiguousarray(label))
+                self.labels[i] = torch.from_numpy(_writable(label))
 
     def __len__(self) -> int:
         return self.images.shape[0]
