@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -68,32 +67,34 @@ class DatasetError(ValueError):
 def label_to_mask(label: torch.Tensor, seg_dim: int) -> torch.Tensor:
     """One-hot mask scaled to ``[-1, 1]`` from class indices.
 
-    ``label``: long tensor ``(H, W)`` or ``(N, H, W)``; returns float ``(K, H, W)`` or
-    ``(N, K, H, W)``. Handy to expand labels on the GPU instead of shipping ``'mask'``.
+    ``label``: integer tensor ``(H, W)`` or ``(N, H, W)``; returns float ``(K, H, W)`` or
+    ``(N, K, H, W)`` on the same device. Handy to expand labels on the GPU.
     """
-    one_hot = F.one_hot(label.long(), seg_dim)  # (..., H, W, K)
-    return one_hot.movedim(-1, -3).float().mul_(2).sub_(1).contiguous()
-
-
-def _writable(a: np.ndarray) -> np.ndarray:
-    """Contiguous and writable (arrays from PIL are read-only), copying only when needed."""
-    a = np.ascontiguousarray(a)
-    return a if a.flags.writeable else a.copy()
+    classes = torch.arange(seg_dim, device=label.device, dtype=label.dtype).view(seg_dim, 1, 1)
+    return (label.unsqueeze(-3) == classes).float().mul_(2).sub_(1)
 
 
 def _to_item(
     image: np.ndarray, label: np.ndarray | None, seg_dim: int, flip: bool
 ) -> dict[str, torch.Tensor]:
-    """uint8 ``(H, W, 3)`` image and uint8 ``(H, W)`` label -> the item dict (see module doc)."""
+    """uint8 ``(H, W, 3)`` image and uint8 ``(H, W)`` label -> the item dict (see module doc).
+
+    Done in NumPy: several times faster than the same ops in torch on the CPU of a worker.
+    """
     if flip:
         image = image[:, ::-1]
         label = None if label is None else label[:, ::-1]
-    img = torch.from_numpy(_writable(image)).permute(2, 0, 1).float().div_(127.5).sub_(1)
-    item = {"image": img.contiguous()}
+    img = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    img /= 127.5
+    img -= 1
+    item = {"image": torch.from_numpy(img)}
     if label is not None:
-        lab = torch.from_numpy(_writable(label)).long()
-        item["mask"] = label_to_mask(lab, seg_dim)
-        item["label"] = lab
+        lab = np.ascontiguousarray(label)
+        mask = (lab[None] == np.arange(seg_dim, dtype=lab.dtype)[:, None, None]).astype(np.float32)
+        mask *= 2
+        mask -= 1
+        item["mask"] = torch.from_numpy(mask)
+        item["label"] = torch.from_numpy(lab.astype(np.int64))
     return item
 
 
@@ -591,9 +592,9 @@ class CachedDataset(_ItemDataset):
 
             loader = tqdm(loader, total=n, desc="caching", unit="img")
         for i, image, label in loader:
-            self.images[i] = torch.from_numpy(_writable(image))
+            self.images[i].numpy()[...] = image
             if self.labels is not None:
-                self.labels[i] = torch.from_numpy(_writable(label))
+                self.labels[i].numpy()[...] = label
 
     def __len__(self) -> int:
         return self.images.shape[0]
