@@ -5,18 +5,68 @@ and e_k (F) its to_feat effective weight and bias:
 
     m        = softmax_k(d)                                      (per pixel)
     m        = m * mask / (sum_k m * mask + 1e-8)                (if a composition mask is given)
-    w        = m (1 - t) / (sum_k m (1 - t) + 1e-8) + m t        (if some classes are transparent, t in {0,1}^K)
+    w        = m (1 - t) / (sum_k m (1 - t) + 1e-8) + m t        (if classes are transparent, t in {0,1}^K)
     feature  = sum_k w_k (h_k V_k^T + e_k)
              = [w_1 h_1, ..., w_K h_K] (P x K·C) @ [V_1 ... V_K]^T (K·C x F) + w @ e
 
 The second form is a single GEMM that never builds the K x F x P tensor. The coarse mask
 returned is m (after the composition mask, before the transparency re-weighting); the model
 rescales it to 2m - 1.
+
+Triton implementation (backend ``triton``)
+-------------------------------------------
+Forward, one kernel, grid (P tiles, F tiles, B). Its prologue loads the depth of all K classes
+for the pixel tile (K padded to a power of two >= 16, masked) and computes the softmax, the
+composition-mask and the transparency re-weighting in fp32 registers, with the same 1e-8
+epsilons as :func:`fusion_weights`; recomputing this per F tile costs B·K·P·(F/BLOCK_F) flops,
+nothing next to the GEMM, and saves a launch and a (B, K, P) round trip. The F-tile-0 programs
+write m. Then, for each class k, the h_k tile (BLOCK_P x C) is scaled by w_k (before the dot: a
+P x C multiply rather than a P x F one) and multiplied with V_k^T (C x BLOCK_F) into one fp32
+accumulator: the GEMM over K·C. The bias term w @ e is one more (BLOCK_P x Kpad) @ (Kpad x
+BLOCK_F) dot on the same accumulator.
+
+Backward, two GEMM kernels (w and the chain rule through the softmax are recomputed in torch
+from :func:`fusion_weights`, so the maths has one source of truth; they are B·K·P numbers):
+
+* ``_bwd_h_kernel``, grid (P tiles, K, B): G_k = g @ V_k (P x C, fp32, looping over F), then
+  grad h_k = w_k G_k and grad w_k = rowsum(h_k * G_k) + g @ e_k. g @ e_k is an element-wise
+  multiply-add over the g tile already in registers (one FMA per (p, f) against C MACs for the
+  dot), cheaper than a second pass over g.
+* ``_bwd_v_kernel``, grid (F tiles, K, splits): grad V_k = g^T @ (w_k h_k) and grad e_k = g^T w_k,
+  both reductions over the B·P rows. The reduction is split into ``splits`` contiguous row
+  ranges (about four programs per SM) that write fp32 partials, summed by torch afterwards: a
+  deterministic split-K (fp32 atomics would be nondeterministic run to run, and would need
+  zeroing around every autotuning trial); the partials are splits·K·F·C floats (~19 MB at paper
+  shapes).
+* The gradient of the depth: torch autograd over :func:`fusion_weights` with (grad w, grad m).
+
+Precision: bf16/fp16 inputs use the tensor cores with fp32 accumulation (w·h is rounded to the
+input dtype before the dot, as the reference rounds h V^T). fp32 inputs use
+``input_precision="ieee"`` deliberately: TF32 would cost ~1e-3 relative error against the
+reference; use bf16 for speed. fp64 (used by gradcheck) accumulates in fp64 with an explicit
+multiply-and-sum instead of ``tl.dot`` (Triton 3.6 has no portable fp64 dot) and small fixed tiles.
+
+Autograd: ``ssgan::fuse`` and ``ssgan::fuse_backward`` are ``torch.library.custom_op`` s with fake
+(meta) functions, so they run inside ``torch.compile(fullgraph=True)``. First-order gradients come
+from the kernels; the backward of ``ssgan::fuse_backward`` (double backward, for R1 and
+path-length regularisation) recomputes the VJP of :func:`fuse_reference` with
+``create_graph=True`` and differentiates it: reference maths, which materialises the K x F x P
+tensor, and supports second order only.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+from .backend import backend_for
+
+try:  # Triton is optional (e.g. macOS); the reference path needs only torch.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover
+    triton = None
 
 
 def fusion_weights(
@@ -56,6 +106,391 @@ def fuse_reference(
     return (w.unsqueeze(-1) * feats).sum(1), m
 
 
+def fuse_flops(B: int, K: int, C: int, F: int, P: int, backward: bool = False) -> float:
+    """Useful flops of the fusion GEMM: 2·B·P·K·C·F for the forward; the backward pass alone
+    (grad h = w·(g @ V) and grad V = g^T @ (w·h), no recomputed forward) does twice that. The
+    O(B·P·K·F) bias terms and the O(B·K·P) softmax are left out."""
+    forward = 2.0 * B * P * K * C * F
+    return 2.0 * forward if backward else forward
+
+
+# ----------------------------------------------------------------------------------------------
+# Triton kernels
+# ----------------------------------------------------------------------------------------------
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+_GRAN = 32 if _INTERPRET else 128  # split-K row ranges are multiples of this (>= every BLOCK_R)
+
+if triton is not None:
+    # Triton's interpreter runs tl.dot as np.matmul on bf16 operands stored as int16 bit patterns
+    # (garbage), so under it bf16/fp16 dots upcast to fp32 first: the same products (exact in
+    # fp32) and fp32 accumulation as the tensor cores. Compiled kernels use the bf16 dot.
+    _UPCAST_DOT = tl.constexpr(_INTERPRET)
+
+    @triton.jit
+    def _mm(a, b, acc, MODE: tl.constexpr):
+        """acc + a @ b. MODE 0: tensor cores (bf16/fp16 in, fp32 acc); 1: fp32 IEEE; 2: fp64 by
+        multiply-and-sum."""
+        if MODE == 0:
+            if _UPCAST_DOT:  # interpreter: its dot multiplies the raw bits of bf16 operands
+                out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+            else:
+                out = tl.dot(a, b, acc)
+        elif MODE == 1:
+            out = tl.dot(a, b, acc, input_precision="ieee")
+        else:
+            out = acc + tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+        return out
+
+    @triton.jit
+    def _fwd_kernel(
+        h_ptr, d_ptr, v_ptr, e_ptr, cm_ptr, t_ptr, out_ptr, m_ptr,
+        K, P, F, C,
+        HAS_MASK: tl.constexpr, HAS_T: tl.constexpr, MODE: tl.constexpr, ACC: tl.constexpr,
+        KP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_F: tl.constexpr,
+    ):
+        pid_p = tl.program_id(0)
+        pid_f = tl.program_id(1)
+        b = tl.program_id(2).to(tl.int64)
+        offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+        offs_f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+        offs_k = tl.arange(0, KP)
+        offs_c = tl.arange(0, BLOCK_C)
+        p_ok = offs_p < P
+        f_ok = offs_f < F
+        k_ok = offs_k < K
+        c_ok = offs_c < C
+
+        # Prologue: fusion weights of the pixel tile, (BLOCK_P, KP), as in fusion_weights().
+        pk_ptrs = (b * K + offs_k[None, :]) * P + offs_p[:, None]
+        pk_ok = p_ok[:, None] & k_ok[None, :]
+        d = tl.load(d_ptr + pk_ptrs, mask=pk_ok, other=0.0).to(ACC)
+        d = tl.where(k_ok[None, :], d, float("-inf"))
+        ex = tl.exp(d - tl.max(d, axis=1)[:, None])
+        m = ex / tl.sum(ex, axis=1)[:, None]
+        if HAS_MASK:
+            cm = tl.load(cm_ptr + b * K + offs_k, mask=k_ok, other=0.0).to(ACC)
+            m = m * cm[None, :]
+            m = m / (tl.sum(m, axis=1)[:, None] + 1e-8)
+        w = m
+        if HAS_T:
+            t = tl.load(t_ptr + offs_k, mask=k_ok, other=0.0).to(ACC)
+            opaque = m * (1.0 - t[None, :])
+            w = opaque / (tl.sum(opaque, axis=1)[:, None] + 1e-8) + m * t[None, :]
+        if pid_f == 0:
+            tl.store(m_ptr + pk_ptrs, m.to(m_ptr.dtype.element_ty), mask=pk_ok)
+
+        # Main loop: the GEMM over K·C, one class (C columns of A, C rows of B) per step.
+        acc = tl.zeros((BLOCK_P, BLOCK_F), dtype=ACC)
+        h_base = h_ptr + b * K * P * C
+        pc_ok = p_ok[:, None] & c_ok[None, :]
+        cf_ok = c_ok[:, None] & f_ok[None, :]
+        for k in range(K):
+            wk = tl.sum(tl.where(offs_k[None, :] == k, w, 0.0), axis=1)
+            a = tl.load(h_base + (k * P + offs_p[:, None]) * C + offs_c[None, :], mask=pc_ok, other=0.0)
+            a = (a.to(ACC) * wk[:, None]).to(h_ptr.dtype.element_ty)
+            vt = tl.load(v_ptr + (k * F + offs_f[None, :]) * C + offs_c[:, None], mask=cf_ok, other=0.0)
+            acc = _mm(a, vt, acc, MODE)
+        # Bias: w (BLOCK_P, KP) @ e (KP, BLOCK_F) on the same accumulator.
+        et = tl.load(e_ptr + offs_k[:, None] * F + offs_f[None, :], mask=k_ok[:, None] & f_ok[None, :],
+                     other=0.0)
+        acc = _mm(w.to(e_ptr.dtype.element_ty), et, acc, MODE)
+        out_ptrs = out_ptr + (b * P + offs_p[:, None]) * F + offs_f[None, :]
+        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=p_ok[:, None] & f_ok[None, :])
+
+    @triton.jit
+    def _bwd_h_kernel(
+        g_ptr, h_ptr, v_ptr, e_ptr, w_ptr, gh_ptr, gw_ptr,
+        K, P, F, C,
+        MODE: tl.constexpr, ACC: tl.constexpr,
+        BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_F: tl.constexpr,
+    ):
+        pid_p = tl.program_id(0)
+        k = tl.program_id(1)
+        b = tl.program_id(2).to(tl.int64)
+        offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+        offs_c = tl.arange(0, BLOCK_C)
+        p_ok = offs_p < P
+        c_ok = offs_c < C
+        acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=ACC)  # G_k = g @ V_k
+        ge = tl.zeros((BLOCK_P,), dtype=ACC)  # g @ e_k
+        g_rows = g_ptr + (b * P + offs_p[:, None]) * F
+        for f0 in range(0, F, BLOCK_F):
+            offs_f = f0 + tl.arange(0, BLOCK_F)
+            f_ok = offs_f < F
+            gt = tl.load(g_rows + offs_f[None, :], mask=p_ok[:, None] & f_ok[None, :], other=0.0)
+            vt = tl.load(v_ptr + (k * F + offs_f[:, None]) * C + offs_c[None, :],
+                         mask=f_ok[:, None] & c_ok[None, :], other=0.0)
+            acc = _mm(gt, vt, acc, MODE)
+            ek = tl.load(e_ptr + k * F + offs_f, mask=f_ok, other=0.0).to(ACC)
+            ge += tl.sum(gt.to(ACC) * ek[None, :], axis=1)
+        row = (b * K + k) * P + offs_p
+        wk = tl.load(w_ptr + row, mask=p_ok, other=0.0).to(ACC)
+        pc_ok = p_ok[:, None] & c_ok[None, :]
+        hk = tl.load(h_ptr + row[:, None] * C + offs_c[None, :], mask=pc_ok, other=0.0).to(ACC)
+        tl.store(gh_ptr + row[:, None] * C + offs_c[None, :], (acc * wk[:, None]).to(gh_ptr.dtype.element_ty),
+                 mask=pc_ok)
+        tl.store(gw_ptr + row, (tl.sum(hk * acc, axis=1) + ge).to(gw_ptr.dtype.element_ty), mask=p_ok)
+
+    @triton.jit
+    def _bwd_v_kernel(
+        g_ptr, h_ptr, w_ptr, pv_ptr, pe_ptr,
+        K, P, F, C, BP, CHUNK,
+        MODE: tl.constexpr, ACC: tl.constexpr,
+        BLOCK_C: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_R: tl.constexpr,
+    ):
+        pid_f = tl.program_id(0)
+        k = tl.program_id(1)
+        s = tl.program_id(2)
+        offs_f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+        offs_c = tl.arange(0, BLOCK_C)
+        f_ok = offs_f < F
+        c_ok = offs_c < C
+        acc = tl.zeros((BLOCK_F, BLOCK_C), dtype=ACC)  # partial grad V_k
+        eacc = tl.zeros((BLOCK_F,), dtype=ACC)  # partial grad e_k
+        start = s.to(tl.int64) * CHUNK
+        end = tl.minimum(start + CHUNK, BP)
+        for r0 in range(start, end, BLOCK_R):
+            r = r0 + tl.arange(0, BLOCK_R)
+            r_ok = r < end
+            bb = r // P
+            row = (bb * K + k) * P + (r - bb * P)
+            gt = tl.load(g_ptr + r[None, :] * F + offs_f[:, None], mask=f_ok[:, None] & r_ok[None, :],
+                         other=0.0)
+            wr = tl.load(w_ptr + row, mask=r_ok, other=0.0).to(ACC)
+            a = tl.load(h_ptr + row[:, None] * C + offs_c[None, :], mask=r_ok[:, None] & c_ok[None, :],
+                        other=0.0)
+            a = (a.to(ACC) * wr[:, None]).to(h_ptr.dtype.element_ty)
+            acc = _mm(gt, a, acc, MODE)
+            eacc += tl.sum(gt.to(ACC) * wr[None, :], axis=1)
+        out = (s * K + k).to(tl.int64) * F + offs_f
+        tl.store(pv_ptr + out[:, None] * C + offs_c[None, :], acc, mask=f_ok[:, None] & c_ok[None, :])
+        tl.store(pe_ptr + out, eacc, mask=f_ok)
+
+    def _configs(blocks, warps=(4, 8), stages=(3, 4)):
+        return [triton.Config(dict(blk), num_warps=w, num_stages=s)
+                for blk in blocks for w in warps for s in stages]
+
+    def _prune_f(configs, named_args, **kwargs):
+        """Drop configs whose BLOCK_F exceeds what F needs (they only redo masked work)."""
+        need = max(16, triton.next_power_of_2(named_args["F"]))
+        kept = [c for c in configs if c.kwargs.get("BLOCK_F", 0) <= need]
+        return kept or configs[:1]
+
+    if _INTERPRET:  # one small config: the interpreter runs every program in Python
+        _FWD_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
+        _BWD_H_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
+        _BWD_V_CFG = [triton.Config({"BLOCK_F": 16, "BLOCK_R": 32})]
+    else:
+        _FWD_CFG = _configs([{"BLOCK_P": p, "BLOCK_F": f} for p in (64, 128) for f in (64, 128, 256)])
+        _BWD_H_CFG = _configs([{"BLOCK_P": p, "BLOCK_F": f} for p in (64, 128) for f in (32, 64, 128)])
+        _BWD_V_CFG = _configs([{"BLOCK_F": f, "BLOCK_R": r} for f in (64, 128) for r in (32, 64, 128)])
+    # fp64 (gradcheck only) bypasses autotuning: small tiles keep the multiply-and-sum in registers.
+    _FP64_CFG = {"BLOCK_P": 16, "BLOCK_F": 16, "BLOCK_R": 16}
+
+    _KEY = ["K", "P", "F", "C", "HAS_MASK", "HAS_T", "MODE"]
+    _fwd_tuned = triton.autotune(_FWD_CFG, key=_KEY,
+                                 prune_configs_by={"early_config_prune": _prune_f})(_fwd_kernel)
+    _bwd_h_tuned = triton.autotune(_BWD_H_CFG, key=["K", "P", "F", "C", "MODE"])(_bwd_h_kernel)
+    _bwd_v_tuned = triton.autotune(_BWD_V_CFG, key=["K", "P", "F", "C", "MODE"],
+                                   prune_configs_by={"early_config_prune": _prune_f})(_bwd_v_kernel)
+
+
+def _mode(dtype: torch.dtype):
+    """(MODE, accumulator dtype) of the kernels for input dtype ``dtype``."""
+    if dtype == torch.float64:
+        return 2, tl.float64
+    if dtype == torch.float32:
+        return 1, tl.float32
+    if dtype in (torch.bfloat16, torch.float16):
+        return 0, tl.float32
+    raise TypeError(f"ssgan fuse (triton): unsupported dtype {dtype}")
+
+
+def _acc_torch(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _pick(tuned, raw, mode: int, grid, fp64_blocks: dict, *args, **kwargs):
+    """Launch the autotuned kernel, or, for fp64, the raw kernel with fixed small tiles."""
+    if mode == 2:
+        raw[grid(fp64_blocks)](*args, **kwargs, **fp64_blocks, num_warps=4)
+    else:
+        tuned[grid](*args, **kwargs)
+
+
+def _check(h, depth, feat_weight, feat_bias):
+    if triton is None:  # pragma: no cover
+        raise RuntimeError("the triton backend of ssgan.kernels.fuse needs Triton installed")
+    B, K, P, C = h.shape
+    F = feat_weight.shape[1]
+    if depth.shape != (B, K, P) or feat_weight.shape != (K, F, C) or feat_bias.shape != (K, F):
+        raise ValueError(f"fuse: inconsistent shapes h {tuple(h.shape)}, depth {tuple(depth.shape)}, "
+                         f"feat_weight {tuple(feat_weight.shape)}, feat_bias {tuple(feat_bias.shape)}")
+    if C > 256:
+        raise ValueError(f"fuse (triton): C = {C} > 256 is not supported (one C tile per class)")
+    return B, K, P, C, F
+
+
+def _fuse_forward_triton(h, depth, feat_weight, feat_bias, composition_mask, transparent):
+    B, K, P, C, F = _check(h, depth, feat_weight, feat_bias)
+    mode, acc = _mode(h.dtype)
+    h = h.contiguous()
+    depth = depth.contiguous()
+    v = feat_weight.to(h.dtype).contiguous()
+    e = feat_bias.to(h.dtype).contiguous()
+    cm = composition_mask.to(torch.float32).contiguous() if composition_mask is not None else depth
+    t = transparent.to(torch.float32).contiguous() if transparent is not None else depth
+    out = torch.empty(B, P, F, device=h.device, dtype=h.dtype)
+    m = torch.empty(B, K, P, device=h.device, dtype=depth.dtype)
+    if out.numel() == 0 or m.numel() == 0:  # degenerate shapes: nothing to launch
+        m.copy_(fusion_weights(depth, composition_mask, transparent)[1])
+        return out.zero_(), m
+    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_P"]), triton.cdiv(F, meta["BLOCK_F"]), B)  # noqa: E731
+    _pick(_fwd_tuned, _fwd_kernel, mode, grid, {"BLOCK_P": 16, "BLOCK_F": 16},
+          h, depth, v, e, cm, t, out, m, K, P, F, C,
+          HAS_MASK=composition_mask is not None, HAS_T=transparent is not None, MODE=mode, ACC=acc,
+          KP=max(16, triton.next_power_of_2(K)), BLOCK_C=max(16, triton.next_power_of_2(C)))
+    return out, m
+
+
+def _num_splits(rows: int, K: int, F: int, device: torch.device) -> tuple[int, int]:
+    """Split-K of the grad V reduction over ``rows`` = B·P: about 4 programs per SM (4 on CPU)."""
+    target = 4
+    if device.type == "cuda":
+        target *= torch.cuda.get_device_properties(device).multi_processor_count
+    splits = max(1, min(triton.cdiv(target, K * triton.cdiv(F, 128)), triton.cdiv(rows, _GRAN)))
+    chunk = triton.cdiv(triton.cdiv(rows, splits), _GRAN) * _GRAN
+    return triton.cdiv(rows, chunk), chunk
+
+
+def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias, composition_mask,
+                          transparent, splits: int | None = None):
+    """First-order VJP of the fusion: (grad h, grad depth, grad feat_weight, grad feat_bias).
+    ``splits`` forces the split-K count of the grad V reduction (tests)."""
+    B, K, P, C, F = _check(h, depth, feat_weight, feat_bias)
+    mode, acc = _mode(h.dtype)
+    acc_t = _acc_torch(h.dtype)
+    h = h.contiguous()
+    g = grad_feature.to(h.dtype).contiguous()
+    v = feat_weight.to(h.dtype).contiguous()
+    e = feat_bias.to(h.dtype).contiguous()
+    with torch.enable_grad():
+        d = depth.detach().to(acc_t).requires_grad_(True)
+        w, m = fusion_weights(d, composition_mask, transparent)
+    w_c = w.detach().contiguous()
+    grad_h = torch.empty_like(h)
+    grad_w = torch.empty(B, K, P, device=h.device, dtype=acc_t)
+    rows = B * P
+    if rows == 0 or K == 0:
+        zeros = torch.zeros_like
+        return zeros(h), zeros(depth), zeros(feat_weight), zeros(feat_bias)
+    kp = {"BLOCK_C": max(16, triton.next_power_of_2(C)), "MODE": mode, "ACC": acc}
+
+    grid_h = lambda meta: (triton.cdiv(P, meta["BLOCK_P"]), K, B)  # noqa: E731
+    _pick(_bwd_h_tuned, _bwd_h_kernel, mode, grid_h, {"BLOCK_P": 16, "BLOCK_F": 16},
+          g, h, v, e, w_c, grad_h, grad_w, K, P, F, C, **kp)
+
+    if splits is None:
+        splits, chunk = _num_splits(rows, K, F, h.device)
+    else:
+        chunk = triton.cdiv(triton.cdiv(rows, splits), _GRAN) * _GRAN
+    part_v = torch.empty(splits, K, F, C, device=h.device, dtype=acc_t)
+    part_e = torch.empty(splits, K, F, device=h.device, dtype=acc_t)
+    grid_v = lambda meta: (triton.cdiv(F, meta["BLOCK_F"]), K, splits)  # noqa: E731
+    _pick(_bwd_v_tuned, _bwd_v_kernel, mode, grid_v, {"BLOCK_F": 16, "BLOCK_R": 16},
+          g, h, w_c, part_v, part_e, K, P, F, C, rows, chunk, **kp)
+    grad_v = part_v.sum(0).to(feat_weight.dtype)
+    grad_e = part_e.sum(0).to(feat_bias.dtype)
+
+    with torch.enable_grad():
+        outs, grads = (w, m), (grad_w, grad_m.to(acc_t))
+        if transparent is None:  # w is m
+            outs, grads = (m,), (grad_w + grads[1],)
+        (grad_d,) = torch.autograd.grad(outs, (d,), grads)
+    return grad_h, grad_d.to(depth.dtype), grad_v, grad_e
+
+
+# ----------------------------------------------------------------------------------------------
+# Custom ops and autograd
+# ----------------------------------------------------------------------------------------------
+
+@torch.library.custom_op("ssgan::fuse", mutates_args=())
+def _fuse_op(
+    h: torch.Tensor,
+    depth: torch.Tensor,
+    feat_weight: torch.Tensor,
+    feat_bias: torch.Tensor,
+    composition_mask: torch.Tensor | None,
+    transparent: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _fuse_forward_triton(h, depth, feat_weight, feat_bias, composition_mask, transparent)
+
+
+@_fuse_op.register_fake
+def _(h, depth, feat_weight, feat_bias, composition_mask, transparent):
+    B, K, P, _ = h.shape
+    return h.new_empty(B, P, feat_weight.shape[1]), depth.new_empty(B, K, P)
+
+
+@torch.library.custom_op("ssgan::fuse_backward", mutates_args=())
+def _fuse_backward_op(
+    grad_feature: torch.Tensor,
+    grad_m: torch.Tensor,
+    h: torch.Tensor,
+    depth: torch.Tensor,
+    feat_weight: torch.Tensor,
+    feat_bias: torch.Tensor,
+    composition_mask: torch.Tensor | None,
+    transparent: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias, composition_mask,
+                                 transparent)
+
+
+@_fuse_backward_op.register_fake
+def _(grad_feature, grad_m, h, depth, feat_weight, feat_bias, composition_mask, transparent):
+    empty = torch.empty_like
+    return empty(h), empty(depth), empty(feat_weight), empty(feat_bias)
+
+
+def _fuse_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _fuse_grad(ctx, grad_feature, grad_m):
+    h, depth, feat_weight, feat_bias, composition_mask, transparent = ctx.saved_tensors
+    B, K, P, _ = h.shape
+    if grad_feature is None:
+        grad_feature = h.new_zeros(B, P, feat_weight.shape[1])
+    if grad_m is None:
+        grad_m = torch.zeros_like(depth)
+    grads = torch.ops.ssgan.fuse_backward(grad_feature, grad_m, h, depth, feat_weight, feat_bias,
+                                          composition_mask, transparent)
+    return (*grads, None, None)
+
+
+_fuse_op.register_autograd(_fuse_grad, setup_context=_fuse_setup)
+
+
+def _fuse_backward_grad(ctx, gg_h, gg_depth, gg_weight, gg_bias):
+    """Double backward through the reference maths: differentiate the VJP of fuse_reference."""
+    saved = ctx.saved_tensors
+    diff, (composition_mask, transparent) = saved[:6], saved[6:]
+    with torch.enable_grad():
+        xs = [x.detach().requires_grad_(True) for x in diff]
+        g, gm, h, depth, weight, bias = xs
+        feature, m = fuse_reference(h, depth, weight, bias, composition_mask, transparent)
+        first = torch.autograd.grad((feature, m), (h, depth, weight, bias), (g, gm), create_graph=True)
+        ggs = [torch.zeros_like(f) if gg is None else gg
+               for f, gg in zip(first, (gg_h, gg_depth, gg_weight, gg_bias), strict=True)]
+        out = torch.autograd.grad(first, xs, ggs, allow_unused=True)
+    return (*[torch.zeros_like(x) if o is None else o for x, o in zip(xs, out, strict=True)], None, None)
+
+
+_fuse_backward_op.register_autograd(_fuse_backward_grad, setup_context=_fuse_setup)
+
+
 def fuse(
     h: torch.Tensor,
     depth: torch.Tensor,
@@ -65,4 +500,6 @@ def fuse(
     transparent: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`fuse_reference`'s maths with the backend chosen by :mod:`.backend`."""
+    if backend_for(h) == "triton":
+        return torch.ops.ssgan.fuse(h, depth, feat_weight, feat_bias, composition_mask, transparent)
     return fuse_reference(h, depth, feat_weight, feat_bias, composition_mask, transparent)
