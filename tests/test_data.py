@@ -425,9 +425,10 @@ def _anno_tree(root: Path) -> Path:
     return anno
 
 
-def test_celebamask_labels(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_celebamask_labels(tmp_path, workers):
     anno = _anno_tree(tmp_path)
-    assert celebamask_labels(anno, tmp_path / "labels", size=8, progress=False) == 2
+    assert celebamask_labels(anno, tmp_path / "labels", size=8, progress=False, workers=workers) == 2
     assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == ["2001.png", "3.png"]
     with Image.open(tmp_path / "labels" / "3.png") as im:
         assert im.mode == "L"
