@@ -364,6 +364,32 @@ def _num_splits(rows: int, K: int, F: int, device: torch.device) -> tuple[int, i
     return triton.cdiv(rows, chunk), chunk
 
 
+def _fusion_weights_vjp(depth, composition_mask, transparent, grad_w, grad_m):
+    """Gradient of the depth given those of :func:`fusion_weights`' outputs (w, m): the chain rule
+    through the transparency re-weighting, the composition mask and the softmax, written out
+    (B·K·P work, in torch). Custom-op implementations run below the autograd dispatch key, so
+    autograd over fusion_weights is not available here; the tests check this against it."""
+    s = torch.softmax(depth, dim=1)
+    m = s
+    if composition_mask is not None:
+        c = composition_mask[:, :, None].to(s.dtype)
+        u = s * c
+        z = u.sum(1, keepdim=True) + 1e-8
+        m = u / z
+    if transparent is None:
+        g_m = grad_m + grad_w
+    else:  # w = o / zo + m t with o = m (1 - t)
+        t = transparent.to(m.dtype)[None, :, None]
+        o = m * (1 - t)
+        zo = o.sum(1, keepdim=True) + 1e-8
+        g_o = grad_w / zo - (grad_w * o).sum(1, keepdim=True) / zo.square()
+        g_m = grad_m + grad_w * t + g_o * (1 - t)
+    g_s = g_m
+    if composition_mask is not None:  # m = u / z with u = s c
+        g_s = (g_m / z - (g_m * u).sum(1, keepdim=True) / z.square()) * c
+    return s * (g_s - (g_s * s).sum(1, keepdim=True))
+
+
 def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias, composition_mask,
                           transparent, splits: int | None = None):
     """First-order VJP of the fusion: (grad h, grad depth, grad feat_weight, grad feat_bias).
@@ -375,10 +401,8 @@ def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias
     g = grad_feature.to(h.dtype).contiguous()
     v = feat_weight.to(h.dtype).contiguous()
     e = feat_bias.to(h.dtype).contiguous()
-    with torch.enable_grad():
-        d = depth.detach().to(acc_t).requires_grad_(True)
-        w, m = fusion_weights(d, composition_mask, transparent)
-    w_c = w.detach().contiguous()
+    w, _ = fusion_weights(depth.to(acc_t), composition_mask, transparent)
+    w_c = w.contiguous()
     grad_h = torch.empty_like(h)
     grad_w = torch.empty(B, K, P, device=h.device, dtype=acc_t)
     rows = B * P
@@ -403,11 +427,7 @@ def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias
     grad_v = part_v.sum(0).to(feat_weight.dtype)
     grad_e = part_e.sum(0).to(feat_bias.dtype)
 
-    with torch.enable_grad():
-        outs, grads = (w, m), (grad_w, grad_m.to(acc_t))
-        if transparent is None:  # w is m
-            outs, grads = (m,), (grad_w + grads[1],)
-        (grad_d,) = torch.autograd.grad(outs, (d,), grads)
+    grad_d = _fusion_weights_vjp(depth.to(acc_t), composition_mask, transparent, grad_w, grad_m.to(acc_t))
     return grad_h, grad_d.to(depth.dtype), grad_v, grad_e
 
 
