@@ -9,14 +9,36 @@ For input x (N, C, H, W), a 2-D filter f (kh, kw), factors ``up`` and ``down`` a
 
 i.e. a true convolution with f (the filter flipped, as the official op does) sampled every
 ``down`` pixels. Output size: (H·up + y0 + y1 - kh) // down + 1, likewise for the width.
+
+Triton implementation
+---------------------
+One kernel does all four steps: every output pixel gathers its kh×kw taps straight from x
+(the tap at padded/upsampled row ``q = i·down + a - y0`` exists only when ``q >= 0``,
+``up`` divides q and ``q/up < H``), so neither the zero-inserted nor the padded image is
+ever stored. Two layouts: contiguous NCHW (one program per (n, c) plane tile [BH, BW]) and
+channels-last (one program per output row tile [BW pixels, BC channels], channels
+vectorised). The output keeps x's layout and dtype; sums are in float32 (float64 for float64).
+
+Backward: upfirdn2d is linear in x and its adjoint is again an upfirdn2d — the flipped filter,
+``up`` and ``down`` swapped, and the pads (per axis, k taps, input size n, output size m)
+
+    before' = k - before - 1,    after' = n·up - m·down + before - up + 1
+
+(the after-pad makes the adjoint's output exactly n long). The backward calls the same custom
+op, so double backward (R1, path length) comes for free.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from .backend import backend_for
 
 
 def _pad4(pad: Sequence[int]) -> tuple[int, int, int, int]:
@@ -42,8 +64,225 @@ def upfirdn2d_reference(
     return F.conv2d(x, f, stride=down, groups=C)
 
 
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _rows(q, H, UP: tl.constexpr):
+    """(valid, index) of upsampled/padded coordinates q in an axis of length H before upsampling."""
+    if UP == 1:
+        valid = (q >= 0) & (q < H)
+        idx = q
+    else:
+        valid = (q >= 0) & (q % UP == 0) & (q < H * UP)
+        idx = q // UP
+    return valid, idx
+
+
+@triton.jit
+def _upfirdn2d_nchw_kernel(
+    x_ptr, f_ptr, y_ptr, H, W, OH, OW, PX0, PY0,
+    UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+    FP64: tl.constexpr, INT64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    n_th = tl.cdiv(OH, BH)
+    n_tw = tl.cdiv(OW, BW)
+    tw = pid % n_tw
+    t = pid // n_tw
+    th = t % n_th
+    plane = t // n_th
+    if INT64:
+        plane = plane.to(tl.int64)
+    if FP64:
+        acc_t: tl.constexpr = tl.float64
+    else:
+        acc_t: tl.constexpr = tl.float32
+    oi = th * BH + tl.arange(0, BH)
+    oj = tw * BW + tl.arange(0, BW)
+    x_base = x_ptr + plane * H * W
+    acc = tl.zeros([BH, BW], dtype=acc_t)
+    for a in tl.static_range(KH):
+        rv, r = _rows(oi * DOWN + (a - PY0), H, UP)
+        for b in tl.static_range(KW):
+            cv, c = _rows(oj * DOWN + (b - PX0), W, UP)
+            w = tl.load(f_ptr + ((KH - 1 - a) * KW + (KW - 1 - b))).to(acc_t)
+            v = tl.load(x_base + r[:, None] * W + c[None, :], mask=rv[:, None] & cv[None, :], other=0.0)
+            acc += v.to(acc_t) * w
+    omask = (oi < OH)[:, None] & (oj < OW)[None, :]
+    tl.store(y_ptr + plane * OH * OW + oi[:, None] * OW + oj[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=omask)
+
+
+@triton.jit
+def _upfirdn2d_nhwc_kernel(
+    x_ptr, f_ptr, y_ptr, C, H, W, OH, OW, PX0, PY0,
+    UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+    FP64: tl.constexpr, INT64: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    n_tc = tl.cdiv(C, BC)
+    n_tw = tl.cdiv(OW, BW)
+    tc = pid % n_tc
+    t = pid // n_tc
+    tw = t % n_tw
+    t = t // n_tw
+    oi = t % OH
+    n = t // OH
+    if INT64:
+        n = n.to(tl.int64)
+    if FP64:
+        acc_t: tl.constexpr = tl.float64
+    else:
+        acc_t: tl.constexpr = tl.float32
+    oj = tw * BW + tl.arange(0, BW)
+    cc = tc * BC + tl.arange(0, BC)
+    cmask = cc < C
+    acc = tl.zeros([BW, BC], dtype=acc_t)
+    # the output row as a vector over the tile's pixels: keeps every mask a tensor (the Triton
+    # interpreter mis-types tensor & scalar-bool masks)
+    oi_v = oi + tl.zeros([BW], dtype=oi.dtype)
+    for a in tl.static_range(KH):
+        rv, r = _rows(oi_v * DOWN + (a - PY0), H, UP)
+        for b in tl.static_range(KW):
+            cv, c = _rows(oj * DOWN + (b - PX0), W, UP)
+            w = tl.load(f_ptr + ((KH - 1 - a) * KW + (KW - 1 - b))).to(acc_t)
+            pix = (n * H + r) * W + c
+            v = tl.load(x_ptr + pix[:, None] * C + cc[None, :], mask=(rv & cv)[:, None] & cmask[None, :],
+                        other=0.0)
+            acc += v.to(acc_t) * w
+    omask = (oj < OW)[:, None] & cmask[None, :]
+    tl.store(y_ptr + ((n * OH + oi) * OW + oj[:, None]) * C + cc[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=omask)
+
+
+def _prune_nchw(configs, nargs, **kwargs):
+    bh, bw = max(4, triton.next_power_of_2(nargs["OH"])), max(16, triton.next_power_of_2(nargs["OW"]))
+    kept = [c for c in configs if c.kwargs["BH"] <= bh and c.kwargs["BW"] <= bw]
+    return kept or [min(configs, key=lambda c: c.kwargs["BH"] * c.kwargs["BW"])]
+
+
+def _prune_nhwc(configs, nargs, **kwargs):
+    bw, bc = max(4, triton.next_power_of_2(nargs["OW"])), max(16, triton.next_power_of_2(nargs["C"]))
+    kept = [c for c in configs if c.kwargs["BW"] <= bw and c.kwargs["BC"] <= bc]
+    return kept or [min(configs, key=lambda c: c.kwargs["BW"] * c.kwargs["BC"])]
+
+
+_nchw_tuned = triton.autotune(
+    [triton.Config({"BH": bh, "BW": bw}, num_warps=w)
+     for bh, bw, w in ((4, 16, 2), (8, 16, 4), (8, 32, 4), (16, 32, 4), (8, 64, 4), (16, 64, 4),
+                       (32, 64, 8), (32, 32, 4))],
+    key=["H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
+    prune_configs_by={"early_config_prune": _prune_nchw},
+)(_upfirdn2d_nchw_kernel)
+_nhwc_tuned = triton.autotune(
+    [triton.Config({"BW": bw, "BC": bc}, num_warps=w)
+     for bw, bc, w in ((4, 16, 2), (8, 32, 4), (16, 32, 4), (32, 32, 4), (8, 64, 4), (16, 64, 4),
+                       (4, 128, 4), (8, 128, 8), (32, 16, 4))],
+    key=["C", "H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
+    prune_configs_by={"early_config_prune": _prune_nhwc},
+)(_upfirdn2d_nhwc_kernel)
+
+
+def _layout(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """x as a layout the kernels take (contiguous or channels-last) and the channels-last flag."""
+    if x.is_contiguous():
+        return x, False
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return x, True
+    return x.contiguous(), False
+
+
+def _out_size(n: int, k: int, up: int, down: int, p0: int, p1: int) -> int:
+    m = (n * up + p0 + p1 - k) // down + 1
+    if m <= 0:
+        raise ValueError(f"upfirdn2d: empty output (size {n}, kernel {k}, up {up}, down {down}, "
+                         f"pad {p0, p1})")
+    return m
+
+
+def _empty_out(x: torch.Tensor, f: torch.Tensor, up, down, px0, px1, py0, py1) -> tuple[torch.Tensor, bool]:
+    x, cl = _layout(x)
+    N, C, H, W = x.shape
+    OH = _out_size(H, f.shape[0], up, down, py0, py1)
+    OW = _out_size(W, f.shape[1], up, down, px0, px1)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    return torch.empty((N, C, OH, OW), dtype=x.dtype, device=x.device, memory_format=fmt), cl
+
+
+@torch.library.custom_op("ssgan::upfirdn2d", mutates_args=())
+def _upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, up: int, down: int,
+                  px0: int, px1: int, py0: int, py1: int) -> torch.Tensor:
+    y, cl = _empty_out(x, f, up, down, px0, px1, py0, py1)
+    x = _layout(x)[0]
+    if y.numel() == 0:
+        return y
+    fp64 = x.dtype == torch.float64
+    f = f.to(device=x.device, dtype=torch.float64 if fp64 else torch.float32).contiguous()
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2:]
+    KH, KW = f.shape
+    meta = dict(UP=up, DOWN=down, KH=KH, KW=KW, FP64=fp64, INT64=max(x.numel(), y.numel()) >= 2**31)
+    args = (x, f, y, C, H, W, OH, OW, px0, py0) if cl else (x, f, y, H, W, OH, OW, px0, py0)
+    if cl:
+        if _interpreting():
+            bw, bc = min(triton.next_power_of_2(OW), 32), min(triton.next_power_of_2(C), 64)
+            grid = (N * OH * triton.cdiv(OW, bw) * triton.cdiv(C, bc),)
+            _upfirdn2d_nhwc_kernel[grid](*args, BW=bw, BC=bc, **meta)
+        else:
+            def grid(m):
+                return (N * OH * triton.cdiv(OW, m["BW"]) * triton.cdiv(C, m["BC"]),)
+            _nhwc_tuned[grid](*args, **meta)
+    else:
+        if _interpreting():
+            bh, bw = min(triton.next_power_of_2(OH), 32), min(triton.next_power_of_2(OW), 64)
+            grid = (N * C * triton.cdiv(OH, bh) * triton.cdiv(OW, bw),)
+            _upfirdn2d_nchw_kernel[grid](*args, BH=bh, BW=bw, **meta)
+        else:
+            def grid(m):
+                return (N * C * triton.cdiv(OH, m["BH"]) * triton.cdiv(OW, m["BW"]),)
+            _nchw_tuned[grid](*args, **meta)
+    return y
+
+
+@_upfirdn2d_op.register_fake
+def _(x, f, up, down, px0, px1, py0, py1):
+    return _empty_out(x, f, up, down, px0, px1, py0, py1)[0]
+
+
+def _setup(ctx, inputs, output):
+    x, f, up, down, px0, px1, py0, py1 = inputs
+    ctx.save_for_backward(f)  # a constant filter (a trainable one takes the reference path)
+    ctx.args = (up, down, px0, px1, py0, py1, x.shape[2], x.shape[3], output.shape[2], output.shape[3])
+
+
+def _backward(ctx, gy):
+    up, down, px0, px1, py0, py1, H, W, OH, OW = ctx.args
+    (f,) = ctx.saved_tensors
+    kh, kw = f.shape
+    gx = torch.ops.ssgan.upfirdn2d(
+        gy, f.flip([0, 1]), down, up,
+        kw - px0 - 1, W * up - OW * down + px0 - up + 1,
+        kh - py0 - 1, H * up - OH * down + py0 - up + 1,
+    )
+    return gx, None, None, None, None, None, None, None
+
+
+_upfirdn2d_op.register_autograd(_backward, setup_context=_setup)
+
+
 def upfirdn2d(
     x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: Sequence[int] = (0, 0)
 ) -> torch.Tensor:
-    """:func:`upfirdn2d_reference`'s maths with the backend chosen by :mod:`.backend`."""
-    return upfirdn2d_reference(x, kernel, up, down, pad)
+    """:func:`upfirdn2d_reference`'s maths with the backend chosen by :mod:`.backend`.
+
+    The Triton path takes 4-D floating x on CUDA (or CPU under ``TRITON_INTERPRET=1``) and a
+    constant 2-D filter; a filter that requires grad uses the reference maths."""
+    x0, x1, y0, y1 = _pad4(pad)
+    if (backend_for(x) != "triton" or x.ndim != 4 or kernel.ndim != 2 or up < 1 or down < 1
+            or x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+            or not (x.is_cuda or _interpreting())
+            or (kernel.requires_grad and torch.is_grad_enabled())):
+        return upfirdn2d_reference(x, kernel, up, down, (x0, x1, y0, y1))
+    return torch.ops.ssgan.upfirdn2d(x, kernel, int(up), int(down), int(x0), int(x1), int(y0), int(y1))
