@@ -267,33 +267,43 @@ if triton is not None:
         tl.store(pv_ptr + out[:, None] * C + offs_c[None, :], acc, mask=f_ok[:, None] & c_ok[None, :])
         tl.store(pe_ptr + out, eacc, mask=f_ok)
 
-    def _configs(blocks, warps=(4, 8), stages=(3, 4)):
-        return [triton.Config(dict(blk), num_warps=w, num_stages=s)
-                for blk in blocks for w in warps for s in stages]
+    def _configs(names, rows):
+        return [triton.Config(dict(zip(names, r[:2], strict=True)), num_warps=r[2], num_stages=r[3])
+                for r in rows]
 
     def _prune_f(configs, named_args, **kwargs):
         """Drop configs whose BLOCK_F exceeds what F needs (they only redo masked work)."""
         need = max(16, triton.next_power_of_2(named_args["F"]))
-        kept = [c for c in configs if c.kwargs.get("BLOCK_F", 0) <= need]
-        return kept or configs[:1]
+        kept = [c for c in configs if c.kwargs["BLOCK_F"] <= need]
+        smallest = min(c.kwargs["BLOCK_F"] for c in configs)
+        return kept or [c for c in configs if c.kwargs["BLOCK_F"] == smallest]
 
     if _INTERPRET:  # one small config: the interpreter runs every program in Python
         _FWD_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
         _BWD_H_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
         _BWD_V_CFG = [triton.Config({"BLOCK_F": 16, "BLOCK_R": 32})]
     else:
-        _FWD_CFG = _configs([{"BLOCK_P": p, "BLOCK_F": f} for p in (64, 128) for f in (64, 128, 256)])
-        _BWD_H_CFG = _configs([{"BLOCK_P": p, "BLOCK_F": f} for p in (64, 128) for f in (32, 64, 128)])
-        _BWD_V_CFG = _configs([{"BLOCK_F": f, "BLOCK_R": r} for f in (64, 128) for r in (32, 64, 128)])
-    # fp64 (gradcheck only) bypasses autotuning: small tiles keep the multiply-and-sum in registers.
-    _FP64_CFG = {"BLOCK_P": 16, "BLOCK_F": 16, "BLOCK_R": 16}
+        # (tile, tile, warps, stages): a curated handful rather than a full product, to keep the
+        # first-call tuning short. The forward tile is BLOCK_P x BLOCK_F with C as the dot depth;
+        # the backward accumulators are BLOCK_P x C (grad h) and BLOCK_F x C (grad V).
+        _FWD_CFG = _configs(("BLOCK_P", "BLOCK_F"), [
+            (128, 128, 8, 3), (128, 128, 4, 4), (128, 256, 8, 3), (64, 256, 4, 3),
+            (128, 64, 4, 4), (64, 128, 4, 4), (64, 64, 4, 4), (256, 128, 8, 3)])
+        _BWD_H_CFG = _configs(("BLOCK_P", "BLOCK_F"), [
+            (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 4),
+            (64, 128, 4, 3), (256, 64, 8, 3), (128, 32, 4, 4), (64, 32, 4, 4)])
+        _BWD_V_CFG = _configs(("BLOCK_F", "BLOCK_R"), [
+            (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 4),
+            (64, 128, 4, 3), (256, 64, 8, 3), (128, 32, 4, 4), (64, 32, 4, 4)])
 
-    _KEY = ["K", "P", "F", "C", "HAS_MASK", "HAS_T", "MODE"]
-    _fwd_tuned = triton.autotune(_FWD_CFG, key=_KEY,
-                                 prune_configs_by={"early_config_prune": _prune_f})(_fwd_kernel)
-    _bwd_h_tuned = triton.autotune(_BWD_H_CFG, key=["K", "P", "F", "C", "MODE"])(_bwd_h_kernel)
-    _bwd_v_tuned = triton.autotune(_BWD_V_CFG, key=["K", "P", "F", "C", "MODE"],
-                                   prune_configs_by={"early_config_prune": _prune_f})(_bwd_v_kernel)
+    # Tuning keys: the GEMM dims (not P, which only sets the grid) and the compile-time variants.
+    _PRUNE = {"early_config_prune": _prune_f}
+    _fwd_tuned = triton.autotune(_FWD_CFG, key=["K", "F", "C", "HAS_MASK", "HAS_T", "MODE"],
+                                 prune_configs_by=_PRUNE)(_fwd_kernel)
+    _bwd_h_tuned = triton.autotune(_BWD_H_CFG, key=["K", "F", "C", "MODE"],
+                                   prune_configs_by=_PRUNE)(_bwd_h_kernel)
+    _bwd_v_tuned = triton.autotune(_BWD_V_CFG, key=["K", "F", "C", "MODE"],
+                                   prune_configs_by=_PRUNE)(_bwd_v_kernel)
 
 
 def _mode(dtype: torch.dtype):
