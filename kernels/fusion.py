@@ -25,8 +25,8 @@ P x C multiply rather than a P x F one) and multiplied with V_k^T (C x BLOCK_F) 
 accumulator: the GEMM over K·C. The bias term w @ e is one more (BLOCK_P x Kpad) @ (Kpad x
 BLOCK_F) dot on the same accumulator.
 
-Backward, two GEMM kernels (w and the chain rule through the softmax are recomputed in torch
-from :func:`fusion_weights`, so the maths has one source of truth; they are B·K·P numbers):
+Backward, two GEMM kernels. The weights w are recomputed in torch by :func:`fusion_weights`
+itself (B·K·P numbers; the forward kernel's prologue is tested against it):
 
 * ``_bwd_h_kernel``, grid (P tiles, K, B): G_k = g @ V_k (P x C, fp32, looping over F), then
   grad h_k = w_k G_k and grad w_k = rowsum(h_k * G_k) + g @ e_k. g @ e_k is an element-wise
@@ -38,7 +38,10 @@ from :func:`fusion_weights`, so the maths has one source of truth; they are B·K
   deterministic split-K (fp32 atomics would be nondeterministic run to run, and would need
   zeroing around every autotuning trial); the partials are splits·K·F·C floats (~19 MB at paper
   shapes).
-* The gradient of the depth: torch autograd over :func:`fusion_weights` with (grad w, grad m).
+* The gradient of the depth from (grad w, grad m): the chain rule through the transparency, the
+  composition mask and the softmax, written out in torch (:func:`_fusion_weights_vjp`; B·K·P
+  work). Autograd over fusion_weights is unavailable there: custom-op implementations run below
+  the autograd dispatch key. The tests check it against autograd over fusion_weights.
 
 Precision: bf16/fp16 inputs use the tensor cores with fp32 accumulation (w·h is rounded to the
 input dtype before the dot, as the reference rounds h V^T). fp32 inputs use
