@@ -302,7 +302,8 @@ def _sniff(path: Path) -> str:
                           "(8-byte header length then '{') nor a torch.save zip or pickle")
 
 
-def _read_safetensors(path: Path) -> _Raw:
+def _read_safetensors(path: Path, header_only: bool = False) -> _Raw:
+    """Read and validate our format; ``header_only`` gives shape-only ('meta' device) tensors."""
     try:
         with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
@@ -313,7 +314,10 @@ def _read_safetensors(path: Path) -> _Raw:
             if version != FORMAT_VERSION:
                 raise CheckpointError(f"checkpoint {path} has format version {version!r}; this ssgan "
                                       f"reads version {FORMAT_VERSION}")
-            flat = {key: f.get_tensor(key) for key in f.keys()}
+            if header_only:
+                flat = {key: torch.empty(f.get_slice(key).get_shape(), device="meta") for key in f.keys()}
+            else:
+                flat = {key: f.get_tensor(key) for key in f.keys()}
     except CheckpointError:
         raise
     except Exception as e:
@@ -444,10 +448,10 @@ def _read_official(path: Path) -> _Raw:
     return _Raw(config, states, optims, step, {}, meta, "official")
 
 
-def _read_raw(path: str | os.PathLike) -> _Raw:
+def _read_raw(path: str | os.PathLike, header_only: bool = False) -> _Raw:
     path = Path(path)
     kind = _sniff(path)
-    return _read_safetensors(path) if kind == "safetensors" else _read_official(path)
+    return _read_safetensors(path, header_only) if kind == "safetensors" else _read_official(path)
 
 
 def _check_config(path: Path, found: SSGANConfig, wanted: SSGANConfig | None) -> None:
@@ -523,9 +527,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 def inspect_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """What a checkpoint holds without building modules: config, sections, step, meta, source,
-    tensor count."""
+    numbers per module (for safetensors only the header is read)."""
     path = Path(path)
-    raw = _read_raw(path)
+    raw = _read_raw(path, header_only=True)
     return {"path": str(path), "source": raw.source, "config": raw.config,
             "sections": list(raw.states) + list(raw.optims), "step": raw.step, "meta": raw.meta,
             "extra_tensors": sorted(raw.tensors),

@@ -122,6 +122,7 @@ def test_round_trip_bit_exact(tmp_path, trained):
                 assert torch.equal(saved["state"][i][key], value), (i, key)
     info = inspect_checkpoint(path)
     assert info["sections"] == ["g_ema", "g", "d", "g_optim", "d_optim"] and info["step"] == 1234
+    assert info["parameters"]["d"] == sum(t.numel() for t in D.state_dict().values())
 
 
 def test_resumed_adam_continues_identically(tmp_path):
@@ -178,6 +179,17 @@ def test_official_pt_loads_strict_and_renders_identically(tmp_path):
     _assert_same_state(ck2.d, D)
     for a, b in zip(_render(G), _render(ck2.g_ema), strict=True):
         assert torch.equal(a, b)
+
+
+def test_legacy_pickle_pt_loads(tmp_path):
+    G, D = SemanticGenerator(OFFICIAL_CFG).eval(), DualBranchDiscriminator(OFFICIAL_CFG)
+    path = tmp_path / "legacy.pth"
+    torch.save({"g_ema": G.state_dict(), "d": D.state_dict(), "args": _official_args(OFFICIAL_CFG)}, path,
+               _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:1] == b"\x80"
+    ck = load_checkpoint(path)
+    assert ck.source == "official" and ck.step is None
+    _assert_same_state(ck.g_ema, G)
 
 
 def test_official_training_checkpoint_with_optimisers_converts(tmp_path):
