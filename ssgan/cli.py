@@ -178,8 +178,11 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     images = [Image.fromarray(f) for f in frames]
     gif = out / "interpolation.gif"
     tmp = out / ".interpolation.gif.tmp"
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
-    tmp.replace(gif)
+    try:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
+        tmp.replace(gif)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {len(frames)} frames and {gif}")
 
 
@@ -233,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--latent", help="latent .npy (default: a sample drawn with --seed)")
     q.set_defaults(func=cmd_components)
 
-    q = sub.add_parser("interpolate", help="move one class's codes towards a random target")
+    q = sub.add_parser("interpolate", help="move one class's codes towards a random target",
+                       description="Move one class's shape/texture codes linearly from the source latent "
+                                   "to those of a random target (drawn with --seed + 1, so it differs "
+                                   "from a source drawn with --seed); all other codes stay fixed.")
     common(q)
     q.add_argument("--class", dest="cls", type=int, required=True, help="class index")
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all")
