@@ -1,0 +1,1 @@
+"""Benchmarks of ssgan's kernels (CUDA only): ``python -m bench.<name> --json OUT.json``."""
