@@ -1,0 +1,392 @@
+"""Train SemanticStyleGAN.
+
+    python train.py                                   # tiny preset, built-in data, a few CPU minutes
+    python train.py --preset celeba-256 --data DIR --batch 32 --steps 150000
+    torchrun --standalone --nproc_per_node=8 train.py --preset celeba-256 --data DIR --batch 32
+    python train.py --out runs/tiny --resume          # continue from the newest checkpoint
+    python train.py --init CelebAMask-HQ-512x512.pt --images metfaces/ --freeze-local --steps 2000
+
+The whole loop is in :func:`main`; the pieces (losses, steps, EMA, data order, RNG capture, DDP,
+logging) live in ``ssgan.training`` and ``ssgan.losses``. One step ``i`` (0-based) is, as in the
+official script: D step; R1 when ``i % d_reg_every == 0``; G step; path length when
+``i % g_reg_every == 0``; EMA. The ``step`` in ``stats.jsonl`` and in checkpoint names counts
+completed steps (step N is logged after index i = N − 1).
+
+Outputs under ``--out``: ``stats.jsonl``, ``samples/<step>.png`` (G-EMA on fixed latents: image |
+mask | coarse mask), ``checkpoints/<step>.safetensors`` (G, D, G-EMA, optimisers, step, every
+rank's RNG states, mean path length and last loss values; the newest ``--keep`` are kept).
+
+Reproducibility: the batch of step s depends only on (seed, s, global batch) (see
+``StepBatchSampler``), all other randomness comes from seeded torch generators whose states are
+checkpointed, so ``--resume`` reproduces an uninterrupted run exactly on CPU with the same world
+size. Ctrl-C finishes the current step, writes a checkpoint and exits (a second Ctrl-C aborts at
+once). Non-finite losses are tracked on the device every step without a host sync and checked at
+each log and checkpoint step: the run then stops naming the first bad step and term, and no
+checkpoint is written after it. DDP: gradients are all-reduced by hand after every backward (no
+DDP wrapper), so R1's and path length's double backward need nothing special; rank 0 logs and
+saves.
+
+Image-only data (a folder without labels): D sees images only, no R1 on masks, no mask loss.
+``--freeze-local`` (domain adaptation, as the official ``--freeze_local``): the local generators
+(and the position embedding) stay fixed; the mapping network, the render net and D train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ssgan import training as T
+from ssgan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ssgan.config import PRESETS, preset
+from ssgan.data import DatasetError, open_dataset
+from ssgan.discriminator import DualBranchDiscriminator
+from ssgan.generator import SemanticGenerator
+
+# ----- defaults (the paper's hyper-parameters live in ssgan.training.TrainConfig) -------------
+DEFAULT_PRESET = "tiny"
+DEFAULT_BATCH = 8  # global batch (the official --batch 4 is per GPU, 8 GPUs: 32)
+DEFAULT_STEPS = 500  # the default tiny run: about 3 minutes on two CPU cores
+DEFAULT_LENGTH = 10000  # items of the built-in dataset
+TC = T.TrainConfig()
+
+
+class TrainError(Exception):
+    """A problem with the command line or the run folder; main() prints it and returns 2."""
+
+
+class NonFiniteError(Exception):
+    """A loss term or a parameter became NaN/inf; main() prints it and returns 1."""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("run")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help=f"model configuration (default {DEFAULT_PRESET}; a resumed or --init "
+                        f"checkpoint brings its own)")
+    g.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="global batch, split across ranks")
+    g.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="total optimisation steps")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default cuda if available)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="intra-op CPU threads per process (default on CPU: 1, the fastest for the tiny "
+                        "model and robust on a busy machine; otherwise torch's default)")
+    g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    g.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from these G / G-EMA / D weights (ours or an official .pt)")
+    g.add_argument("--freeze-local", "--freeze_local", action="store_true",
+                   help="domain adaptation: keep the local generators fixed")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None, help="folder with images/ and optionally labels/")
+    g.add_argument("--images", default=None, help="image folder (overrides DATA/images)")
+    g.add_argument("--labels", default=None, help="label folder (overrides DATA/labels)")
+    g.add_argument("--hflip", action="store_true", help="random horizontal flips (reproducible)")
+    g.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="size of the built-in dataset")
+    g.add_argument("--workers", type=int, default=None,
+                   help="loader processes per rank (default 0 on CPU, else min(8, cpus/ranks))")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--log-every", type=int, default=10)
+    g.add_argument("--sample-every", type=int, default=100)
+    g.add_argument("--ckpt-every", type=int, default=100)
+    g.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
+    g.add_argument("--n-sample", type=int, default=8, help="latents in the sample grids")
+    g = p.add_argument_group("objective (paper defaults)")
+    g.add_argument("--lr", type=float, default=TC.lr)
+    g.add_argument("--betas", type=float, nargs=2, default=list(TC.betas))
+    g.add_argument("--r1-img", "--r1_img", type=float, default=TC.r1_img)
+    g.add_argument("--r1-seg", "--r1_seg", type=float, default=TC.r1_seg)
+    g.add_argument("--d-reg-every", "--d_reg_every", type=int, default=TC.d_reg_every)
+    g.add_argument("--g-reg-every", "--g_reg_every", type=int, default=TC.g_reg_every)
+    g.add_argument("--path-regularize", "--path_regularize", type=float, default=TC.path_regularize)
+    g.add_argument("--path-batch-shrink", "--path_batch_shrink", type=int, default=TC.path_batch_shrink)
+    g.add_argument("--path-decay", type=float, default=TC.path_decay)
+    g.add_argument("--mixing", type=float, default=TC.mixing)
+    g.add_argument("--lambda-mask", "--lambda_mask", type=float, default=TC.lambda_mask)
+    g.add_argument("--ema-decay", type=float, default=TC.ema_decay, help="G-EMA decay per step")
+    return p.parse_args(argv)
+
+
+def param_digest(*modules: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer (for checking that ranks agree)."""
+    h = hashlib.sha256()
+    for m in modules:
+        for name, t in list(m.named_parameters()) + list(m.named_buffers()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        info = T.init_distributed(args.device)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    threads = torch.get_num_threads()
+    if args.threads is not None or info.device.type == "cpu":
+        torch.set_num_threads(max(1, args.threads or 1))
+    try:
+        return train(args, info)
+    except (TrainError, DatasetError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted (no checkpoint written)", file=sys.stderr)
+        return 130
+    finally:
+        torch.set_num_threads(threads)
+        T.cleanup_distributed()
+
+
+def train(args: argparse.Namespace, info: T.DistInfo) -> int:
+    device, rank, world = info.device, info.rank, info.world_size
+    say = print if info.is_main else (lambda *a, **k: None)
+
+    # ----- checks and the run folder -----------------------------------------------------------
+    for name in ("batch", "steps", "log_every", "sample_every", "ckpt_every", "n_sample"):
+        if getattr(args, name) < 1:
+            raise TrainError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.batch % world:
+        raise TrainError(f"--batch {args.batch} is not divisible by the world size {world}: the "
+                         f"global batch is split evenly across ranks")
+    per_rank = args.batch // world
+    group = min(per_rank, DualBranchDiscriminator.stddev_group)
+    if per_rank % group:
+        raise TrainError(f"the per-rank batch {per_rank} must be divisible by {group} (the "
+                         f"discriminator's minibatch-stddev group); pick another --batch")
+    out = Path(args.out or f"runs/{args.preset or DEFAULT_PRESET}")
+    ckpt_dir = out / "checkpoints"
+    resume_path = T.latest_checkpoint(ckpt_dir) if args.resume else None
+    if not args.resume and T.list_checkpoints(ckpt_dir):
+        raise TrainError(f"{out} already holds checkpoints; pass --resume to continue that run or "
+                         f"choose another --out")
+    if args.resume and resume_path is None:
+        say(f"--resume: no checkpoint in {ckpt_dir}, starting from scratch")
+
+    # ----- model configuration and weights -----------------------------------------------------
+    ck = load_checkpoint(resume_path) if resume_path else None
+    init = load_checkpoint(args.init) if args.init and ck is None else None
+    src = ck or init
+    cfg = src.config if src is not None else preset(args.preset or DEFAULT_PRESET)
+    if src is not None and args.preset and preset(args.preset) != cfg:
+        say(f"note: using the configuration of {src.path}, not --preset {args.preset}")
+
+    dataset = open_dataset(args.data, args.images, args.labels, cfg.size, cfg.seg_dim, hflip=False,
+                           seed=0, length=args.length)
+    use_seg = bool(getattr(dataset, "has_labels", True))
+    tc = T.TrainConfig(lr=args.lr, betas=tuple(args.betas), r1_img=args.r1_img, r1_seg=args.r1_seg,
+                       d_reg_every=args.d_reg_every, g_reg_every=args.g_reg_every,
+                       path_regularize=args.path_regularize, path_batch_shrink=args.path_batch_shrink,
+                       path_decay=args.path_decay, mixing=args.mixing,
+                       lambda_mask=args.lambda_mask if use_seg else 0.0, ema_decay=args.ema_decay,
+                       use_seg=use_seg, freeze_local=args.freeze_local)
+    if not use_seg:
+        say("image-only data: D sees images only; no R1 on masks; no mask loss")
+
+    T.seed_everything(args.seed)  # identical initial weights on every rank
+    G, D, G_ema = SemanticGenerator(cfg), DualBranchDiscriminator(cfg), SemanticGenerator(cfg)
+    if src is not None:
+        g_src = src.g if src.g is not None else src.g_ema
+        if g_src is None:
+            raise TrainError(f"{src.path} holds no generator weights")
+        G.load_state_dict(g_src.state_dict())
+        G_ema.load_state_dict((src.g_ema if src.g_ema is not None else g_src).state_dict())
+        if src.d is not None:
+            D.load_state_dict(src.d.state_dict())
+        else:
+            say(f"note: {src.path} holds no discriminator; D starts from random weights")
+    else:
+        G_ema.load_state_dict(G.state_dict())
+    G, D, G_ema = G.to(device).train(), D.to(device).train(), G_ema.to(device).eval()
+    T.requires_grad(G_ema, False)
+    T.broadcast_module(G)
+    T.broadcast_module(D)
+    T.broadcast_module(G_ema)
+    g_params = T.trainable_params(G, tc.freeze_local)
+    d_params = list(D.parameters())
+    g_optim, d_optim = T.make_optimizers(G, D, tc, g_params)
+
+    # ----- training state: step, RNGs, running values ------------------------------------------
+    start = 0
+    gen = torch.Generator(device).manual_seed(T.rank_seed(args.seed, rank))
+    decide = gen if device.type == "cpu" else torch.Generator().manual_seed(T.rank_seed(args.seed, rank) + 1)
+    gens = {"z": gen} if decide is gen else {"z": gen, "decide": decide}
+    T.seed_everything(T.rank_seed(args.seed + 1, rank))
+    mean_path_length = torch.zeros((), device=device)
+    losses = T.initial_losses(device)
+    if ck is not None:
+        if ck.g_optim_state is None or ck.d_optim_state is None or ck.step is None:
+            raise TrainError(f"{resume_path} is not a training checkpoint (no optimiser states or step)")
+        g_optim.load_state_dict(ck.g_optim_state)
+        d_optim.load_state_dict(ck.d_optim_state)
+        start = int(ck.step)
+        prefix = f"rank{rank}."
+        saved_world = int(ck.meta.get("world_size", 1))
+        if saved_world == world and any(k.startswith(prefix + "rng.") for k in ck.tensors):
+            sub = {k[len(prefix):]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
+            T.restore_rng({k[4:]: v for k, v in sub.items() if k.startswith("rng.")}, gens)
+            mean_path_length = sub["mean_path_length"].to(device)
+            losses = {k: sub[f"loss.{k}"].to(device) for k in T.LOSS_KEYS}
+        else:
+            say(f"note: {resume_path} was written by {saved_world} ranks; RNGs reseeded, so the "
+                f"continuation is not bit-identical to an uninterrupted run")
+            gen.manual_seed(T.rank_seed(args.seed + start, rank))
+            T.seed_everything(T.rank_seed(args.seed + start + 1, rank))
+            mean_path_length = ck.tensors.get("rank0.mean_path_length", mean_path_length).to(device)
+        say(f"resuming from {resume_path} at step {start}")
+    del ck, init, src
+    if start >= args.steps:
+        say(f"nothing to do: the run is at step {start} and --steps is {args.steps}")
+        return 0
+
+    workers = args.workers if args.workers is not None else (
+        0 if device.type == "cpu" else min(8, max(1, (os.cpu_count() or 1) // world)))
+    loader = T.make_step_loader(dataset, args.batch, rank=rank, world_size=world, seed=args.seed,
+                                start_step=start, hflip=args.hflip, workers=workers,
+                                pin_memory=device.type == "cuda")
+    batches = iter(loader)
+    sample_z = torch.randn(args.n_sample, cfg.style_dim,
+                           generator=torch.Generator().manual_seed(args.seed)).to(device)
+    path_batch = max(1, per_rank // tc.path_batch_shrink)
+    sync = T.sync_grads if info.enabled else None
+    tracker = T.NonFiniteTracker(device)
+    logger = T.JsonlLogger(out / "stats.jsonl", resume_step=start) if info.is_main else None
+    last_good = [T.latest_checkpoint(ckpt_dir)]
+    meta = {"args": {k: v for k, v in vars(args).items()}, "train": tc.to_dict(), "world_size": world,
+            "global_batch": args.batch, "seed": args.seed}
+
+    def save(step: int) -> None:
+        bad = tracker.first_bad(reduce_min=True)
+        if bad is not None or not T.params_finite(G, D, G_ema):
+            raise non_finite(bad)
+        state = {"mean_path_length": mean_path_length.detach().cpu(),
+                 **{f"loss.{k}": v.detach().cpu() for k, v in losses.items()},
+                 **{f"rng.{k}": v for k, v in T.capture_rng(gens).items()}}
+        per_rank_states = T.gather_objects(state)
+        if info.is_main:
+            tensors = {f"rank{r}.{k}": v for r, s in enumerate(per_rank_states) for k, v in s.items()}
+            path = save_checkpoint(T.checkpoint_path(ckpt_dir, step), cfg, g_ema=G_ema, g=G, d=D,
+                                   g_optim=g_optim, d_optim=d_optim, step=step, tensors=tensors,
+                                   meta=meta)
+            T.rotate_checkpoints(ckpt_dir, args.keep)
+            last_good[0] = path
+
+    def non_finite(bad: tuple[int, list[str]] | None) -> NonFiniteError:
+        where = (f"loss term(s) {', '.join(bad[1])} became non-finite at step {bad[0]}" if bad
+                 else "a parameter became non-finite")
+        resume = (f"the last good checkpoint is {last_good[0]} (continue from it with --resume, "
+                  f"e.g. with a lower --lr)" if last_good[0] else "no checkpoint was written before it")
+        return NonFiniteError(f"{where}; stopped, {resume}")
+
+    # ----- Ctrl-C: finish the step, save, exit --------------------------------------------------
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):  # noqa: ARG001
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nCtrl-C: finishing this step and saving a checkpoint (again to abort)", file=sys.stderr)
+
+    old_handler = None
+    try:
+        old_handler = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        pass
+
+    say(f"training {args.preset or 'checkpoint'} config at {cfg.size}px, {cfg.seg_dim} classes, on "
+        f"{device} x{world}, global batch {args.batch}, steps {start}..{args.steps} -> {out}")
+    bar = tqdm(total=args.steps, initial=start, disable=not info.is_main, unit="step", dynamic_ncols=True)
+    t_last, step_last = time.perf_counter(), start
+    try:
+        for i in range(start, args.steps):
+            batch = next(batches)
+            real_img = batch["image"].to(device, non_blocking=True)
+            real_mask = batch["mask"].to(device, non_blocking=True) if use_seg else None
+
+            # -- discriminator: logistic loss, then lazy R1 ----------------------------------------
+            T.requires_grad(g_params, False)
+            T.requires_grad(d_params, True)
+            z = T.sample_z(per_rank, cfg.style_dim, tc.mixing, gen, decide)
+            losses.update(T.d_step(G, D, d_optim, real_img, real_mask, z, tc, gen, sync))
+            if i % tc.d_reg_every == 0:
+                losses.update(T.r1_step(D, d_optim, real_img, real_mask, tc, sync))
+
+            # -- generator: non-saturating + mask loss, then lazy path length ----------------------
+            T.requires_grad(g_params, True)
+            T.requires_grad(d_params, False)
+            z = T.sample_z(per_rank, cfg.style_dim, tc.mixing, gen, decide)
+            losses.update(T.g_step(G, D, g_optim, z, tc, gen, sync))
+            if tc.path_regularize > 0 and i % tc.g_reg_every == 0:
+                z = T.sample_z(path_batch, cfg.style_dim, tc.mixing, gen, decide)
+                pl, mean_path_length = T.pl_step(G, g_optim, z, mean_path_length, tc, gen, sync)
+                losses.update(pl)
+            T.ema_update(G_ema, G, tc.ema_decay)
+
+            step = i + 1
+            tracker.update(losses, step)
+            bar.update(1)
+            last = step == args.steps
+
+            if step % args.log_every == 0 or last:
+                values = T.all_reduce_mean(torch.stack([losses[k].float() for k in T.LOSS_KEYS])).tolist()
+                bad = tracker.first_bad(reduce_min=True)
+                if bad is not None:
+                    raise non_finite(bad)
+                now = time.perf_counter()
+                kimg_delta = (step - step_last) * args.batch / 1000
+                rec = {"step": step, "kimg": step * args.batch / 1000,
+                       **{k: v for k, v in zip(T.LOSS_KEYS, values, strict=True)},
+                       "sec_per_kimg": (now - t_last) / kimg_delta,
+                       "peak_mem_mb": T.peak_memory_mb(device)}
+                t_last, step_last = now, step
+                if logger is not None:
+                    logger.log(rec)
+                bar.set_postfix_str(f"kimg {rec['kimg']:.2f} d {rec['d']:.3f} g {rec['g']:.3f} "
+                                    f"mask {rec['mask']:.3f} {rec['sec_per_kimg']:.0f} s/kimg")
+            if info.is_main and (step % args.sample_every == 0 or last):
+                T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png")
+            if info.enabled:
+                flag = torch.tensor([float(stop["requested"])], device=device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                stop["requested"] = bool(flag.item())
+            if step % args.ckpt_every == 0 or last or stop["requested"]:
+                save(step)
+            if stop["requested"]:
+                say(f"stopped at step {step}; checkpoint {last_good[0]}; continue with --resume")
+                return 130
+    finally:
+        bar.close()
+        if logger is not None:
+            logger.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+
+    digest_dir = os.environ.get("SSGAN_DEBUG_PARAM_HASH")
+    if digest_dir:
+        Path(digest_dir).mkdir(parents=True, exist_ok=True)
+        (Path(digest_dir) / f"rank{rank}.json").write_text(json.dumps(
+            {"rank": rank, "world_size": world, "g": param_digest(G), "d": param_digest(D),
+             "g_ema": param_digest(G_ema)}))
+    say(f"done: {args.steps} steps; newest checkpoint {last_good[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
