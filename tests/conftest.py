@@ -9,6 +9,10 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
+# The suite's tensors are tiny: one intra-op thread avoids the thread start-up and contention that
+# make small convolutions many times slower on a 2-core CI machine.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
