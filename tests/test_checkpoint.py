@@ -24,15 +24,6 @@ from ssgan.checkpoint import (
 CFG = preset("tiny")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions on a shared 2-core machine run ~20x faster on one thread (no oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _official_args(cfg=CFG, **extra) -> argparse.Namespace:
     """The official training args (field names of the official train.py) for ``cfg``."""
     return argparse.Namespace(

@@ -19,15 +19,6 @@ CFG = preset("tiny")
 K, SIZE, NL, D = CFG.seg_dim, CFG.size, CFG.n_latent, CFG.style_dim
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions on a shared 2-core machine run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     torch.manual_seed(0)
