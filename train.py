@@ -131,6 +131,11 @@ def param_digest(*modules: torch.nn.Module) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.batch % world:  # checked before any process group is set up
+        print(f"error: --batch {args.batch} is not divisible by the world size {world}: the global "
+              f"batch is split evenly across ranks", file=sys.stderr)
+        return 2
     try:
         info = T.init_distributed(args.device)
     except RuntimeError as e:
@@ -298,7 +303,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     # ----- Ctrl-C: finish the step, save, exit --------------------------------------------------
     stop = {"requested": False}
 
-    def on_sigint(signum, frame):  # noqa: ARG001
+    def on_sigint(signum, frame):
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
@@ -362,7 +367,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                                     f"mask {rec['mask']:.3f} {rec['sec_per_kimg']:.0f} s/kimg")
             if info.is_main and (step % args.sample_every == 0 or last):
                 T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png")
-            if info.enabled:
+            if info.enabled:  # all ranks must stop at the same step: one tiny all-reduce (and sync) per step
                 flag = torch.tensor([float(stop["requested"])], device=device)
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
                 stop["requested"] = bool(flag.item())

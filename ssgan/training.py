@@ -23,7 +23,9 @@ Differences from the official script, all deliberate:
 * DDP: no ``DistributedDataParallel`` wrapper. Every backward is followed by one all-reduce of
   the flattened gradients (:func:`sync_grads`), which works unchanged for R1's and path length's
   double backward and keeps parameters identical on every rank by construction. The global batch
-  is split across ranks (the official ``--batch`` is per GPU).
+  is split across ranks (the official ``--batch`` is per GPU). As in the official script, the
+  mean path length is a per-rank running value (logs show its mean over ranks); checkpoints hold
+  every rank's value and RNG states.
 * ``freeze_local``: the parameters outside the mapping network and the render net (local
   generators, position embedding) are frozen in G itself and left out of its optimiser; the
   official adaptation script keeps training them in G but EMAs only ``style`` and
@@ -43,7 +45,7 @@ import random
 import re
 import resource
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,9 @@ from ssgan.generator import SemanticGenerator, Synthesis
 from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
 
 #: The loss terms logged every step (and checked for non-finite values).
+#: Gradient synchronisation called after each backward (e.g. :func:`sync_grads`), or None.
+GradSync = Callable[[nn.Module], None] | None
+
 LOSS_KEYS: tuple[str, ...] = ("d", "real_score", "fake_score", "r1_img", "r1_seg", "g", "mask",
                               "path", "path_length", "mean_path_length")
 
@@ -202,7 +207,7 @@ def discriminate(D: nn.Module, img: torch.Tensor, seg: torch.Tensor | None) -> t
 
 
 def _apply(loss: torch.Tensor, module: nn.Module, optim: torch.optim.Optimizer,
-           sync: Any = None) -> None:
+           sync: GradSync = None) -> None:
     module.zero_grad(set_to_none=True)
     loss.backward()
     if sync is not None:
@@ -212,7 +217,7 @@ def _apply(loss: torch.Tensor, module: nn.Module, optim: torch.optim.Optimizer,
 
 def d_step(G: SemanticGenerator, D: nn.Module, d_optim: torch.optim.Optimizer, real_img: torch.Tensor,
            real_mask: torch.Tensor | None, z: Sequence[torch.Tensor], tc: TrainConfig,
-           generator: torch.Generator | None = None, sync: Any = None) -> dict[str, torch.Tensor]:
+           generator: torch.Generator | None = None, sync: GradSync = None) -> dict[str, torch.Tensor]:
     """Logistic D loss on a fresh fake batch and the real batch; one D update.
 
     Expects D's parameters to require grad. Returns d, real_score, fake_score (detached)."""
@@ -228,7 +233,8 @@ def d_step(G: SemanticGenerator, D: nn.Module, d_optim: torch.optim.Optimizer, r
 
 
 def r1_step(D: nn.Module, d_optim: torch.optim.Optimizer, real_img: torch.Tensor,
-            real_mask: torch.Tensor | None, tc: TrainConfig, sync: Any = None) -> dict[str, torch.Tensor]:
+            real_mask: torch.Tensor | None, tc: TrainConfig,
+            sync: GradSync = None) -> dict[str, torch.Tensor]:
     """Lazy R1 on the real image (and mask): (γ_img/2·R1_img + γ_seg/2·R1_seg)·d_reg_every
     + 0·D(real)[0]; one D update. Returns r1_img, r1_seg (0 without seg)."""
     img = real_img.detach().requires_grad_(True)
@@ -248,7 +254,7 @@ def r1_step(D: nn.Module, d_optim: torch.optim.Optimizer, real_img: torch.Tensor
 
 def g_step(G: SemanticGenerator, D: nn.Module, g_optim: torch.optim.Optimizer, z: Sequence[torch.Tensor],
            tc: TrainConfig, generator: torch.Generator | None = None,
-           sync: Any = None) -> dict[str, torch.Tensor]:
+           sync: GradSync = None) -> dict[str, torch.Tensor]:
     """Non-saturating G loss plus λ_mask·mask loss; one G update. Expects G's trainable
     parameters to require grad and D's not to. Returns g, mask."""
     fake = generate(G, z, generator)
@@ -262,7 +268,7 @@ def g_step(G: SemanticGenerator, D: nn.Module, g_optim: torch.optim.Optimizer, z
 
 def pl_step(G: SemanticGenerator, g_optim: torch.optim.Optimizer, z: Sequence[torch.Tensor],
             mean_path_length: torch.Tensor, tc: TrainConfig, generator: torch.Generator | None = None,
-            sync: Any = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+            sync: GradSync = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Lazy path-length regularisation w.r.t. the expanded latents of ``z`` (a shrunk batch);
     one G update. Returns ({path, path_length, mean_path_length}, the new mean path length)."""
     with torch.no_grad():

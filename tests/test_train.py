@@ -1,0 +1,214 @@
+"""train.py end to end on the tiny preset: outputs, exact resume, Ctrl-C, the non-finite guard,
+data errors, image-only data, and a two-process DDP run (gloo, CPU)."""
+
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssgan import DualBranchDiscriminator, SemanticGenerator, losses, preset
+from ssgan import training as T
+from ssgan.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("ssgan_train_script", ROOT / "train.py")
+train = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train)
+
+# tiny, fast, and every regularisation path exercised
+BASE = ["--preset", "tiny", "--batch", "4", "--length", "16", "--d-reg-every", "2", "--g-reg-every", "2",
+        "--device", "cpu"]
+LOSS_KEYS = list(T.LOSS_KEYS)
+
+
+def run(tmp: Path, *extra: str) -> int:
+    return train.main([*BASE, "--out", str(tmp), *extra])
+
+
+def stats(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_short_run_writes_everything(tmp_path):
+    out = tmp_path / "run"
+    assert run(out, "--steps", "4", "--log-every", "3", "--sample-every", "2", "--ckpt-every", "2",
+               "--keep", "1", "--n-sample", "3") == 0
+    recs = stats(out)
+    assert [r["step"] for r in recs] == [3, 4]  # every 3 steps and always the last
+    for r in recs:
+        for k in ["step", "kimg", *LOSS_KEYS, "sec_per_kimg", "peak_mem_mb"]:
+            assert k in r, k
+            assert np.isfinite(r[k]), k
+        assert r["kimg"] == pytest.approx(r["step"] * 4 / 1000)
+        assert r["peak_mem_mb"] > 0
+    assert recs[-1]["r1_img"] > 0 and recs[-1]["r1_seg"] > 0 and recs[-1]["path_length"] > 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["0000002.png", "0000004.png"]
+    img = np.asarray(Image.open(out / "samples" / "0000004.png"))
+    assert img.shape == (2 * 32 + 2, 6 * 32 + 5 * 2, 3)  # 2 samples per row × (image, mask, coarse)
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert ckpts == ["0000004.safetensors"]  # --keep 1
+    ck = load_checkpoint(out / "checkpoints" / "0000004.safetensors")
+    assert ck.step == 4 and ck.g is not None and ck.d is not None and ck.g_ema is not None
+    assert ck.g_optim_state is not None and ck.d_optim_state is not None
+    assert "rank0.rng.torch_cpu" in ck.tensors and "rank0.mean_path_length" in ck.tensors
+    assert ck.tensors["rank0.mean_path_length"].item() == pytest.approx(recs[-1]["mean_path_length"])
+    # G-EMA moved away from its initial copy of G but not all the way
+    g, ema = ck.g.state_dict(), ck.g_ema.state_dict()
+    assert any(not torch.equal(g[k], ema[k]) for k in g)
+    # running again without --resume refuses to clobber the run
+    assert run(out, "--steps", "4") == 2
+
+
+@pytest.mark.slow
+def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch):
+    extra = ["--steps", "6", "--log-every", "1", "--ckpt-every", "100", "--sample-every", "100",
+             "--mixing", "0.5", "--hflip"]
+    straight = tmp_path / "straight"
+    assert run(straight, *extra) == 0
+
+    # the same run, Ctrl-C during step index 2 (3rd G step): it finishes step 3, saves, exits
+    calls = {"n": 0}
+    real_g_step = T.g_step
+
+    def g_step_with_sigint(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_g_step(*a, **k)
+
+    monkeypatch.setattr(T, "g_step", g_step_with_sigint)
+    split = tmp_path / "split"
+    assert run(split, *extra) == 130
+    monkeypatch.setattr(T, "g_step", real_g_step)
+    assert [p.name for p in T.list_checkpoints(split / "checkpoints")] == ["0000003.safetensors"]
+    assert [r["step"] for r in stats(split)] == [1, 2, 3]
+    assert run(split, *extra, "--resume") == 0
+
+    a, b = stats(straight), stats(split)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b, strict=True):
+        assert {k: ra[k] for k in LOSS_KEYS} == {k: rb[k] for k in LOSS_KEYS}, ra["step"]
+    ca = load_checkpoint(straight / "checkpoints" / "0000006.safetensors")
+    cb = load_checkpoint(split / "checkpoints" / "0000006.safetensors")
+    for name in ("g", "d", "g_ema"):
+        sa, sb = getattr(ca, name).state_dict(), getattr(cb, name).state_dict()
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), f"{name}.{k}"
+    for k, v in ca.g_optim_state["state"].items():
+        for field, t in v.items():
+            assert torch.equal(torch.as_tensor(t), torch.as_tensor(cb.g_optim_state["state"][k][field]))
+
+
+def test_non_finite_guard_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "nan"
+    calls = {"n": 0}
+    real = losses.g_nonsaturating_loss
+
+    def poisoned(fake_pred):
+        calls["n"] += 1
+        loss = real(fake_pred)
+        return loss * float("nan") if calls["n"] == 5 else loss  # the G step of step 5
+
+    monkeypatch.setattr(losses, "g_nonsaturating_loss", poisoned)
+    code = run(out, "--steps", "6", "--log-every", "3", "--ckpt-every", "2", "--keep", "5",
+               "--sample-every", "100")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "step 5" in err and "g" in err.split("loss term(s)")[1].split("became")[0]
+    good = out / "checkpoints" / "0000004.safetensors"
+    assert str(good) in err
+    assert [p.name for p in T.list_checkpoints(out / "checkpoints")] == ["0000002.safetensors",
+                                                                         "0000004.safetensors"]
+    assert [r["step"] for r in stats(out)] == [3]  # the bad step-6 record is not logged
+    ck = load_checkpoint(good)
+    assert T.params_finite(ck.g, ck.d, ck.g_ema)
+
+
+def test_dataset_smaller_than_batch(tmp_path, capsys):
+    assert train.main([*BASE, "--length", "3", "--steps", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "dataset has 3 images but one batch needs 4" in capsys.readouterr().err
+
+
+def test_batch_not_divisible_by_world_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run(tmp_path / "x", "--batch", "3", "--steps", "1") == 2
+    assert "not divisible by the world size 2" in capsys.readouterr().err
+
+
+def test_image_only_folder(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    assert run(out, "--images", str(folder), "--steps", "2", "--log-every", "1", "--freeze-local") == 0
+    recs = stats(out)
+    assert recs[0]["r1_seg"] == 0 and recs[0]["r1_img"] > 0
+    ck = load_checkpoint(out / "checkpoints" / "0000002.safetensors")
+    T.seed_everything(0)  # the run's initial weights: seed 0, G then D
+    G0, D0 = SemanticGenerator(preset("tiny")), DualBranchDiscriminator(preset("tiny"))
+    g, e = ck.g.state_dict(), ck.g_ema.state_dict()
+    for k, v in G0.state_dict().items():
+        if k.startswith(("local_nets.", "pos_embed.")):
+            assert torch.equal(g[k], v) and torch.equal(e[k], v), k  # --freeze-local
+    assert any(not torch.equal(g[k], v) for k, v in G0.state_dict().items() if k.startswith("render_net."))
+    d = ck.d.state_dict()
+    for k, v in D0.state_dict().items():
+        if k.startswith("convs_seg."):
+            assert torch.equal(d[k], v), k  # image-only: D's seg branch is never used
+    assert any(not torch.equal(d[k], v) for k, v in D0.state_dict().items() if k.startswith("convs_img."))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(tmp_path):
+    out, hashes = tmp_path / "ddp", tmp_path / "hashes"
+    env = {**os.environ, "SSGAN_DEBUG_PARAM_HASH": str(hashes), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), *BASE, "--steps", "3", "--log-every", "1", "--out", str(out)]
+    res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    r0 = json.loads((hashes / "rank0.json").read_text())
+    r1 = json.loads((hashes / "rank1.json").read_text())
+    assert r0["world_size"] == r1["world_size"] == 2
+    for k in ("g", "d", "g_ema"):
+        assert r0[k] == r1[k], k
+    assert [r["step"] for r in stats(out)] == [1, 2, 3]
+    ck = load_checkpoint(out / "checkpoints" / "0000003.safetensors")
+    assert "rank1.rng.torch_cpu" in ck.tensors  # every rank's RNG state is saved
+    assert ck.meta["world_size"] == 2
+
+    bad = subprocess.run([*cmd[:-2], "--batch", "3", "--out", str(tmp_path / "bad")], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0
+    assert "not divisible by the world size 2" in bad.stderr
+
+
+def test_init_from_checkpoint(tmp_path):
+    from ssgan.checkpoint import save_checkpoint
+
+    torch.manual_seed(123)
+    cfg = preset("tiny")
+    G, D = SemanticGenerator(cfg), DualBranchDiscriminator(cfg)
+    init = save_checkpoint(tmp_path / "init.safetensors", cfg, g_ema=G, g=G, d=D)
+    out = tmp_path / "run"
+    assert run(out, "--init", str(init), "--steps", "1", "--lr", "0") == 0  # lr 0: weights stay
+    ck = load_checkpoint(out / "checkpoints" / "0000001.safetensors")
+    for module, ref in ((ck.g, G), (ck.g_ema, G), (ck.d, D)):
+        got = module.state_dict()
+        for k, v in ref.state_dict().items():
+            assert torch.equal(got[k], v), k
