@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 
 import torch
 import torch.nn.functional as F
@@ -92,8 +93,23 @@ def _tile(R, Q, BQ: tl.constexpr, BLOCK: tl.constexpr, INT64: tl.constexpr):
 
 
 @triton.jit
+def _scalars(slope, slope_lo, gain, gain_lo, FP64: tl.constexpr):
+    """Float scalars arrive as float32; in float64 mode hi + lo restores them to ~2^-48."""
+    if FP64:
+        slope = tl.cast(slope, tl.float64) + tl.cast(slope_lo, tl.float64)
+        gain = tl.cast(gain, tl.float64) + tl.cast(gain_lo, tl.float64)
+    return slope, gain
+
+
+def _split(v: float) -> tuple[float, float]:
+    """v as float32 hi + lo (kernel scalars are float32; see :func:`_scalars`)."""
+    hi = struct.unpack("f", struct.pack("f", v))[0]
+    return hi, struct.unpack("f", struct.pack("f", v - hi))[0]
+
+
+@triton.jit
 def _bias_act_fwd_kernel(
-    x_ptr, b_ptr, n_ptr, nw_ptr, y_ptr, R, Q, C, P, slope, gain,
+    x_ptr, b_ptr, n_ptr, nw_ptr, y_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
     HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
     INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
 ):
@@ -103,6 +119,7 @@ def _bias_act_fwd_kernel(
         acc_t: tl.constexpr = tl.float64
     else:
         acc_t: tl.constexpr = tl.float32
+    slope, gain = _scalars(slope, slope_lo, gain, gain_lo, FP64)
     z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_t)
     if HAS_NOISE:
         nw = tl.load(nw_ptr).to(acc_t)
@@ -123,7 +140,7 @@ def _bias_act_fwd_kernel(
 
 @triton.jit
 def _bias_act_bwd_kernel(
-    g_ptr, y_ptr, n_ptr, gx_ptr, pb_ptr, pnw_ptr, R, Q, C, P, slope, gain,
+    g_ptr, y_ptr, n_ptr, gx_ptr, pb_ptr, pnw_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
     NEED_GB: tl.constexpr, NEED_GNW: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
     INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
 ):
@@ -133,6 +150,7 @@ def _bias_act_bwd_kernel(
         acc_t: tl.constexpr = tl.float64
     else:
         acc_t: tl.constexpr = tl.float32
+    slope, gain = _scalars(slope, slope_lo, gain, gain_lo, FP64)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(acc_t)
     y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(acc_t)
     gx = tl.where(y > 0, g * gain, g * (gain * slope))
@@ -204,7 +222,7 @@ def _bias_act_op(
     nz = _noise_rows(noise, x.shape[0], P) if has_noise else x
     b = bias.contiguous() if bias is not None else x
     nw = noise_weight if has_noise else x
-    args = (x, b, nz, nw, y, R, Q, C, P, negative_slope, gain)
+    args = (x, b, nz, nw, y, R, Q, C, P, *_split(negative_slope), *_split(gain))
     _launch(_fwd_tuned, _bias_act_fwd_kernel, R, Q, BQ, args, HAS_BIAS=bias is not None,
             HAS_NOISE=has_noise, CL=cl, FP64=x.dtype == torch.float64, INT64=x.numel() >= 2**31)
     return y
@@ -237,7 +255,7 @@ def _bias_act_bwd_op(
     if y.numel():
         nz = _noise_rows(noise, y.shape[0], P) if need_nw else y
         args = (g, y, nz, gx, pb if need_bias else gx, pnw if need_nw else gx, R, Q, C, P,
-                negative_slope, gain)
+                *_split(negative_slope), *_split(gain))
         _launch(_bwd_tuned, _bias_act_bwd_kernel, R, Q, BQ, args, NEED_GB=need_bias, NEED_GNW=need_nw,
                 CL=cl, FP64=y.dtype == torch.float64, INT64=y.numel() >= 2**31)
     if need_bias:

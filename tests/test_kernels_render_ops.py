@@ -1,8 +1,8 @@
 """Triton bias_act and upfirdn2d against the reference maths.
 
 On CPU the kernels run under Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1
-before anything imports triton), so shapes are small; the cuda-marked tests repeat the parity
-checks at render-net shapes on a GPU.
+before anything imports triton), so shapes are small; with a GPU the same tests run on CUDA
+tensors, and the cuda-marked tests repeat the parity checks at render-net shapes.
 
 Tolerances (float32): bias_act performs exactly the reference's float32 operations in the same
 order (x + w·noise, + bias, leaky ReLU, × gain), so outputs and grad x agree to an ulp or two
@@ -25,6 +25,17 @@ from pathlib import Path
 import pytest
 import torch
 from ssgan.kernels import bias_act, bias_act_reference, upfirdn2d, upfirdn2d_reference, use_backend
+
+# CPU tensors under the interpreter; with a GPU the same tests run the compiled kernels on CUDA
+# tensors (factory functions default to this device inside every test, see _on_device).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _on_device():
+    with DEVICE:
+        yield
+
 
 _ALLOW_FALLBACK = {"test_bias_act_reference_backend_is_the_reference",
                    "test_upfirdn2d_trainable_kernel_uses_reference"}
@@ -374,7 +385,8 @@ def compile_sm90(fn, types, consts, warps=4):
 ints = {n: "i32" for n in ("R", "Q", "C", "P", "H", "W", "OH", "OW", "PX0", "PY0")}
 for dt in ("bf16", "fp32"):
     acc = "*fp32"
-    types = {**ints, "slope": "fp32", "gain": "fp32", "b_ptr": "*fp32", "nw_ptr": "*fp32", "f_ptr": "*fp32",
+    types = {**ints, **{n: "fp32" for n in ("slope", "gain", "slope_lo", "gain_lo")},
+             "b_ptr": "*fp32", "nw_ptr": "*fp32", "f_ptr": "*fp32",
              "pb_ptr": acc, "pnw_ptr": acc,
              **{n: "*" + dt for n in ("x_ptr", "n_ptr", "y_ptr", "g_ptr", "gx_ptr")}}
     for cl in (False, True):
