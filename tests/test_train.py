@@ -72,7 +72,6 @@ def test_short_run_writes_everything(tmp_path):
     assert run(out, "--steps", "4") == 2
 
 
-@pytest.mark.slow
 def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch):
     extra = ["--steps", "6", "--log-every", "1", "--ckpt-every", "100", "--sample-every", "100",
              "--mixing", "0.5", "--hflip"]
