@@ -459,3 +459,27 @@ def test_benchmark_refuses_without_cuda(tmp_path):
     assert proc.returncode == 2
     assert "needs a CUDA GPU" in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_cuda_int64_indexing(channels_last):
+    """More than 2^31 elements (the kernels switch to 64-bit offsets): check the far end."""
+    N, C, H, W = 2, 16, 8192, 8193  # 2.1e9 elements, 4 GiB in bf16
+    x = _layout_as(torch.randn(N, C, H, W, device="cuda", dtype=torch.bfloat16), channels_last)
+    b, nw = torch.randn(C, device="cuda"), torch.randn(1, device="cuda")
+    nz = torch.randn(N, 1, H, W, device="cuda", dtype=torch.bfloat16)
+    k = blur_kernel(1.0)
+    with use_backend("triton"):
+        y = bias_act(x, b, nz, nw)
+        f = upfirdn2d(x, k, pad=(1, 2))  # same size as x
+    end = (slice(N - 1, N), slice(None), slice(H - 64, H))
+    want = bias_act_reference(x[end].float(), b, nz[end].float(), nw)
+    torch.testing.assert_close(y[end].float(), want, **BF16_GPU)
+    # output rows H-63.. need input rows H-64..H-1 (+ the bottom padding): rows 1.. of the slice's
+    want = upfirdn2d_reference(x[end].float(), k, pad=(1, 2))[:, :, 1:]
+    torch.testing.assert_close(f[N - 1:, :, H - 63:].float(), want, **BF16_GPU)
+
+
+def _layout_as(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.to(memory_format=torch.channels_last) if channels_last else x
