@@ -118,6 +118,33 @@ _BWD_MAX_BLOCK = max(c.kwargs["BLOCK_P"] for c in _BWD_CONFIGS)
 
 
 @triton.jit
+def _to(a, DOT: tl.constexpr, EMU: tl.constexpr):
+    """a.to(DOT). EMU (bf16 under the interpreter only): the interpreter's fp32 -> bf16 cast
+    truncates (and its "rtne" mode mishandles the mantissa carry), which biases every layer; the
+    GPU casts round to nearest even, so here that rounding is done on the fp32 bits first (the
+    following cast is then exact)."""
+    if EMU:
+        bits = a.to(tl.float32).to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True).to(DOT)
+    else:
+        return a.to(DOT)
+
+
+@triton.jit
+def _dot(a, b, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """a @ b with operands rounded to DOT and accumulated in ACC. EMU (bf16 under the interpreter
+    only): the interpreter multiplies bf16 operands as their raw uint16 bit patterns (np.matmul on
+    the storage), so there the bf16-rounded operands are widened to ACC first: the same products
+    (exact in fp32) and fp32 accumulation as a tensor-core bf16 dot."""
+    if EMU:
+        return tl.dot(_to(a, DOT, EMU).to(ACC), _to(b, DOT, EMU).to(ACC), input_precision="ieee",
+                      out_dtype=ACC)
+    else:
+        return tl.dot(a.to(DOT), b.to(DOT), input_precision=PREC, out_dtype=ACC)
+
+
+@triton.jit
 def _act(a, ACC: tl.constexpr):
     # leaky_relu(a, 0.2) * sqrt(2); constants built in the accumulator dtype (exact for fp64)
     pos = tl.full([1, 1], 1.4142135623730951, ACC)
@@ -136,9 +163,9 @@ def _act_grad(g, h_out, ACC: tl.constexpr):
 
 @triton.jit
 def _layer_fwd(h, w_l_ptr, b_l_ptr, w_offs, offs_c, DOT: tl.constexpr, ACC: tl.constexpr,
-               PREC: tl.constexpr):
+               PREC: tl.constexpr, EMU: tl.constexpr):
     w = tl.load(w_l_ptr + w_offs)  # (C_out, C_in), coalesced
-    a = tl.dot(h.to(DOT), tl.trans(w.to(DOT)), input_precision=PREC, out_dtype=ACC)
+    a = _dot(h, tl.trans(w), DOT, ACC, PREC, EMU)
     a = a + tl.load(b_l_ptr + offs_c).to(ACC)[None, :]
     return _act(a, ACC)
 
@@ -149,7 +176,7 @@ def _fwd_kernel(
     x_ptr, w_ptr, b_ptr, u_ptr, c_ptr, h_ptr, d_ptr,
     P, K, DL, sxb, sxk,
     L: tl.constexpr, C: tl.constexpr, BLOCK_P: tl.constexpr,
-    DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
+    DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
 ):
     pid_p = tl.program_id(0)
     bk = tl.program_id(1).to(tl.int64)
@@ -165,29 +192,30 @@ def _fwd_kernel(
     w_base = w_ptr + bk * (L * C * C)
     b_base = b_ptr + k * (L * C)
     for layer in range(0, DL):
-        h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC)
+        h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
     u = tl.load(u_ptr + k * C + offs_c).to(ACC)
     d = tl.sum(h * u[None, :], axis=1) + tl.load(c_ptr + k).to(ACC)
     for layer in range(DL, L):
-        h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC)
+        h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
 
-    tl.store(h_ptr + bk * P * C + tile, h.to(h_ptr.dtype.element_ty), mask=pmask[:, None])
-    tl.store(d_ptr + bk * P + offs_p, d.to(d_ptr.dtype.element_ty), mask=pmask)
+    tl.store(h_ptr + bk * P * C + tile, _to(h, DOT, EMU), mask=pmask[:, None])
+    tl.store(d_ptr + bk * P + offs_p, _to(d, DOT, EMU), mask=pmask)
 
 
 @triton.jit
 def _layer_bwd(g, h_out, h_in, w_l_ptr, gw_l_ptr, gb_l_ptr, w_offs, offs_c,
-               NEED_G: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr):
+               NEED_G: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
+               EMU: tl.constexpr):
     """One layer backward on a tile: g (BLOCK_P, C_out) is dL/dh_out; accumulates this tile's
     grad W (C_out, C_in) and grad bias into the program's private partial sums; returns dL/dh_in."""
     g_pre = _act_grad(g, h_out.to(ACC), ACC)
-    g_dot = g_pre.to(DOT)
-    gw = tl.dot(tl.trans(g_dot), h_in.to(DOT), input_precision=PREC, out_dtype=ACC)
+    g_dot = _to(g_pre, DOT, EMU)
+    gw = _dot(tl.trans(g_dot), h_in, DOT, ACC, PREC, EMU)
     tl.store(gw_l_ptr + w_offs, tl.load(gw_l_ptr + w_offs) + gw)
     tl.store(gb_l_ptr + offs_c, tl.load(gb_l_ptr + offs_c) + tl.sum(g_pre, axis=0))
     if NEED_G:
         w = tl.load(w_l_ptr + w_offs)
-        g = tl.dot(g_dot, w.to(DOT), input_precision=PREC, out_dtype=ACC)
+        g = _dot(g_dot, w, DOT, ACC, PREC, EMU)
     return g
 
 
@@ -198,7 +226,7 @@ def _bwd_kernel(
     gx_ptr, gw_ptr, gb_ptr, gu_ptr, gc_ptr, scr_ptr,
     P, K, S, DL, sxb, sxk, scr_stride,
     L: tl.constexpr, C: tl.constexpr, DETACH: tl.constexpr, NEED_GX: tl.constexpr,
-    BLOCK_P: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_P: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
 ):
     """Backward by recomputation, one program per (sample, class, P-split s).
 
@@ -252,8 +280,8 @@ def _bwd_kernel(
         # incoming gradients are zero)
         h = x.to(ACC)
         for layer in range(0, L):
-            h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC)
-            tl.store(scr + layer * BLOCK_P * C + slab, h.to(DOT))
+            h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
+            tl.store(scr + layer * BLOCK_P * C + slab, _to(h, DOT, EMU))
         tl.debug_barrier()  # slab written by other threads' layouts than it is read with
 
         # (2) backward, layers above the depth tap
@@ -262,7 +290,7 @@ def _bwd_kernel(
             g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
                            tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
                            w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
-                           w_offs, offs_c, True, DOT, ACC, PREC)
+                           w_offs, offs_c, True, DOT, ACC, PREC, EMU)
         # depth tap on the output of layer DL - 1
         gd = tl.load(gd_ptr + bk * P + offs_p, mask=pmask, other=0.0).to(ACC)
         h_tap = tl.load(scr + (DL - 1) * BLOCK_P * C + slab).to(ACC)
@@ -278,9 +306,9 @@ def _bwd_kernel(
             g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
                            tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
                            w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
-                           w_offs, offs_c, True, DOT, ACC, PREC)
+                           w_offs, offs_c, True, DOT, ACC, PREC, EMU)
         g = _layer_bwd(g, tl.load(scr + slab), x, w_base, gw_base, gb_base,
-                       w_offs, offs_c, NEED_GX, DOT, ACC, PREC)
+                       w_offs, offs_c, NEED_GX, DOT, ACC, PREC, EMU)
         if NEED_GX:
             tl.store(gx_ptr + bk * P * C + tile, g, mask=pmask[:, None])
         tl.debug_barrier()  # partial sums and slab are re-read by the next tile
@@ -323,6 +351,10 @@ def _kernel_args(x, weight):
     return x, B, K, L, C, P, sxb, sxk, dot, acc
 
 
+def _emulate(dot):
+    return _INTERPRET and dot == tl.bfloat16
+
+
 def _forward_triton(x, weight, bias, depth_weight, depth_bias, depth_layer):
     _check_inputs(x, weight, bias, depth_weight, depth_bias, depth_layer)
     x, B, K, L, C, P, sxb, sxk, dot, acc = _kernel_args(x, weight)
@@ -332,7 +364,7 @@ def _forward_triton(x, weight, bias, depth_weight, depth_bias, depth_layer):
     _fwd_kernel[grid](
         x, weight.contiguous(), bias.contiguous(), depth_weight.contiguous(), depth_bias.contiguous(),
         h, depth, P, K, depth_layer, sxb, sxk,
-        L=L, C=C, DOT=dot, ACC=acc, PREC=FP32_DOT_PRECISION,
+        L=L, C=C, DOT=dot, ACC=acc, PREC=FP32_DOT_PRECISION, EMU=_emulate(dot),
     )
     return h, depth
 
@@ -368,7 +400,7 @@ def _backward_triton(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bi
         gx, gw, gb, gu, gc, scratch,
         P, K, S, depth_layer, sxb, sxk, scr_stride,
         L=L, C=C, DETACH=bool(detach_texture and depth_layer < L), NEED_GX=bool(need_x),
-        DOT=dot, ACC=acc, PREC=FP32_DOT_PRECISION,
+        DOT=dot, ACC=acc, PREC=FP32_DOT_PRECISION, EMU=_emulate(dot),
     )
     if need_x:
         dims = tuple(d for d in (0, 1) if x.shape[d] == 1 and gx.shape[d] > 1)
