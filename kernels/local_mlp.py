@@ -286,7 +286,10 @@ def _bwd_kernel(
 
         # (2) backward, layers above the depth tap
         g = tl.load(gh_ptr + bk * P * C + tile, mask=pmask[:, None], other=0.0).to(ACC)
-        for layer in range(L - 1, DL - 1, -1):
+        # (loops count up with a positive step: scf.for has no negative steps, and older Tritons
+        # do not rewrite them)
+        for i in range(0, L - DL):
+            layer = L - 1 - i
             g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
                            tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
                            w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
@@ -302,7 +305,8 @@ def _bwd_kernel(
         else:
             g = g + gd[:, None] * u[None, :]
         # layers DL - 1 .. 1 take their input from the slab, layer 0 from x
-        for layer in range(DL - 1, 0, -1):
+        for i in range(0, DL - 1):
+            layer = DL - 1 - i
             g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
                            tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
                            w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
