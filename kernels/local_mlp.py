@@ -23,6 +23,13 @@ layer) weights; :func:`grouped_mlp` runs the layers on those.
   that (b, k, l) weight), the depth head is evaluated at the tap, h and depth are written once.
 * backward kernel: first-order gradients by *recomputation* (nothing but the op inputs is saved
   between forward and backward). See :func:`_bwd_kernel` for the design (scratch, reductions).
+  Recompute vs save: saving all L layer outputs would hold B*K*L*P*C values from forward to
+  backward (2.2 GB fp32 / 1.1 GB bf16 at the paper's B=16, K=13, L=10, C=64, P=4096) and stream
+  them through HBM twice; recomputing costs one extra dot per layer (3 instead of 2) and keeps
+  the per-tile activations in a small L2-resident slab. Not yet measured on a GPU (none was
+  available while writing this); ``grouped_mlp_flops(backward=True)`` counts the model FLOPs only.
+* reductions over pixels (grad W, grad bias, depth head) use per-program partial sums in fp32
+  (no atomics): deterministic and free of contention; a torch ``sum`` over the few splits ends it.
 * double backward (R1 / path-length regularisation): the backward op's own autograd differentiates
   :func:`grouped_mlp_reference`'s VJP with ``create_graph=True``.
 """
