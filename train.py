@@ -26,6 +26,12 @@ checkpoint is written after it. DDP: gradients are all-reduced by hand after eve
 DDP wrapper), so R1's and path length's double backward need nothing special; rank 0 logs and
 saves.
 
+Speed (``--compile``, ``--precision``; defaults: compiled bf16 on CUDA, eager fp32 on CPU): the D-
+and G-step forwards (and so their backwards) run through ``torch.compile(fullgraph=True)`` under
+bf16 autocast with fp32 weights and losses; R1 and path length (double backward) run the same
+modules eagerly (see ``ssgan.training.StepForwards``). Nothing in a step reads a value back to
+the host; losses are read when logged.
+
 Image-only data (a folder without labels): D sees images only, no R1 on masks, no mask loss.
 ``--freeze-local`` (domain adaptation, as the official ``--freeze_local``): the local generators
 (and the position embedding) stay fixed; the mapping network, the render net and D train.
@@ -89,6 +95,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="start from these G / G-EMA / D weights (ours or an official .pt)")
     g.add_argument("--freeze-local", "--freeze_local", action="store_true",
                    help="domain adaptation: keep the local generators fixed")
+    g = p.add_argument_group("speed")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the D- and G-step forwards/backwards (default: on CUDA only)")
+    g.add_argument("--precision", choices=T.PRECISIONS, default=None,
+                   help="bf16: autocast networks, fp32 weights and losses; tf32: TF32 matmuls; "
+                        "fp32: exact (default bf16 on CUDA, fp32 on CPU)")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None, help="folder with images/ and optionally labels/")
     g.add_argument("--images", default=None, help="image folder (overrides DATA/images)")
@@ -227,6 +239,10 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     g_params = T.trainable_params(G, tc.freeze_local)
     d_params = list(D.parameters())
     g_optim, d_optim = T.make_optimizers(G, D, tc, g_params)
+    cuda = device.type == "cuda"
+    precision = args.precision or ("bf16" if cuda else "fp32")
+    T.configure_precision(precision)
+    fwd = T.StepForwards(compile=cuda if args.compile is None else args.compile, precision=precision)
 
     # ----- training state: step, RNGs, running values ------------------------------------------
     start = 0
@@ -316,7 +332,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         pass
 
     say(f"training {args.preset or 'checkpoint'} config at {cfg.size}px, {cfg.seg_dim} classes, on "
-        f"{device} x{world}, global batch {args.batch}, steps {start}..{args.steps} -> {out}")
+        f"{device} x{world}, global batch {args.batch}, steps {start}..{args.steps}, {fwd} -> {out}")
     bar = tqdm(total=args.steps, initial=start, disable=not info.is_main, unit="step", dynamic_ncols=True)
     t_last, step_last = time.perf_counter(), start
     try:
@@ -329,7 +345,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
             T.requires_grad(g_params, False)
             T.requires_grad(d_params, True)
             z = T.sample_z(per_rank, cfg.style_dim, tc.mixing, gen, decide)
-            losses.update(T.d_step(G, D, d_optim, real_img, real_mask, z, tc, gen, sync))
+            losses.update(T.d_step(G, D, d_optim, real_img, real_mask, z, tc, gen, sync, fwd))
             if i % tc.d_reg_every == 0:
                 losses.update(T.r1_step(D, d_optim, real_img, real_mask, tc, sync))
 
@@ -337,7 +353,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
             T.requires_grad(g_params, True)
             T.requires_grad(d_params, False)
             z = T.sample_z(per_rank, cfg.style_dim, tc.mixing, gen, decide)
-            losses.update(T.g_step(G, D, g_optim, z, tc, gen, sync))
+            losses.update(T.g_step(G, D, g_optim, z, tc, gen, sync, fwd))
             if tc.path_regularize > 0 and i % tc.g_reg_every == 0:
                 z = T.sample_z(path_batch, cfg.style_dim, tc.mixing, gen, decide)
                 pl, mean_path_length = T.pl_step(G, g_optim, z, mean_path_length, tc, gen, sync)
@@ -360,6 +376,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                        **{k: v for k, v in zip(T.LOSS_KEYS, values, strict=True)},
                        "sec_per_kimg": (now - t_last) / kimg_delta,
                        "peak_mem_mb": T.peak_memory_mb(device)}
+                if fwd.compile:  # must stay constant after the first step: no recompiles
+                    rec["compiled_graphs"] = T.compiled_graphs()
                 t_last, step_last = now, step
                 if logger is not None:
                     logger.log(rec)

@@ -23,6 +23,13 @@ from ssgan.kernels import fuse, grouped_mlp, modulated_weights
 from ssgan.layers import EqualLinear, FixedStyledConv, PixelNorm, PositionEmbedding, StyledConv, ToRGB
 
 
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype active for ``device``'s type, or None when autocast is off."""
+    if not torch.is_autocast_enabled(device.type):
+        return None
+    return torch.get_autocast_dtype(device.type)
+
+
 class LocalGenerator(nn.Module):
     """Parameters of one class's per-pixel generator: L modulated 1×1 layers C→C, ``to_feat``
     (C→F) and, for every class but the background, ``to_depth`` (C→1)."""
@@ -169,7 +176,24 @@ class SemanticGenerator(nn.Module):
     # ----- synthesis ----------------------------------------------------------------------
     def local_features(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All local generators at once: expanded W+ → hidden h (B, K, P, C) and depth (B, K, P)."""
+        """All local generators at once: expanded W+ → hidden h (B, K, P, C) and depth (B, K, P).
+
+        Under autocast (bf16 training) the styles, modulation and demodulation run in fp32 and
+        only the MLP's input and effective weights are cast to the autocast dtype (the kernels
+        accumulate in fp32); h and depth come back in that dtype."""
+        amp = _autocast_dtype(latent.device)
+        if amp is not None:  # the kernels are custom ops, which autocast does not see: decide here
+            with torch.autocast(latent.device.type, enabled=False):
+                x, weight, bias, depth_w, depth_b = self._local_inputs(latent.float(), coords)
+            return grouped_mlp(x.to(amp), weight.to(amp), bias, depth_w, depth_b,
+                               self.config.depth_layers, self.config.detach_texture)
+        x, weight, bias, depth_w, depth_b = self._local_inputs(latent, coords)
+        return grouped_mlp(x, weight, bias, depth_w, depth_b, self.config.depth_layers,
+                           self.config.detach_texture)
+
+    def _local_inputs(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None):
+        """The grouped MLP's operands: x (1|B, 1|K, P, C), effective weights (B, K, L, C, C),
+        biases (K, L, C), depth head (K, C) and (K,)."""
         cfg, nets = self.config, self.local_nets
         B, K, Lyr, C = latent.shape[0], cfg.seg_dim, cfg.local_layers, cfg.local_channel
         S = cfg.coarse_size
@@ -191,8 +215,7 @@ class SemanticGenerator(nn.Module):
             if len(coords) != K:
                 raise ValueError(f"coords must list one (B, 2, {S}, {S}) tensor per class ({K})")
             x = torch.stack([self.pos_embed(c) for c in coords], 1).view(B, K, C, S * S)
-        return grouped_mlp(x.transpose(-1, -2), modulated_weights(weight, styles), bias, depth_w, depth_b,
-                           cfg.depth_layers, cfg.detach_texture)
+        return x.transpose(-1, -2), modulated_weights(weight, styles), bias, depth_w, depth_b
 
     def make_coords(self, batch: int, device: torch.device | str) -> torch.Tensor:
         """(batch, 2, S, S) coordinates in [−1, 1]: channel 0 is x (along width), channel 1 is y."""
@@ -211,6 +234,7 @@ class SemanticGenerator(nn.Module):
         cfg = self.config
         B, S = latent.shape[0], cfg.coarse_size
         h, depth = self.local_features(latent, coords)
+        depth = depth.float()  # softmax, composition mask and transparency in fp32 under autocast
         nets = self.local_nets
         feat_w = torch.stack([n.to_feat.conv.effective_weight().flatten(1) for n in nets])
         feat_b = torch.stack([n.to_feat.bias.flatten() for n in nets])

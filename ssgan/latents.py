@@ -67,13 +67,28 @@ def mix_styles(styles: Sequence[torch.Tensor], cfg: SSGANConfig,
         latent = torch.stack(list(styles), 1)
     else:
         w1, w2 = styles
-        n, k = w1.shape[0], cfg.seg_dim
-        choice = torch.randint(0, 3, (n, k, 1), generator=generator, device=w1.device)
-        a, b = w1[:, None], w2[:, None]
-        shape = torch.where(choice == 2, b, a)
-        texture = torch.where(choice == 0, a, b)
-        per_class = torch.stack([shape, texture], 2).reshape(n, 2 * k, -1)
-        latent = torch.cat([w1[:, None].expand(-1, cfg.base_layers, -1), per_class], 1)
+        return mix_with_choice(w1, w2, mixing_choice(w1.shape[0], cfg, generator, w1.device), cfg)
+    return expand_latents(latent, cfg)
+
+
+def mixing_choice(n: int, cfg: SSGANConfig, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """Style-mixing draws (n, K, 1) in {0, 1, 2}: per sample and class, (shape, texture) from
+    (w1, w1), (w1, w2) or (w2, w2). One ``torch.randint`` from ``generator``."""
+    return torch.randint(0, 3, (n, cfg.seg_dim, 1), generator=generator, device=device)
+
+
+def mix_with_choice(w1: torch.Tensor, w2: torch.Tensor, choice: torch.Tensor,
+                    cfg: SSGANConfig) -> torch.Tensor:
+    """Two mapped codes (N, D) and mixing draws (N, K, 1) → expanded W+ (N, K·L, D); base codes
+    from w1. An all-zero ``choice`` gives exactly the unmixed layout of w1 (w2 unused), which
+    is how the compiled training step runs mixed and unmixed batches through one graph."""
+    n, k = w1.shape[0], cfg.seg_dim
+    a, b = w1[:, None], w2[:, None]
+    shape = torch.where(choice == 2, b, a)
+    texture = torch.where(choice == 0, a, b)
+    per_class = torch.stack([shape, texture], 2).reshape(n, 2 * k, -1)
+    latent = torch.cat([w1[:, None].expand(-1, cfg.base_layers, -1), per_class], 1)
     return expand_latents(latent, cfg)
 
 

@@ -56,6 +56,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ssgan import latents as L
 from ssgan import losses
 from ssgan.data import DatasetError
 from ssgan.generator import SemanticGenerator, Synthesis
@@ -201,6 +202,126 @@ def discriminate(D: nn.Module, img: torch.Tensor, seg: torch.Tensor | None) -> t
     return D(img, seg)
 
 
+def mixing_inputs(G: SemanticGenerator, z: Sequence[torch.Tensor], generator: torch.Generator | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``[z]`` or ``[z1, z2]`` → (z1, z2, choice) for :func:`synthesize_mixed`, drawing the mixing
+    choices exactly as :func:`generate` does (same generator calls, same values). Unmixed
+    batches become (z, z, zeros): the same latents, so mixed and unmixed batches share one
+    compiled graph and no random draw happens inside it."""
+    if len(z) == 1:
+        return z[0], z[0], torch.zeros(z[0].shape[0], G.config.seg_dim, 1, dtype=torch.long,
+                                       device=z[0].device)
+    if len(z) != 2:
+        raise ValueError(f"expected one or two z tensors, got {len(z)}")
+    return z[0], z[1], L.mixing_choice(z[0].shape[0], G.config, generator, z[0].device)
+
+
+def synthesize_mixed(G: SemanticGenerator, z1: torch.Tensor, z2: torch.Tensor,
+                     choice: torch.Tensor) -> Synthesis:
+    """Mapping of both codes (one batched call), mixing by ``choice``, synthesis."""
+    w1, w2 = G.mapping(torch.cat([z1, z2])).chunk(2)
+    return G.synthesize(L.mix_with_choice(w1, w2, choice, G.config))
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast path: the main steps' forwards as pure functions, compiled and/or under bf16 autocast
+# ------------------------------------------------------------------------------------------------
+
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
+
+
+def _amp(device_type: str, dtype: torch.dtype | None):
+    return torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def d_forward(G: SemanticGenerator, D: nn.Module, z1: torch.Tensor, z2: torch.Tensor,
+              choice: torch.Tensor, real_img: torch.Tensor, real_mask: torch.Tensor | None,
+              use_seg: bool, amp: torch.dtype | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The D step's forward: fake batch (no grad), D on fake and real, logistic loss.
+    Networks under autocast ``amp`` (None: off); the loss in fp32.
+    Returns (loss, real_pred, fake_pred)."""
+    dev = real_img.device.type
+    with torch.no_grad(), _amp(dev, amp):
+        fake = synthesize_mixed(G, z1, z2, choice)
+    with _amp(dev, amp):
+        fake_pred = D(fake.rgb, fake.seg if use_seg else None)
+        real_pred = D(real_img, real_mask if use_seg else None)
+    real_pred, fake_pred = real_pred.float(), fake_pred.float()
+    return losses.d_logistic_loss(real_pred, fake_pred), real_pred, fake_pred
+
+
+def g_forward(G: SemanticGenerator, D: nn.Module, z1: torch.Tensor, z2: torch.Tensor,
+              choice: torch.Tensor, use_seg: bool, lambda_mask: float, amp: torch.dtype | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The G step's forward: fake batch, D on it, non-saturating loss + λ_mask·mask loss.
+    Networks under autocast ``amp`` (None: off); the losses in fp32.
+    Returns (total, g_loss, mask_loss)."""
+    with _amp(z1.device.type, amp):
+        fake = synthesize_mixed(G, z1, z2, choice)
+        fake_pred = D(fake.rgb, fake.seg if use_seg else None)
+    g_loss = losses.g_nonsaturating_loss(fake_pred.float())
+    m_loss = losses.mask_loss(fake.coarse.float(), fake.seg.float())
+    total = g_loss + lambda_mask * m_loss if lambda_mask else g_loss
+    return total, g_loss, m_loss
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built in this process so far (dynamo's ``unique_graphs``): a
+    number that must stop growing after the warm-up steps."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+class StepForwards:
+    """How the D and G steps run their forward (and so their backward):
+
+    * ``precision``: ``fp32`` (exact), ``tf32`` (fp32 storage, TF32 matmuls/convolutions on
+      CUDA), ``bf16`` (the networks under bf16 autocast: fp32 master weights, fp32 losses;
+      the Triton ops get bf16 operands with fp32 accumulation, softmax/mask maths stay fp32);
+    * ``compile``: :func:`d_forward` and :func:`g_forward` go through
+      ``torch.compile(fullgraph=True)`` (``backend``: inductor on GPU; aot_eager in CPU tests).
+
+    The functions are compiled, not the modules: R1 and path length (double backward) run the
+    same modules eagerly, in fp32 (TF32 allowed unless ``precision`` is fp32). Graphs: the
+    D-step and G-step forwards, one each (mixing or not: :func:`mixing_inputs`); nothing that
+    varies per step (step index, mixing, regularisation) is a Python value inside them, so
+    after the first iteration nothing recompiles (:func:`compiled_graphs` tells)."""
+
+    def __init__(self, compile: bool = False, precision: str = "fp32", backend: str = "inductor",
+                 options: dict | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.compile, self.precision, self.backend = compile, precision, backend
+        self.amp = torch.bfloat16 if precision == "bf16" else None
+        if compile:
+            kw: dict[str, Any] = {"fullgraph": True, "backend": backend}
+            if options:
+                kw["options"] = options
+            self.d_forward = torch.compile(d_forward, **kw)
+            self.g_forward = torch.compile(g_forward, **kw)
+        else:
+            self.d_forward, self.g_forward = d_forward, g_forward
+
+    def __repr__(self) -> str:
+        return (f"StepForwards(compile={self.compile}, precision={self.precision!r}"
+                + (f", backend={self.backend!r})" if self.compile else ")"))
+
+
+EAGER = StepForwards()
+
+
+def configure_precision(precision: str) -> None:
+    """Global matmul / cuDNN precision for ``precision``: TF32 allowed for ``tf32`` and ``bf16``
+    (what autocast leaves in fp32, and the eager regularisation steps), off for ``fp32``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
 # ------------------------------------------------------------------------------------------------
 # The four optimisation steps
 # ------------------------------------------------------------------------------------------------
@@ -217,16 +338,15 @@ def _apply(loss: torch.Tensor, module: nn.Module, optim: torch.optim.Optimizer,
 
 def d_step(G: SemanticGenerator, D: nn.Module, d_optim: torch.optim.Optimizer, real_img: torch.Tensor,
            real_mask: torch.Tensor | None, z: Sequence[torch.Tensor], tc: TrainConfig,
-           generator: torch.Generator | None = None, sync: GradSync = None) -> dict[str, torch.Tensor]:
+           generator: torch.Generator | None = None, sync: GradSync = None,
+           fwd: StepForwards = EAGER) -> dict[str, torch.Tensor]:
     """Logistic D loss on a fresh fake batch and the real batch; one D update.
 
-    Expects D's parameters to require grad. Returns d, real_score, fake_score (detached)."""
-    with torch.no_grad():
-        fake = generate(G, z, generator)
-    seg_fake = fake.seg if tc.use_seg else None
-    fake_pred = discriminate(D, fake.rgb, seg_fake)
-    real_pred = discriminate(D, real_img, real_mask if tc.use_seg else None)
-    loss = losses.d_logistic_loss(real_pred, fake_pred)
+    Expects D's parameters to require grad. ``fwd``: eager fp32 (default) or the fast path.
+    Returns d, real_score, fake_score (detached)."""
+    z1, z2, choice = mixing_inputs(G, z, generator)
+    loss, real_pred, fake_pred = fwd.d_forward(G, D, z1, z2, choice, real_img, real_mask, tc.use_seg,
+                                               fwd.amp)
     _apply(loss, D, d_optim, sync)
     return {"d": loss.detach(), "real_score": real_pred.detach().mean(),
             "fake_score": fake_pred.detach().mean()}
@@ -254,14 +374,12 @@ def r1_step(D: nn.Module, d_optim: torch.optim.Optimizer, real_img: torch.Tensor
 
 def g_step(G: SemanticGenerator, D: nn.Module, g_optim: torch.optim.Optimizer, z: Sequence[torch.Tensor],
            tc: TrainConfig, generator: torch.Generator | None = None,
-           sync: GradSync = None) -> dict[str, torch.Tensor]:
+           sync: GradSync = None, fwd: StepForwards = EAGER) -> dict[str, torch.Tensor]:
     """Non-saturating G loss plus λ_mask·mask loss; one G update. Expects G's trainable
-    parameters to require grad and D's not to. Returns g, mask."""
-    fake = generate(G, z, generator)
-    fake_pred = discriminate(D, fake.rgb, fake.seg if tc.use_seg else None)
-    g_loss = losses.g_nonsaturating_loss(fake_pred)
-    m_loss = losses.mask_loss(fake.coarse, fake.seg)
-    total = g_loss + tc.lambda_mask * m_loss if tc.lambda_mask else g_loss
+    parameters to require grad and D's not to. ``fwd``: eager fp32 (default) or the fast path.
+    Returns g, mask."""
+    z1, z2, choice = mixing_inputs(G, z, generator)
+    total, g_loss, m_loss = fwd.g_forward(G, D, z1, z2, choice, tc.use_seg, tc.lambda_mask, fwd.amp)
     _apply(total, G, g_optim, sync)
     return {"g": g_loss.detach(), "mask": m_loss.detach()}
 
