@@ -203,23 +203,24 @@ def discriminate(D: nn.Module, img: torch.Tensor, seg: torch.Tensor | None) -> t
 
 
 def mixing_inputs(G: SemanticGenerator, z: Sequence[torch.Tensor], generator: torch.Generator | None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``[z]`` or ``[z1, z2]`` → (z1, z2, choice) for :func:`synthesize_mixed`, drawing the mixing
-    choices exactly as :func:`generate` does (same generator calls, same values). Unmixed
-    batches become (z, z, zeros): the same latents, so mixed and unmixed batches share one
-    compiled graph and no random draw happens inside it."""
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[z]`` or ``[z1, z2]`` → (zz, choice) for :func:`synthesize_mixed`: zz (2, B, D) holds
+    both codes, and the mixing choices are drawn exactly as :func:`generate` draws them (same
+    generator call, same values). An unmixed batch becomes zz = (z, z) with choice = 0: the same
+    latents, so mixed and unmixed batches share one compiled graph (one fresh tensor, so no
+    aliasing guard either) and no random draw happens inside it."""
+    n = z[0].shape[0]
     if len(z) == 1:
-        return z[0], z[0], torch.zeros(z[0].shape[0], G.config.seg_dim, 1, dtype=torch.long,
-                                       device=z[0].device)
+        return torch.stack([z[0], z[0]]), torch.zeros(n, G.config.seg_dim, 1, dtype=torch.long,
+                                                      device=z[0].device)
     if len(z) != 2:
         raise ValueError(f"expected one or two z tensors, got {len(z)}")
-    return z[0], z[1], L.mixing_choice(z[0].shape[0], G.config, generator, z[0].device)
+    return torch.stack(list(z)), L.mixing_choice(n, G.config, generator, z[0].device)
 
 
-def synthesize_mixed(G: SemanticGenerator, z1: torch.Tensor, z2: torch.Tensor,
-                     choice: torch.Tensor) -> Synthesis:
-    """Mapping of both codes (one batched call), mixing by ``choice``, synthesis."""
-    w1, w2 = G.mapping(torch.cat([z1, z2])).chunk(2)
+def synthesize_mixed(G: SemanticGenerator, zz: torch.Tensor, choice: torch.Tensor) -> Synthesis:
+    """Mapping of both codes zz (2, B, D) in one batched call, mixing by ``choice``, synthesis."""
+    w1, w2 = G.mapping(zz.flatten(0, 1)).chunk(2)
     return G.synthesize(L.mix_with_choice(w1, w2, choice, G.config))
 
 
@@ -234,8 +235,8 @@ def _amp(device_type: str, dtype: torch.dtype | None):
     return torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
-def d_forward(G: SemanticGenerator, D: nn.Module, z1: torch.Tensor, z2: torch.Tensor,
-              choice: torch.Tensor, real_img: torch.Tensor, real_mask: torch.Tensor | None,
+def d_forward(G: SemanticGenerator, D: nn.Module, zz: torch.Tensor, choice: torch.Tensor,
+              real_img: torch.Tensor, real_mask: torch.Tensor | None,
               use_seg: bool, amp: torch.dtype | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The D step's forward: fake batch (no grad), D on fake and real, logistic loss.
@@ -243,7 +244,7 @@ def d_forward(G: SemanticGenerator, D: nn.Module, z1: torch.Tensor, z2: torch.Te
     Returns (loss, real_pred, fake_pred)."""
     dev = real_img.device.type
     with torch.no_grad(), _amp(dev, amp):
-        fake = synthesize_mixed(G, z1, z2, choice)
+        fake = synthesize_mixed(G, zz, choice)
     with _amp(dev, amp):
         fake_pred = D(fake.rgb, fake.seg if use_seg else None)
         real_pred = D(real_img, real_mask if use_seg else None)
@@ -251,14 +252,14 @@ def d_forward(G: SemanticGenerator, D: nn.Module, z1: torch.Tensor, z2: torch.Te
     return losses.d_logistic_loss(real_pred, fake_pred), real_pred, fake_pred
 
 
-def g_forward(G: SemanticGenerator, D: nn.Module, z1: torch.Tensor, z2: torch.Tensor,
-              choice: torch.Tensor, use_seg: bool, lambda_mask: float, amp: torch.dtype | None = None
+def g_forward(G: SemanticGenerator, D: nn.Module, zz: torch.Tensor, choice: torch.Tensor,
+              use_seg: bool, lambda_mask: float, amp: torch.dtype | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The G step's forward: fake batch, D on it, non-saturating loss + λ_mask·mask loss.
     Networks under autocast ``amp`` (None: off); the losses in fp32.
     Returns (total, g_loss, mask_loss)."""
-    with _amp(z1.device.type, amp):
-        fake = synthesize_mixed(G, z1, z2, choice)
+    with _amp(zz.device.type, amp):
+        fake = synthesize_mixed(G, zz, choice)
         fake_pred = D(fake.rgb, fake.seg if use_seg else None)
     g_loss = losses.g_nonsaturating_loss(fake_pred.float())
     m_loss = losses.mask_loss(fake.coarse.float(), fake.seg.float())
@@ -344,9 +345,8 @@ def d_step(G: SemanticGenerator, D: nn.Module, d_optim: torch.optim.Optimizer, r
 
     Expects D's parameters to require grad. ``fwd``: eager fp32 (default) or the fast path.
     Returns d, real_score, fake_score (detached)."""
-    z1, z2, choice = mixing_inputs(G, z, generator)
-    loss, real_pred, fake_pred = fwd.d_forward(G, D, z1, z2, choice, real_img, real_mask, tc.use_seg,
-                                               fwd.amp)
+    zz, choice = mixing_inputs(G, z, generator)
+    loss, real_pred, fake_pred = fwd.d_forward(G, D, zz, choice, real_img, real_mask, tc.use_seg, fwd.amp)
     _apply(loss, D, d_optim, sync)
     return {"d": loss.detach(), "real_score": real_pred.detach().mean(),
             "fake_score": fake_pred.detach().mean()}
@@ -378,8 +378,8 @@ def g_step(G: SemanticGenerator, D: nn.Module, g_optim: torch.optim.Optimizer, z
     """Non-saturating G loss plus λ_mask·mask loss; one G update. Expects G's trainable
     parameters to require grad and D's not to. ``fwd``: eager fp32 (default) or the fast path.
     Returns g, mask."""
-    z1, z2, choice = mixing_inputs(G, z, generator)
-    total, g_loss, m_loss = fwd.g_forward(G, D, z1, z2, choice, tc.use_seg, tc.lambda_mask, fwd.amp)
+    zz, choice = mixing_inputs(G, z, generator)
+    total, g_loss, m_loss = fwd.g_forward(G, D, zz, choice, tc.use_seg, tc.lambda_mask, fwd.amp)
     _apply(total, G, g_optim, sync)
     return {"g": g_loss.detach(), "mask": m_loss.detach()}
 
