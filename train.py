@@ -202,6 +202,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     init = load_checkpoint(args.init) if args.init and ck is None else None
     src = ck or init
     cfg = src.config if src is not None else preset(args.preset or DEFAULT_PRESET)
+    config_name = f"{src.path.name}'s" if src is not None else args.preset or DEFAULT_PRESET
     if src is not None and args.preset and preset(args.preset) != cfg:
         say(f"note: using the configuration of {src.path}, not --preset {args.preset}")
 
@@ -331,7 +332,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     except ValueError:  # not the main thread
         pass
 
-    say(f"training {args.preset or 'checkpoint'} config at {cfg.size}px, {cfg.seg_dim} classes, on "
+    say(f"training {config_name} config at {cfg.size}px, {cfg.seg_dim} classes, on "
         f"{device} x{world}, global batch {args.batch}, steps {start}..{args.steps}, {fwd} -> {out}")
     bar = tqdm(total=args.steps, initial=start, disable=not info.is_main, unit="step", dynamic_ncols=True)
     t_last, step_last = time.perf_counter(), start

@@ -57,7 +57,8 @@ def test_short_run_writes_everything(tmp_path):
     assert recs[-1]["r1_img"] > 0 and recs[-1]["r1_seg"] > 0 and recs[-1]["path_length"] > 0
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["0000002.png", "0000004.png"]
     img = np.asarray(Image.open(out / "samples" / "0000004.png"))
-    assert img.shape == (2 * 32 + 2, 6 * 32 + 5 * 2, 3)  # 2 samples per row × (image, mask, coarse)
+    s = T.SAMPLE_MIN_PIXELS  # 32 px tiles are shown enlarged
+    assert img.shape == (2 * s + 2, 6 * s + 5 * 2, 3)  # 2 samples per row × (image, mask, coarse)
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert ckpts == ["0000004.safetensors"]  # --keep 1
     ck = load_checkpoint(out / "checkpoints" / "0000004.safetensors")
