@@ -46,10 +46,7 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import re
-import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +54,8 @@ from pathlib import Path
 
 import torch
 from ssgan.kernels import fuse, grouped_mlp, modulated_weights, use_backend
+
+from bench.timing import cuda_time_ms, environment, peak_mib
 
 NO_CUDA_MESSAGE = "no CUDA device: GPU benchmarks only run on a GPU; nothing was measured"
 GROUPS = ("local_generators", "grouped_mlp", "fusion")
@@ -253,35 +252,6 @@ def make_cases(cfg: BenchConfig, inputs: dict, backend: str, seed: int = 1) -> d
 # ------------------------------------------------------------------------------------------------
 
 
-def cuda_time_ms(fn: Callable, warmup: int = 10, repeats: int = 50) -> float:
-    """Median over ``repeats`` calls of the CUDA-event time of one call of ``fn``, after ``warmup``
-    calls (which include Triton autotuning and compilation)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(statistics.median(times))
-
-
-def peak_mib(fn: Callable) -> float:
-    """Peak CUDA memory of one call of ``fn`` above what was allocated before it, in MiB."""
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    out = fn()
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated()
-    del out
-    return (peak - before) / 2**20
-
-
 def device_peak(device_name: str, measure: Callable[[], dict] | None = None) -> dict:
     """{"bf16", "fp16", "fp32": TFLOP/s, "source": ...} from the table, else from ``measure()``."""
     for key, label, peaks in PEAK_TFLOPS:
@@ -307,36 +277,6 @@ def measure_matmul_peak(n: int = 8192, repeats: int = 20) -> dict:
         out[key] = 2.0 * n**3 / (ms * 1e-3) / 1e12
         del a, b
     return out
-
-
-def _git_commit() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if r.returncode != 0:
-        return None
-    commit = r.stdout.strip()
-    d = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                       capture_output=True, text=True, timeout=10)
-    return commit + ("-dirty" if d.returncode == 0 and d.stdout.strip() else "")
-
-
-def environment() -> dict:
-    """device, commit, torch, triton, python versions."""
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:  # pragma: no cover
-        triton_version = None
-    return {
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "commit": _git_commit(),
-        "torch": torch.__version__,
-        "triton": triton_version,
-        "cuda": torch.version.cuda,
-        "python": platform.python_version(),
-    }
 
 
 # ------------------------------------------------------------------------------------------------

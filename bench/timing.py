@@ -14,6 +14,7 @@ that only the op is timed.
 
 from __future__ import annotations
 
+import platform
 import statistics
 import subprocess
 import sys
@@ -81,8 +82,8 @@ def _git_commit() -> str:
 
 
 def environment() -> dict[str, str]:
-    """{device, commit, torch, triton}: the GPU's name (or "cpu"), the git commit of this checkout
-    ("-dirty" when tracked files differ from it, "unknown" outside git), and library versions."""
+    """{device, commit, torch, triton, cuda, python}: the GPU's name (or "cpu"), the git commit of
+    this checkout ("-dirty" when tracked files differ from it, "unknown" outside git), and versions."""
     try:
         import triton
 
@@ -90,4 +91,5 @@ def environment() -> dict[str, str]:
     except ImportError:
         triton_version = "not installed"
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    return {"device": device, "commit": _git_commit(), "torch": torch.__version__, "triton": triton_version}
+    return {"device": device, "commit": _git_commit(), "torch": torch.__version__, "triton": triton_version,
+            "cuda": str(torch.version.cuda), "python": platform.python_version()}

@@ -42,7 +42,8 @@ from ssgan.kernels import use_backend
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from bench.kernels import device_peak, environment, write_json
+from bench.kernels import device_peak, write_json
+from bench.timing import environment
 from ssgan import training as T
 from ssgan.config import SSGANConfig, preset
 from ssgan.discriminator import DualBranchDiscriminator
