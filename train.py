@@ -19,7 +19,8 @@ rank's RNG states, mean path length and last loss values; the newest ``--keep`` 
 Reproducibility: the batch of step s depends only on (seed, s, global batch) (see
 ``StepBatchSampler``), all other randomness comes from seeded torch generators whose states are
 checkpointed, so ``--resume`` reproduces an uninterrupted run exactly on CPU with the same world
-size. Ctrl-C finishes the current step, writes a checkpoint and exits (a second Ctrl-C aborts at
+size. Ctrl-C finishes the current step (under torchrun: up to the next log step, where the ranks
+agree to stop), writes a checkpoint and exits (a second Ctrl-C aborts at
 once). Non-finite losses are tracked on the device every step without a host sync and checked at
 each log and checkpoint step: the run then stops naming the first bad step and term, and no
 checkpoint is written after it. DDP: gradients are all-reduced by hand after every backward (no
@@ -324,7 +325,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
-        print("\nCtrl-C: finishing this step and saving a checkpoint (again to abort)", file=sys.stderr)
+        when = "the next log step" if info.enabled else "this step"
+        print(f"\nCtrl-C: finishing {when} and saving a checkpoint (again to abort)", file=sys.stderr)
 
     old_handler = None
     try:
@@ -386,7 +388,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                                     f"mask {rec['mask']:.3f} {rec['sec_per_kimg']:.0f} s/kimg")
             if info.is_main and (step % args.sample_every == 0 or last):
                 T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png")
-            if info.enabled:  # all ranks must stop at the same step: one tiny all-reduce (and sync) per step
+            if info.enabled and (step % args.log_every == 0 or last):
+                # all ranks must stop at the same step: agree at log steps, which sync anyway
                 flag = torch.tensor([float(stop["requested"])], device=device)
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
                 stop["requested"] = bool(flag.item())
