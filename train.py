@@ -239,6 +239,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     T.broadcast_module(D)
     T.broadcast_module(G_ema)
     g_params = T.trainable_params(G, tc.freeze_local)
+    ema_modules = T.ema_modules(tc.freeze_local)
     d_params = list(D.parameters())
     g_optim, d_optim = T.make_optimizers(G, D, tc, g_params)
     cuda = device.type == "cuda"
@@ -361,7 +362,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                 z = T.sample_z(path_batch, cfg.style_dim, tc.mixing, gen, decide)
                 pl, mean_path_length = T.pl_step(G, g_optim, z, mean_path_length, tc, gen, sync)
                 losses.update(pl)
-            T.ema_update(G_ema, G, tc.ema_decay)
+            T.ema_update(G_ema, G, tc.ema_decay, ema_modules)
 
             step = i + 1
             tracker.update(losses, step)

@@ -27,9 +27,10 @@ Differences from the official script, all deliberate:
   mean path length is a per-rank running value (logs show its mean over ranks); checkpoints hold
   every rank's value and RNG states.
 * ``freeze_local``: the parameters outside the mapping network and the render net (local
-  generators, position embedding) are frozen in G itself and left out of its optimiser; the
-  official adaptation script keeps training them in G but EMAs only ``style`` and
-  ``render_net``, so its G-EMA is what ours is.
+  generators, position embedding) are frozen in G itself and left out of its optimiser (the
+  official adaptation script keeps training them in G). As there, G-EMA averages only ``style``
+  and ``render_net`` (:data:`EMA_FREEZE_LOCAL`): G-EMA's local generators and position embedding
+  stay exactly as loaded, even where they differ from G's.
 
 No function here calls ``.item()`` on a loss: the step functions return detached loss tensors,
 which the loop reads back only when it logs.
@@ -156,15 +157,34 @@ def requires_grad(module: nn.Module | Iterable[nn.Parameter], flag: bool) -> Non
         p.requires_grad_(flag)
 
 
+#: The generator submodules that G-EMA averages under ``freeze_local`` (as the official
+#: ``train_adaptation.py``): the mapping network and the render net.
+EMA_FREEZE_LOCAL: tuple[str, ...] = ("style", "render_net")
+
+
+def ema_modules(freeze_local: bool) -> tuple[str, ...] | None:
+    """The submodule names :func:`ema_update` averages: all of G (None), or with ``freeze_local``
+    only :data:`EMA_FREEZE_LOCAL`."""
+    return EMA_FREEZE_LOCAL if freeze_local else None
+
+
 @torch.no_grad()
-def ema_update(g_ema: nn.Module, g: nn.Module, decay: float) -> None:
+def ema_update(g_ema: nn.Module, g: nn.Module, decay: float,
+               modules: Sequence[str] | None = None) -> None:
     """g_ema ← decay·g_ema + (1 − decay)·g for parameters (one fused ``_foreach_lerp_``), and
-    g_ema's buffers ← g's buffers."""
-    ema_p, p = list(g_ema.parameters()), list(g.parameters())
+    g_ema's buffers ← g's buffers.
+
+    ``modules``: names of the submodules to average (e.g. :data:`EMA_FREEZE_LOCAL`); the rest of
+    g_ema is left alone. None: the whole module."""
+    pairs = [(g_ema, g)] if modules is None else [(g_ema.get_submodule(n), g.get_submodule(n))
+                                                  for n in modules]
+    ema_p = [p for m, _ in pairs for p in m.parameters()]
+    p = [q for _, m in pairs for q in m.parameters()]
     if len(ema_p) != len(p):
         raise ValueError("ema_update: the two generators have different parameter lists")
     torch._foreach_lerp_(ema_p, p, 1.0 - decay)
-    ema_b, b = list(g_ema.buffers()), list(g.buffers())
+    ema_b = [b for m, _ in pairs for b in m.buffers()]
+    b = [x for _, m in pairs for x in m.buffers()]
     if ema_b:
         torch._foreach_copy_(ema_b, b)
 

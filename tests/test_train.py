@@ -212,3 +212,23 @@ def test_init_from_checkpoint(tmp_path):
         got = module.state_dict()
         for k, v in ref.state_dict().items():
             assert torch.equal(got[k], v), k
+
+
+def test_freeze_local_ema_keeps_loaded_local_nets(tmp_path):
+    """--freeze-local: G-EMA averages style and render_net only (as the official adaptation
+    script), so its local generators stay as loaded even where G's differ."""
+    from ssgan.checkpoint import save_checkpoint
+
+    torch.manual_seed(7)
+    cfg = preset("tiny")
+    G, G_ema, D = SemanticGenerator(cfg), SemanticGenerator(cfg), DualBranchDiscriminator(cfg)
+    init = save_checkpoint(tmp_path / "init.safetensors", cfg, g_ema=G_ema, g=G, d=D)
+    out = tmp_path / "run"
+    assert run(out, "--init", str(init), "--steps", "2", "--freeze-local") == 0
+    ck = load_checkpoint(out / "checkpoints" / "0000002.safetensors")
+    e, e0, g0 = ck.g_ema.state_dict(), G_ema.state_dict(), G.state_dict()
+    local = [k for k in e0 if k.startswith(("local_nets.", "pos_embed.")) and not k.endswith("noise")]
+    assert local and any(not torch.equal(e0[k], g0[k]) for k in local)
+    for k in local:
+        assert torch.equal(e[k], e0[k]), k
+    assert any(not torch.equal(e[k], e0[k]) for k in e0 if k.startswith("render_net."))
