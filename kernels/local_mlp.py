@@ -70,7 +70,8 @@ def grouped_mlp_reference(
     x: (Bx, Kx, P, C) inputs, broadcast over samples (Bx = 1 or B) and classes (Kx = 1 or K);
     weight: (B, K, L, C, C) effective weights from :func:`modulated_weights`; bias: (K, L, C);
     depth_weight: (K, C); depth_bias: (K,). ``detach_texture`` stops the gradient of the layers
-    after the depth tap from reaching the layers before it.
+    after the depth tap from reaching the layers before it, for the classes k > 0 that have a depth
+    head (as the official model does; the background's layers are never detached).
     Returns h (B, K, P, C), the last layer's activations, and depth (B, K, P).
     """
     B, K, L = weight.shape[:3]
@@ -81,8 +82,8 @@ def grouped_mlp_reference(
         h = F.leaky_relu(h, 0.2) * SQRT2
         if layer == depth_layer - 1:
             depth = torch.matmul(h, depth_weight[None, :, :, None]).squeeze(-1) + depth_bias[None, :, None]
-            if detach_texture and layer < L - 1:
-                h = h.detach()
+            if detach_texture and layer < L - 1:  # the background (k = 0) has no depth head: not detached
+                h = torch.cat([h[:, :1], h[:, 1:].detach()], 1)
     return h, depth
 
 
@@ -307,10 +308,9 @@ def _bwd_kernel(
         tl.store(gu_ptr + pid * C + offs_c, tl.load(gu_ptr + pid * C + offs_c)
                  + tl.sum(gd[:, None] * h_tap, axis=0))
         tl.store(gc_ptr + pid, tl.load(gc_ptr + pid) + tl.sum(gd, axis=0))
-        if DETACH:
-            g = gd[:, None] * u[None, :]
-        else:
-            g = g + gd[:, None] * u[None, :]
+        if DETACH:  # classes with a depth head (k > 0) only take the depth head's gradient here
+            g = g * (k == 0).to(ACC)
+        g = g + gd[:, None] * u[None, :]
         # layers DL - 1 .. 1 take their input from the slab, layer 0 from x
         for i in range(0, DL - 1):
             layer = DL - 1 - i

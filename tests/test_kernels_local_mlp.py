@@ -124,7 +124,9 @@ def bf16_pipeline(x, w, b, u, c, depth_layer, detach, gh, gd):
     g = gh
     for layer in range(L - 1, -1, -1):
         if layer == depth_layer - 1:
-            g = (0 if detach and depth_layer < L else g) + gd[..., None] * u[None, :, None, :]
+            if detach and depth_layer < L:  # classes k > 0 are detached, the background is not
+                g = g * (torch.arange(K) == 0).float().view(1, K, 1, 1)
+            g = g + gd[..., None] * u[None, :, None, :]
         gp = rb(g * torch.where(hs[layer + 1] > 0, math.sqrt(2), 0.2 * math.sqrt(2)))
         gw[:, :, layer] = gp.transpose(-1, -2) @ rb(hs[layer])
         gb[:, layer] = gp.sum((0, 2))
@@ -261,3 +263,26 @@ def test_cuda_paper_shapes_bf16():
     torch.backends.cuda.matmul.allow_tf32 = False
     # 10 layers: relative errors vs fp32 measured ~6e-2 on the grads at (2, 2, 10, 64, 300)
     check_bf16(16, 13, 10, 64, 64 * 64, 6, True, True, "cuda", rel_vs_fp32=1.2e-1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+def test_detach_texture_spares_the_background(backend):
+    """Official: only generators with a depth head (k > 0) are detached after the tap; the
+    background's early layers keep the gradient of its texture layers."""
+    torch.manual_seed(3)
+    B, K, L, C, P, DL = 1, 3, 3, 16, 20, 1
+    x = torch.randn(1, 1, P, C)
+    w = (torch.randn(B, K, L, C, C) / 4).requires_grad_(True)
+    b = torch.randn(K, L, C) / 10
+    u = torch.randn(K, C)
+    u[0] = 0  # the background has no depth head
+    c = torch.zeros(K)
+    grads = {}
+    for detach in (False, True):
+        with use_backend(backend):
+            h, d = grouped_mlp(x, w, b, u, c, DL, detach)
+        (gw,) = torch.autograd.grad((h.sum() + d.sum()), w)
+        grads[detach] = gw[:, :, 0]  # the first layer: before the tap
+    assert torch.allclose(grads[True][:, 0], grads[False][:, 0], rtol=1e-6, atol=1e-6)
+    assert grads[True][:, 0].abs().sum() > 0
+    assert not torch.allclose(grads[True][:, 1:], grads[False][:, 1:], rtol=1e-3, atol=1e-3)
