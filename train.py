@@ -210,12 +210,15 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     dataset = open_dataset(args.data, args.images, args.labels, cfg.size, cfg.seg_dim, hflip=False,
                            seed=0, length=args.length)
     use_seg = bool(getattr(dataset, "has_labels", True))
-    tc = T.TrainConfig(lr=args.lr, betas=tuple(args.betas), r1_img=args.r1_img, r1_seg=args.r1_seg,
-                       d_reg_every=args.d_reg_every, g_reg_every=args.g_reg_every,
-                       path_regularize=args.path_regularize, path_batch_shrink=args.path_batch_shrink,
-                       path_decay=args.path_decay, mixing=args.mixing,
-                       lambda_mask=args.lambda_mask if use_seg else 0.0, ema_decay=args.ema_decay,
-                       use_seg=use_seg, freeze_local=args.freeze_local)
+    try:
+        tc = T.TrainConfig(lr=args.lr, betas=tuple(args.betas), r1_img=args.r1_img, r1_seg=args.r1_seg,
+                           d_reg_every=args.d_reg_every, g_reg_every=args.g_reg_every,
+                           path_regularize=args.path_regularize, path_batch_shrink=args.path_batch_shrink,
+                           path_decay=args.path_decay, mixing=args.mixing,
+                           lambda_mask=args.lambda_mask if use_seg else 0.0, ema_decay=args.ema_decay,
+                           use_seg=use_seg, freeze_local=args.freeze_local)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
     if not use_seg:
         say("image-only data: D sees images only; no R1 on masks; no mask loss")
 

@@ -97,15 +97,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
-        problems = []
+        problems = []  # each names the field and train.py's flag for it
+        if not self.lr >= 0:
+            problems.append(f"lr (--lr) must be >= 0, got {self.lr}")
+        if not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas (--betas) must lie in [0, 1), got {self.betas[0]} {self.betas[1]}")
         if self.d_reg_every < 1 or self.g_reg_every < 1:
-            problems.append("d_reg_every and g_reg_every must be >= 1")
+            problems.append("d_reg_every and g_reg_every (--d-reg-every, --g-reg-every) must be >= 1")
         if self.path_batch_shrink < 1:
-            problems.append("path_batch_shrink must be >= 1")
+            problems.append("path_batch_shrink (--path-batch-shrink) must be >= 1")
         if not 0 <= self.mixing <= 1:
-            problems.append("mixing must lie in [0, 1]")
+            problems.append(f"mixing (--mixing) must lie in [0, 1], got {self.mixing}")
         if not 0 <= self.ema_decay <= 1:
-            problems.append("ema_decay must lie in [0, 1]")
+            problems.append(f"ema_decay (--ema-decay) must lie in [0, 1], got {self.ema_decay}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 

@@ -129,6 +129,11 @@ def test_train_config_defaults():
     assert (tc.mixing, tc.lambda_mask, tc.lr, tc.betas) == (0.3, 100, 0.002, (0.0, 0.99))
     with pytest.raises(ValueError, match="d_reg_every"):
         T.TrainConfig(d_reg_every=0)
+    for bad, flag in (({"lr": -1.0}, "--lr"), ({"betas": (1.5, 0.99)}, "--betas"),
+                      ({"betas": (0.0, 1.0)}, "--betas"), ({"mixing": 2.0}, "--mixing")):
+        with pytest.raises(ValueError, match=flag):
+            T.TrainConfig(**bad)
+    T.TrainConfig(lr=0.0)  # lr 0 (weights stay) is allowed, as by Adam
 
 
 class _WithBuffer(nn.Module):

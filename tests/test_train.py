@@ -232,3 +232,14 @@ def test_freeze_local_ema_keeps_loaded_local_nets(tmp_path):
     for k in local:
         assert torch.equal(e[k], e0[k]), k
     assert any(not torch.equal(e[k], e0[k]) for k in e0 if k.startswith("render_net."))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mixing", "2"], "--mixing"), (["--lr", "-1"], "--lr"), (["--betas", "1.5", "0.99"], "--betas"),
+    (["--ema-decay", "-0.5"], "--ema-decay"), (["--d-reg-every", "0"], "--d-reg-every")])
+def test_bad_hyper_parameters_one_line_error(tmp_path, capsys, flags, message):
+    assert run(tmp_path / "x", "--steps", "1", *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x" / "checkpoints").exists()
