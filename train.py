@@ -261,8 +261,20 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     if ck is not None:
         if ck.g_optim_state is None or ck.d_optim_state is None or ck.step is None:
             raise TrainError(f"{resume_path} is not a training checkpoint (no optimiser states or step)")
-        g_optim.load_state_dict(ck.g_optim_state)
-        d_optim.load_state_dict(ck.d_optim_state)
+        saved_tc = ck.meta.get("train") or {}
+        if "freeze_local" in saved_tc and bool(saved_tc["freeze_local"]) != tc.freeze_local:
+            was = "with" if saved_tc["freeze_local"] else "without"
+            raise TrainError(f"{resume_path} was trained {was} --freeze-local; resume {was} it too "
+                             f"(or start a new run with --init)")
+        try:
+            g_optim.load_state_dict(ck.g_optim_state)
+            d_optim.load_state_dict(ck.d_optim_state)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise TrainError(f"cannot load the optimiser states of {resume_path} (was it trained "
+                             f"with other flags?): {e}") from None
+        if T.apply_hparams(g_optim, d_optim, tc):
+            say(f"note: --lr/--betas/--d-reg-every/--g-reg-every differ from {resume_path}'s; the "
+                f"optimisers continue with the current values")
         start = int(ck.step)
         prefix = f"rank{rank}."
         saved_world = int(ck.meta.get("world_size", 1))

@@ -130,12 +130,33 @@ def make_optimizers(G: nn.Module, D: nn.Module, tc: TrainConfig,
     """Adam for G and D with the lazy-regularisation corrections lr·r and β^r.
 
     ``g_params``: the generator parameters to train (default: all; see :func:`trainable_params`)."""
-    g_r, d_r = lazy_ratio(tc.g_reg_every), lazy_ratio(tc.d_reg_every)
-    b1, b2 = tc.betas
-    g_optim = torch.optim.Adam(list(G.parameters()) if g_params is None else list(g_params),
-                               lr=tc.lr * g_r, betas=(b1 ** g_r, b2 ** g_r))
-    d_optim = torch.optim.Adam(D.parameters(), lr=tc.lr * d_r, betas=(b1 ** d_r, b2 ** d_r))
+    g_hp, d_hp = optimizer_hparams(tc)
+    g_optim = torch.optim.Adam(list(G.parameters()) if g_params is None else list(g_params), **g_hp)
+    d_optim = torch.optim.Adam(D.parameters(), **d_hp)
     return g_optim, d_optim
+
+
+def optimizer_hparams(tc: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (lr, betas) of G's and D's Adam under ``tc`` (see :func:`make_optimizers`)."""
+    out = []
+    for r in (lazy_ratio(tc.g_reg_every), lazy_ratio(tc.d_reg_every)):
+        out.append({"lr": tc.lr * r, "betas": (tc.betas[0] ** r, tc.betas[1] ** r)})
+    return out[0], out[1]
+
+
+def apply_hparams(g_optim: torch.optim.Optimizer, d_optim: torch.optim.Optimizer,
+                  tc: TrainConfig) -> bool:
+    """Set the optimisers' lr and betas to ``tc``'s (e.g. after loading states saved under other
+    values); True when anything changed."""
+    changed = False
+    for optim, hp in zip((g_optim, d_optim), optimizer_hparams(tc), strict=True):
+        for group in optim.param_groups:
+            for k, v in hp.items():
+                cur = tuple(group[k]) if isinstance(v, tuple) else group[k]
+                if cur != v:
+                    group[k] = v
+                    changed = True
+    return changed
 
 
 def trainable_params(G: SemanticGenerator, freeze_local: bool) -> list[nn.Parameter]:

@@ -73,7 +73,7 @@ def test_short_run_writes_everything(tmp_path):
     assert run(out, "--steps", "4") == 2
 
 
-def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch):
+def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, capsys):
     extra = ["--steps", "6", "--log-every", "1", "--ckpt-every", "100", "--sample-every", "100",
              "--mixing", "0.5", "--hflip"]
     straight = tmp_path / "straight"
@@ -96,6 +96,7 @@ def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch):
     assert [p.name for p in T.list_checkpoints(split / "checkpoints")] == ["0000003.safetensors"]
     assert [r["step"] for r in stats(split)] == [1, 2, 3]
     assert run(split, *extra, "--resume") == 0
+    assert "differ from" not in capsys.readouterr().out  # same flags: no hyper-parameter note
 
     a, b = stats(straight), stats(split)
     assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
@@ -243,3 +244,19 @@ def test_bad_hyper_parameters_one_line_error(tmp_path, capsys, flags, message):
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+def test_resume_with_other_flags(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(out, "--steps", "1") == 0
+    capsys.readouterr()
+    assert run(out, "--steps", "2", "--resume", "--freeze-local") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--freeze-local" in err and "Traceback" not in err
+    assert run(out, "--steps", "2", "--resume", "--lr", "0.001", "--betas", "0.5", "0.9") == 0
+    assert "optimisers continue with the current values" in capsys.readouterr().out
+    ck = load_checkpoint(out / "checkpoints" / "0000002.safetensors")
+    r = 2 / 3  # g_reg_every 2
+    group = ck.g_optim_state["param_groups"][0]
+    assert group["lr"] == pytest.approx(0.001 * r)
+    assert tuple(group["betas"]) == pytest.approx((0.5 ** r, 0.9 ** r))
