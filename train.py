@@ -236,6 +236,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
             say(f"note: {src.path} holds no discriminator; D starts from random weights")
     else:
         G_ema.load_state_dict(G.state_dict())
+    T.copy_buffers(G_ema, G)  # constants: once here, not every EMA step
     G, D, G_ema = G.to(device).train(), D.to(device).train(), G_ema.to(device).eval()
     T.requires_grad(G_ema, False)
     T.broadcast_module(G)

@@ -19,7 +19,8 @@ Differences from the official script, all deliberate:
   reproducible and resumable bit for bit on CPU.
 * The fake images of the D step are generated under ``no_grad`` (the official script builds a
   graph that nothing back-propagates through; the values are identical).
-* G-EMA copies the generator's buffers as well as lerping its parameters.
+* G-EMA's buffers (noise maps, blur kernels: constants) are G's, copied once at set-up
+  (:func:`copy_buffers`); the per-step update lerps parameters only.
 * DDP: no ``DistributedDataParallel`` wrapper. Every backward is followed by one all-reduce of
   the flattened gradients (:func:`sync_grads`), which works unchanged for R1's and path length's
   double backward and keeps parameters identical on every rank by construction. The global batch
@@ -196,8 +197,10 @@ def ema_modules(freeze_local: bool) -> tuple[str, ...] | None:
 @torch.no_grad()
 def ema_update(g_ema: nn.Module, g: nn.Module, decay: float,
                modules: Sequence[str] | None = None) -> None:
-    """g_ema ← decay·g_ema + (1 − decay)·g for parameters (one fused ``_foreach_lerp_``), and
-    g_ema's buffers ← g's buffers.
+    """g_ema ← decay·g_ema + (1 − decay)·g for parameters (one fused ``_foreach_lerp_``).
+
+    Buffers (noise maps, blur kernels) never change during training: they are copied once, when
+    G-EMA is set up (:func:`copy_buffers`), not here.
 
     ``modules``: names of the submodules to average (e.g. :data:`EMA_FREEZE_LOCAL`); the rest of
     g_ema is left alone. None: the whole module."""
@@ -208,10 +211,16 @@ def ema_update(g_ema: nn.Module, g: nn.Module, decay: float,
     if len(ema_p) != len(p):
         raise ValueError("ema_update: the two generators have different parameter lists")
     torch._foreach_lerp_(ema_p, p, 1.0 - decay)
-    ema_b = [b for m, _ in pairs for b in m.buffers()]
-    b = [x for _, m in pairs for x in m.buffers()]
-    if ema_b:
-        torch._foreach_copy_(ema_b, b)
+
+
+@torch.no_grad()
+def copy_buffers(dst: nn.Module, src: nn.Module) -> None:
+    """dst's buffers ← src's (G-EMA's constant noise maps and blur kernels ← G's, once)."""
+    d, s = list(dst.buffers()), list(src.buffers())
+    if len(d) != len(s):
+        raise ValueError("copy_buffers: the two modules have different buffer lists")
+    if d:
+        torch._foreach_copy_(d, s)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -147,11 +147,14 @@ def test_ema_update_values():
     ema, g = _WithBuffer([1.0, -2.0], [0.0]), _WithBuffer([3.0, 2.0], [5.0])
     T.ema_update(ema, g, 0.9)
     torch.testing.assert_close(ema.w.data, torch.tensor([0.9 * 1 + 0.1 * 3, 0.9 * -2 + 0.1 * 2]))
-    torch.testing.assert_close(ema.noise, torch.tensor([5.0]))  # buffers are copied
+    torch.testing.assert_close(ema.noise, torch.tensor([0.0]))  # buffers: copy_buffers, once
     T.ema_update(ema, g, 0.0)
     torch.testing.assert_close(ema.w.data, g.w.data)
     T.ema_update(ema, _WithBuffer([7.0, 7.0], [1.0]), 1.0)
     torch.testing.assert_close(ema.w.data, g.w.data)  # decay 1 keeps the average
+    T.copy_buffers(ema, g)
+    torch.testing.assert_close(ema.noise, torch.tensor([5.0]))
+    torch.testing.assert_close(ema.w.data, g.w.data)
 
 
 def test_sample_z_reproducible_and_mixing():

@@ -233,6 +233,11 @@ def test_freeze_local_ema_keeps_loaded_local_nets(tmp_path):
     for k in local:
         assert torch.equal(e[k], e0[k]), k
     assert any(not torch.equal(e[k], e0[k]) for k in e0 if k.startswith("render_net."))
+    g = ck.g.state_dict()  # G-EMA's buffers (noise maps) are G's, copied once at set-up
+    buffers = [k for k, _ in G.named_buffers() if k in e]
+    assert buffers and any(not torch.equal(e0[k], g0[k]) for k in buffers)
+    for k in buffers:
+        assert torch.equal(e[k], g[k]), k
 
 
 @pytest.mark.parametrize("flags, message", [
