@@ -56,7 +56,7 @@ from tqdm import tqdm
 from ssgan import training as T
 from ssgan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ssgan.config import PRESETS, preset
-from ssgan.data import DatasetError, open_dataset
+from ssgan.data import DatasetError, label_to_mask, open_dataset
 from ssgan.discriminator import DualBranchDiscriminator
 from ssgan.generator import SemanticGenerator
 
@@ -359,7 +359,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         for i in range(start, args.steps):
             batch = next(batches)
             real_img = batch["image"].to(device, non_blocking=True)
-            real_mask = batch["mask"].to(device, non_blocking=True) if use_seg else None
+            real_mask = (label_to_mask(batch["label"].to(device, non_blocking=True), cfg.seg_dim)
+                         if use_seg else None)  # uint8 labels travel; the ±1 mask is built here
 
             # -- discriminator: logistic loss, then lazy R1 ----------------------------------------
             T.requires_grad(g_params, False)

@@ -75,9 +75,12 @@ def label_to_mask(label: torch.Tensor, seg_dim: int) -> torch.Tensor:
 
 
 def _to_item(
-    image: np.ndarray, label: np.ndarray | None, seg_dim: int, flip: bool
+    image: np.ndarray, label: np.ndarray | None, seg_dim: int, flip: bool, masks: bool = True
 ) -> dict[str, torch.Tensor]:
     """uint8 ``(H, W, 3)`` image and uint8 ``(H, W)`` label -> the item dict (see module doc).
+
+    ``masks=False``: no ``mask``, and ``label`` stays uint8 (what a training loader ships; the
+    mask is built on the device with :func:`label_to_mask`).
 
     Done in NumPy: several times faster than the same ops in torch on the CPU of a worker.
     """
@@ -88,7 +91,9 @@ def _to_item(
     img /= 127.5
     img -= 1
     item = {"image": torch.from_numpy(img)}
-    if label is not None:
+    if label is not None and not masks:
+        item["label"] = torch.from_numpy(np.ascontiguousarray(label, dtype=np.uint8))
+    elif label is not None:
         lab = np.ascontiguousarray(label)
         mask = (lab[None] == np.arange(seg_dim, dtype=lab.dtype)[:, None, None]).astype(np.float32)
         mask *= 2

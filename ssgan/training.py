@@ -60,7 +60,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssgan import latents as L
 from ssgan import losses
-from ssgan.data import DatasetError
+from ssgan.data import DatasetError, _ItemDataset, _to_item
 from ssgan.generator import SemanticGenerator, Synthesis
 from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
 
@@ -556,18 +556,31 @@ class StepBatchSampler(Sampler[list[int]]):
 
 class FlipIndexed(Dataset):
     """Wraps a dataset for :class:`StepBatchSampler`: index ``i + n·f`` is item i, flipped
-    horizontally when f = 1 (image, mask and label alike)."""
+    horizontally when f = 1 (image and label alike).
+
+    Items hold ``image`` and, with labels, a uint8 ``label`` (H, W) only: no one-hot ``mask``
+    (K×H×W float32, 13.6 MB at 512 px), which the training loop builds on the device with
+    :func:`ssgan.data.label_to_mask`."""
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
         self.n = len(dataset)  # type: ignore[arg-type]
+        seg_dim = getattr(dataset, "seg_dim", 0)
+        if seg_dim > 256:
+            raise ValueError(f"FlipIndexed: uint8 labels hold at most 256 classes, not {seg_dim}")
 
     def __len__(self) -> int:
         return 2 * self.n
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         flip, i = divmod(int(index), self.n)
-        item = self.dataset[i]
+        ds = self.dataset
+        if isinstance(ds, _ItemDataset) and not ds.hflip:  # no mask is built at all
+            image, label = ds._load(i)
+            return _to_item(image, label, ds.seg_dim, bool(flip), masks=False)
+        item = {k: v for k, v in ds[i].items() if k != "mask"}
+        if "label" in item:
+            item["label"] = item["label"].to(torch.uint8)
         if flip:
             item = {k: v.flip(-1) for k, v in item.items()}
         return item

@@ -461,3 +461,21 @@ def test_celebamask_errors_and_cli(tmp_path, capsys):
     _save(anno / "0" / "00004_moustache.png", _mask(slice(0, 1), slice(0, 1)))
     with pytest.raises(DatasetError, match="unexpected file .*00004_moustache.png"):
         celebamask_labels(anno, tmp_path / "out", size=8, progress=False)
+
+
+def test_step_loader_ships_uint8_labels_only():
+    """The training loader's items: image + uint8 label (no float one-hot mask); the mask built
+    from it with label_to_mask equals the dataset's own, flipped items included."""
+    from ssgan import training as T
+    from ssgan.data import SyntheticFaces, label_to_mask
+
+    ds = SyntheticFaces(32, 8, seg_dim=5)
+    w = T.FlipIndexed(ds)
+    for idx in (1, 9):
+        flip, i = divmod(idx, 8)
+        a, b = w[idx], ds[i]
+        if flip:
+            b = {k: v.flip(-1) for k, v in b.items()}
+        assert set(a) == {"image", "label"} and a["label"].dtype == torch.uint8
+        assert torch.equal(a["image"], b["image"])
+        assert torch.equal(label_to_mask(a["label"], 5), b["mask"])
