@@ -165,18 +165,12 @@ def cast_inputs(inputs: dict[str, torch.Tensor | None], dtype: torch.dtype) -> d
 
 
 def _mlp_forward_flops(cfg: BenchConfig) -> float:
-    try:
-        from ssgan.kernels.local_mlp import grouped_mlp_flops
-    except ImportError:
-        return 2.0 * cfg.B * cfg.K * cfg.P * cfg.L * cfg.C * cfg.C
+    from ssgan.kernels.local_mlp import grouped_mlp_flops
     return float(grouped_mlp_flops(cfg.B, cfg.K, cfg.L, cfg.C, cfg.P, backward=False))
 
 
 def _fusion_forward_flops(cfg: BenchConfig) -> float:
-    try:
-        from ssgan.kernels.fusion import fuse_flops
-    except ImportError:
-        return 2.0 * cfg.B * cfg.P * cfg.K * cfg.C * cfg.F
+    from ssgan.kernels.fusion import fuse_flops
     return float(fuse_flops(cfg.B, cfg.K, cfg.C, cfg.F, cfg.P, backward=False))
 
 

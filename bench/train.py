@@ -299,7 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         def sync():
             pass
 
-    flops_cache: dict[int, float] = {}
 
     def measure(path: str, res: int) -> dict:
         opts = PATHS[path]
@@ -315,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out: dict = {}
             if path == "reference":
                 out["flops_by_step"] = runner.count_flops()
-                out["flops"] = flops_cache[res] = out["flops_by_step"]["iteration"]
+                out["flops"] = out["flops_by_step"]["iteration"]
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
             out["ms"] = time_iterations(runner, args.warmup, args.steps, sync, log=log)
