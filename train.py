@@ -108,6 +108,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--labels", default=None, help="label folder (overrides DATA/labels)")
     g.add_argument("--hflip", action="store_true", help="random horizontal flips (reproducible)")
     g.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="size of the built-in dataset")
+    g.add_argument("--cache", action="store_true",
+                   help="decode a folder dataset once into memory (uint8; N·size²·4 bytes) to feed fast GPUs")
     g.add_argument("--workers", type=int, default=None,
                    help="loader processes per rank (default 0 on CPU, else min(8, cpus/ranks))")
     g = p.add_argument_group("outputs")
@@ -208,7 +210,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         say(f"note: using the configuration of {src.path}, not --preset {args.preset}")
 
     dataset = open_dataset(args.data, args.images, args.labels, cfg.size, cfg.seg_dim, hflip=False,
-                           seed=0, length=args.length)
+                           seed=0, length=args.length, cache=args.cache,
+                           cache_workers=min(8, os.cpu_count() or 1) if info.is_main else 0)
     use_seg = bool(getattr(dataset, "has_labels", True))
     try:
         tc = T.TrainConfig(lr=args.lr, betas=tuple(args.betas), r1_img=args.r1_img, r1_seg=args.r1_seg,

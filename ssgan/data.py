@@ -23,14 +23,14 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
     "CELEBAMASK_PARTS",
@@ -41,10 +41,8 @@ __all__ = [
     "SyntheticFaces",
     "celebamask_labels",
     "export_synthetic",
-    "infinite_batches",
     "label_to_mask",
     "main",
-    "make_loader",
     "open_dataset",
 ]
 
@@ -667,93 +665,6 @@ def open_dataset(
     if cache:
         ds = CachedDataset(ds, workers=cache_workers, progress=True)
     return ds
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    *,
-    shuffle: bool = True,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    workers: int | None = None,
-    pin_memory: bool | None = None,
-    drop_last: bool = True,
-    prefetch_factor: int = 4,
-) -> DataLoader:
-    """A DataLoader of ``batch_size`` items per process (per rank).
-
-    ``world_size`` > 1: a seeded :class:`DistributedSampler` gives each rank its share; use
-    :func:`infinite_batches` so that ``set_epoch`` reshuffles every pass. Otherwise shuffling uses
-    a generator seeded with ``seed``. ``workers``: loader processes, default
-    ``min(8, cpus // world_size)`` (at least 1; 0 loads in the main process), persistent, with
-    ``prefetch_factor`` batches each in flight. ``pin_memory`` defaults to
-    ``torch.cuda.is_available()``. Raises :class:`DatasetError` when a rank's share of the data
-    is smaller than one batch.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-    n = len(dataset)
-    per_rank = n // world_size
-    if per_rank < batch_size:
-        if world_size == 1:
-            msg = f"dataset has {n} images but one batch needs {batch_size}; lower --batch or add data"
-        else:
-            msg = (f"dataset has {n} images, {per_rank} per process over {world_size} processes, but "
-                   f"one batch needs {batch_size} per process; lower --batch or add data")
-        raise DatasetError(msg)
-    sampler = None
-    generator = None
-    if world_size > 1:
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
-                                     seed=seed, drop_last=True)
-    else:
-        generator = torch.Generator().manual_seed(seed)
-    if workers is None:
-        workers = min(8, max(1, _cpu_count() // world_size))
-    if pin_memory is None:
-        pin_memory = torch.cuda.is_available()
-    extra: dict[str, Any] = {}
-    if workers > 0:
-        extra.update(persistent_workers=True, prefetch_factor=prefetch_factor)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=pin_memory,
-        drop_last=drop_last,
-        generator=generator,
-        **extra,
-    )
-
-
-def infinite_batches(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield batches forever, pass after pass, calling ``sampler.set_epoch(pass)`` first when the
-    sampler has it (DistributedSampler), so that every pass is shuffled anew."""
-    epoch = 0
-    while True:
-        set_epoch = getattr(loader.sampler, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(epoch)
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise DatasetError("the data loader yields no batches; lower --batch or add data")
-        epoch += 1
 
 
 # ------------------------------------------------------------------------------------------------
