@@ -20,7 +20,15 @@ from torch import nn
 from ssgan import latents as L
 from ssgan.config import SSGANConfig
 from ssgan.kernels import fuse, grouped_mlp, modulated_weights
-from ssgan.layers import EqualLinear, FixedStyledConv, PixelNorm, PositionEmbedding, StyledConv, ToRGB
+from ssgan.layers import (
+    EqualLinear,
+    FixedStyledConv,
+    PixelNorm,
+    PositionEmbedding,
+    StyledConv,
+    ToRGB,
+    fixed_modulated_weight,
+)
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -28,6 +36,15 @@ def _autocast_dtype(device: torch.device) -> torch.dtype | None:
     if not torch.is_autocast_enabled(device.type):
         return None
     return torch.get_autocast_dtype(device.type)
+
+
+def stacked_head(heads: Sequence[ToRGB]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Effective weights (n, out, in) and biases (n, out) of n 1×1 ToRGB heads, computed together."""
+    conv = heads[0].conv
+    weight = torch.stack([h.conv.weight for h in heads])
+    modulation = torch.stack([h.conv.modulation for h in heads])
+    weight = fixed_modulated_weight(weight, modulation, conv.scale, conv.demodulate)
+    return weight.flatten(2), torch.stack([h.bias.flatten() for h in heads])
 
 
 class LocalGenerator(nn.Module):
@@ -205,9 +222,10 @@ class SemanticGenerator(nn.Module):
         styles = torch.einsum("bkld,klcd->bklc", w, aff_w) * aff.scale + aff_b * aff.lr_mul
         weight = torch.stack([m.conv.weight.view(C, C) for m in layers]).view(K, Lyr, C, C)
         bias = torch.stack([m.activate.bias for m in layers]).view(K, Lyr, C)
-        zero = latent.new_zeros(C)
-        depth_w = torch.stack([zero] + [n.to_depth.conv.effective_weight().view(C) for n in nets[1:]])
-        depth_b = torch.cat([latent.new_zeros(1)] + [n.to_depth.bias.view(1) for n in nets[1:]])
+        depth_w, depth_b = latent.new_zeros(1, C), latent.new_zeros(1)  # the background's depth is 0
+        if K > 1:
+            w, b = stacked_head([n.to_depth for n in nets[1:]])
+            depth_w, depth_b = torch.cat([depth_w, w.view(K - 1, C)]), torch.cat([depth_b, b.view(K - 1)])
         if coords is None:
             coords = self.make_coords(1, latent.device)
             x = self.pos_embed(coords).view(1, 1, C, S * S)
@@ -236,8 +254,7 @@ class SemanticGenerator(nn.Module):
         h, depth = self.local_features(latent, coords)
         depth = depth.float()  # softmax, composition mask and transparency in fp32 under autocast
         nets = self.local_nets
-        feat_w = torch.stack([n.to_feat.conv.effective_weight().flatten(1) for n in nets])
-        feat_b = torch.stack([n.to_feat.bias.flatten() for n in nets])
+        feat_w, feat_b = stacked_head([n.to_feat for n in nets])
         if composition_mask is not None and composition_mask.shape != (B, cfg.seg_dim):
             raise ValueError(f"composition_mask must be (B, K) = ({B}, {cfg.seg_dim}), "
                              f"got {tuple(composition_mask.shape)}")

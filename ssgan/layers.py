@@ -138,6 +138,18 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
 
+def fixed_modulated_weight(weight: torch.Tensor, modulation: torch.Tensor, scale: float,
+                           demodulate: bool) -> torch.Tensor:
+    """W' = modulation · scale · W, demodulated per output channel by rsqrt(Σ_{in,k,k} W'² + 1e-8).
+
+    weight (…, out, in, k, k) and modulation (…, 1, in, 1, 1): leading dims stack several layers
+    (the generator computes all local generators' to_feat / to_depth heads in one go)."""
+    w = modulation * scale * weight
+    if demodulate:
+        w = w * torch.rsqrt(w.pow(2).sum([-3, -2, -1], keepdim=True) + 1e-8)
+    return w
+
+
 class FixedStyledConv(nn.Module):
     """Convolution with a learned per-input-channel modulation instead of a per-sample style.
 
@@ -163,10 +175,7 @@ class FixedStyledConv(nn.Module):
 
     def effective_weight(self) -> torch.Tensor:
         """The (out, in, k, k) weight actually convolved."""
-        w = self.modulation * self.scale * self.weight
-        if self.demodulate:
-            w = w * torch.rsqrt(w.pow(2).sum([1, 2, 3], keepdim=True) + 1e-8)
-        return w
+        return fixed_modulated_weight(self.weight, self.modulation, self.scale, self.demodulate)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         w = self.effective_weight()

@@ -186,3 +186,12 @@ def test_presets_and_config_errors():
     with pytest.raises(ValueError, match="transparent_dims"):
         SSGANConfig(seg_dim=5, transparent_dims=(7,))
     assert SSGANConfig.from_dict(SMALL.to_dict()) == SMALL
+
+
+def test_single_class_model():
+    cfg = SMALL.replace(seg_dim=1, transparent_dims=())
+    G = SemanticGenerator(cfg)
+    rgb, seg, coarse, depths, _ = G([torch.randn(2, 32)], return_all=True)
+    assert seg.shape == (2, 1, 32, 32) and torch.all(depths[0] == 0) and torch.all(coarse == 1)
+    rgb.sum().backward()
+    assert G.local_nets[0].to_feat.conv.weight.grad.abs().sum() > 0
