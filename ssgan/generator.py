@@ -149,6 +149,9 @@ class SemanticGenerator(nn.Module):
         self.n_latent_expand = cfg.n_latent_expand
 
         self.pos_embed = PositionEmbedding(2, cfg.local_channel, n_freqs=int(math.log2(cfg.size)))
+        # the default grid's Fourier features never change: computed once, not every forward
+        self.register_buffer("fourier_features", self.pos_embed.features(self.make_coords(1, "cpu")),
+                             persistent=False)
         self.local_nets = nn.ModuleList(LocalGenerator(cfg, use_depth=k > 0) for k in range(cfg.seg_dim))
         self.render_net = RenderNet(cfg)
         self.style = nn.Sequential(
@@ -227,8 +230,7 @@ class SemanticGenerator(nn.Module):
             w, b = stacked_head([n.to_depth for n in nets[1:]])
             depth_w, depth_b = torch.cat([depth_w, w.view(K - 1, C)]), torch.cat([depth_b, b.view(K - 1)])
         if coords is None:
-            coords = self.make_coords(1, latent.device)
-            x = self.pos_embed(coords).view(1, 1, C, S * S)
+            x = self.pos_embed.project(self.fourier_features.to(latent.dtype)).view(1, 1, C, S * S)
         else:
             if len(coords) != K:
                 raise ValueError(f"coords must list one (B, 2, {S}, {S}) tensor per class ({K})")

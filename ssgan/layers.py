@@ -262,5 +262,9 @@ class PositionEmbedding(nn.Module):
             out += [torch.sin(2.0**i * coords), torch.cos(2.0**i * coords)]
         return torch.cat(out, 1)
 
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The learned bias-free 1×1 conv of precomputed :meth:`features`."""
+        return F.conv2d(features, self.scale * self.weights)
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(self.features(coords), self.scale * self.weights)
+        return self.project(self.features(coords))
