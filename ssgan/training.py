@@ -244,22 +244,10 @@ def sample_z(batch: int, dim: int, mixing_prob: float, generator: torch.Generato
     return list(torch.randn(n, batch, dim, generator=generator, device=device).unbind(0))
 
 
-def generate(G: SemanticGenerator, z: Sequence[torch.Tensor],
-             generator: torch.Generator | None = None) -> Synthesis:
-    """z codes → mapping → expanded W+ (mixing choices from ``generator``) → synthesis."""
-    latent = G.mix_styles([G.mapping(x) for x in z], generator)
-    return G.synthesize(latent)
-
-
-def discriminate(D: nn.Module, img: torch.Tensor, seg: torch.Tensor | None) -> torch.Tensor:
-    """D(img, seg) → (B, 1) logits (seg None: the image branch only)."""
-    return D(img, seg)
-
-
 def mixing_inputs(G: SemanticGenerator, z: Sequence[torch.Tensor], generator: torch.Generator | None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[z]`` or ``[z1, z2]`` → (zz, choice) for :func:`synthesize_mixed`: zz (2, B, D) holds
-    both codes, and the mixing choices are drawn exactly as :func:`generate` draws them (same
+    both codes, and the mixing choices are drawn exactly as ``G.mix_styles`` draws them (same
     generator call, same values). An unmixed batch becomes zz = (z, z) with choice = 0: the same
     latents, so mixed and unmixed batches share one compiled graph (one fresh tensor, so no
     aliasing guard either) and no random draw happens inside it."""
@@ -417,7 +405,7 @@ def r1_step(D: nn.Module, d_optim: torch.optim.Optimizer, real_img: torch.Tensor
     if tc.use_seg and real_mask is not None:
         mask = real_mask.detach().requires_grad_(True)
         inputs.append(mask)
-    real_pred = discriminate(D, img, mask)
+    real_pred = D(img, mask)
     pens = losses.r1_penalty(real_pred, inputs)
     r1_img = pens[0]
     r1_seg = pens[1] if len(pens) > 1 else torch.zeros((), device=img.device)
