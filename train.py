@@ -5,6 +5,14 @@
     torchrun --standalone --nproc_per_node=8 train.py --preset celeba-256 --data DIR --batch 32
     python train.py --out runs/tiny --resume          # continue from the newest checkpoint
     python train.py --init CelebAMask-HQ-512x512.pt --images metfaces/ --freeze-local --steps 2000
+    python train.py --preset celeba-256 --data DIR --size 128 --seg-dim 8 --transparent 6,7  # any data
+
+Model configuration: ``--preset`` (or a resumed / ``--init`` checkpoint's), then ``--config FILE``
+(SSGANConfig fields as JSON), then ``DATA/classes.json`` (class names: the class count and the
+transparent classes, see ``ssgan.classes``), then one flag per SSGANConfig field (``--size``,
+``--seg-dim``, ``--transparent``, ``--local-layers`` …; ``ssgan.config.add_config_flags``).
+classes.json and a flag that disagree, or anything that differs from a resumed / ``--init``
+checkpoint's configuration, is a one-line error. The class names go into the checkpoints.
 
 The whole loop is in :func:`main`; the pieces (losses, steps, EMA, data order, RNG capture, DDP,
 logging) live in ``ssgan.training`` and ``ssgan.losses``. One step ``i`` (0-based) is, as in the
@@ -55,8 +63,9 @@ from tqdm import tqdm
 
 from ssgan import training as T
 from ssgan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ssgan.config import PRESETS, preset
-from ssgan.data import DatasetError, label_to_mask, open_dataset
+from ssgan.classes import ClassInfo, classes_overrides, default_names, find_classes, read_classes
+from ssgan.config import PRESETS, add_config_flags, config_overrides, preset, resolve_config
+from ssgan.data import DatasetError, images_to_float, label_to_mask, open_dataset
 from ssgan.discriminator import DualBranchDiscriminator
 from ssgan.generator import SemanticGenerator
 
@@ -96,6 +105,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="start from these G / G-EMA / D weights (ours or an official .pt)")
     g.add_argument("--freeze-local", "--freeze_local", action="store_true",
                    help="domain adaptation: keep the local generators fixed")
+    g = p.add_argument_group("model (on top of --preset; see the module doc)")
+    add_config_flags(g)
     g = p.add_argument_group("speed")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the D- and G-step forwards/backwards (default: on CUDA only)")
@@ -106,6 +117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--data", default=None, help="folder with images/ and optionally labels/")
     g.add_argument("--images", default=None, help="image folder (overrides DATA/images)")
     g.add_argument("--labels", default=None, help="label folder (overrides DATA/labels)")
+    g.add_argument("--classes", default=None, metavar="JSON",
+                   help="class names (default: DATA/classes.json or LABELS/classes.json when present)")
     g.add_argument("--hflip", action="store_true", help="random horizontal flips (reproducible)")
     g.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="size of the built-in dataset")
     g.add_argument("--cache", action="store_true",
@@ -204,10 +217,21 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     ck = load_checkpoint(resume_path) if resume_path else None
     init = load_checkpoint(args.init) if args.init and ck is None else None
     src = ck or init
-    cfg = src.config if src is not None else preset(args.preset or DEFAULT_PRESET)
+    base = src.config if src is not None else preset(args.preset or DEFAULT_PRESET)
     config_name = f"{src.path.name}'s" if src is not None else args.preset or DEFAULT_PRESET
-    if src is not None and args.preset and preset(args.preset) != cfg:
+    if src is not None and args.preset and preset(args.preset) != base:
         say(f"note: using the configuration of {src.path}, not --preset {args.preset}")
+    classes_path = Path(args.classes) if args.classes else find_classes(args.data, args.labels)
+    try:
+        file_classes = read_classes(classes_path) if classes_path else None
+        known = file_classes or (src.classes if src is not None else None)
+        changes = config_overrides(args, known.names if known else None)
+        if file_classes is not None:
+            changes = classes_overrides(file_classes, classes_path, changes)
+        cfg = resolve_config(base, changes, locked=str(src.path) if src is not None else None)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+    classes = known if known and known.k == cfg.seg_dim else ClassInfo(default_names(cfg.seg_dim))
 
     dataset = open_dataset(args.data, args.images, args.labels, cfg.size, cfg.seg_dim, hflip=False,
                            seed=0, length=args.length, cache=args.cache,
@@ -313,7 +337,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     logger = T.JsonlLogger(out / "stats.jsonl", resume_step=start) if info.is_main else None
     last_good = [T.latest_checkpoint(ckpt_dir)]
     meta = {"args": {k: v for k, v in vars(args).items()}, "train": tc.to_dict(), "world_size": world,
-            "global_batch": args.batch, "seed": args.seed}
+            "global_batch": args.batch, "seed": args.seed, "classes": classes.to_meta()}
 
     def save(step: int) -> None:
         bad = tracker.first_bad(reduce_min=True)
@@ -354,14 +378,15 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     except ValueError:  # not the main thread
         pass
 
-    say(f"training {config_name} config at {cfg.size}px, {cfg.seg_dim} classes, on "
+    say(f"training {config_name} config{' + changes' if changes else ''} at {cfg.size}px, {cfg.seg_dim} "
+        f"classes ({', '.join(classes.names)}), on "
         f"{device} x{world}, global batch {args.batch}, steps {start}..{args.steps}, {fwd} -> {out}")
     bar = tqdm(total=args.steps, initial=start, disable=not info.is_main, unit="step", dynamic_ncols=True)
     t_last, step_last = time.perf_counter(), start
     try:
         for i in range(start, args.steps):
             batch = next(batches)
-            real_img = batch["image"].to(device, non_blocking=True)
+            real_img = images_to_float(batch["image"].to(device, non_blocking=True))  # uint8 travels
             real_mask = (label_to_mask(batch["label"].to(device, non_blocking=True), cfg.seg_dim)
                          if use_seg else None)  # uint8 labels travel; the ±1 mask is built here
 

@@ -11,8 +11,9 @@ keys are prefixed by section:
 * ``extra.<name>``: free tensors (the trainer stores RNG states there as uint8 tensors).
 
 The header metadata (str → str) holds ``format``, ``format_version``, ``config`` (JSON of
-:meth:`SSGANConfig.to_dict`), ``sections`` (comma-separated), ``step``, ``meta`` (JSON) and, per
-optimiser, the JSON of its non-tensor parts (``param_groups`` and non-tensor per-parameter state).
+:meth:`SSGANConfig.to_dict`), ``sections`` (comma-separated), ``step``, ``meta`` (JSON; train.py puts
+the class names there, ``meta["classes"]``, see :mod:`ssgan.classes`) and, per optimiser, the JSON of
+its non-tensor parts (``param_groups`` and non-tensor per-parameter state).
 
 Loading never half-succeeds: every problem raises :class:`CheckpointError` with one line naming
 the file and the reason, and modules are built and filled completely before they are returned.
@@ -41,6 +42,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from ssgan.classes import ClassInfo
 from ssgan.config import SSGANConfig
 
 FORMAT = "ssgan"
@@ -78,6 +80,12 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = FORMAT  # 'ssgan' or 'official'
     path: Path | None = None
+
+    @property
+    def classes(self) -> ClassInfo:
+        """Class names (``meta["classes"]``, written by train.py from the data's classes.json; the
+        defaults of :func:`ssgan.classes.default_names` when absent), transparent classes, colours."""
+        return ClassInfo.from_meta(self.meta, self.config.seg_dim, self.config.transparent_dims)
 
     @property
     def sections(self) -> list[str]:

@@ -6,8 +6,12 @@ released checkpoint's configuration maps onto :class:`SSGANConfig` field by fiel
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -112,3 +116,131 @@ def preset(name: str) -> SSGANConfig:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+# ----- command-line flags, one per SSGANConfig field -------------------------------------------
+_FLAG_HELP = {
+    "size": "output resolution (power of two)",
+    "style_dim": "latent / style width D",
+    "n_mlp": "mapping-network layers",
+    "lr_mlp": "mapping-network learning-rate multiplier",
+    "channel_multiplier": "render-net / discriminator width multiplier",
+    "channel_max": "cap on the render-net / discriminator widths",
+    "seg_dim": "number of classes K (labels 0..K-1)",
+    "local_layers": "layers per local generator L",
+    "local_channel": "local-generator width C",
+    "base_layers": "shared base layers of the local generators",
+    "depth_layers": "layer after which the pseudo-depth is tapped",
+    "coarse_size": "resolution S of the local generators' output",
+    "coarse_channel": "feature channels F of the coarse feature map",
+    "min_feat_size": "resolution of the render net's first layer",
+    "residual_refine": "render net refines the coarse segmentation residually",
+    "detach_texture": "texture codes do not receive gradients through the shape path",
+    "transparent_dims": "transparent classes, comma-separated indices or names ('' for none)",
+}
+
+
+def config_flag(name: str) -> str:
+    """The command-line flag of the :class:`SSGANConfig` field ``name`` (``seg_dim`` -> ``--seg-dim``)."""
+    return "--transparent" if name == "transparent_dims" else "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser | Any) -> None:
+    """Add one flag per :class:`SSGANConfig` field (``--size``, ``--seg-dim``, ``--transparent`` …,
+    also spelled with underscores as in the official script: ``--seg_dim``, ``--transparent_dims``)
+    and ``--config FILE`` to ``parser`` (or an argument group). Every flag defaults to None: only
+    the flags a user gives change a configuration (see :func:`config_overrides`)."""
+    parser.add_argument("--config", default=None, metavar="JSON",
+                        help="SSGANConfig fields (all or some) as JSON, on top of the preset")
+    for f in dataclasses.fields(SSGANConfig):
+        names = [config_flag(f.name)]
+        names += [f"--{f.name}"] if "_" in f.name else []
+        kind = {"int": int, "float": float}.get(str(f.type))
+        if f.type in ("bool", bool):
+            parser.add_argument(*names, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction,
+                                default=None, help=_FLAG_HELP[f.name])
+        elif f.name == "transparent_dims":
+            parser.add_argument(*names, dest=f"cfg_{f.name}", default=None, metavar="K,K",
+                                help=_FLAG_HELP[f.name])
+        else:
+            parser.add_argument(*names, dest=f"cfg_{f.name}", type=kind, default=None,
+                                help=_FLAG_HELP[f.name])
+
+
+def parse_class_list(text: str, names: Sequence[str] | None = None) -> tuple[int, ...]:
+    """``"6,7"`` or (with ``names``) ``"hair,eyes"`` -> class indices; ``""``/``"none"`` -> ``()``.
+    Raises ``ValueError`` naming an unknown class and the known names."""
+    out = []
+    lookup = {n.lower(): i for i, n in enumerate(names or ())}
+    for token in (t.strip() for t in text.split(",")):
+        if not token or token.lower() == "none":
+            continue
+        if token.lstrip("-").isdigit():
+            out.append(int(token))
+        elif token.lower() in lookup:
+            out.append(lookup[token.lower()])
+        else:
+            known = (f"; the classes are {', '.join(f'{i} {n}' for i, n in enumerate(names))}" if names
+                     else " (no class names are known: give indices)")
+            raise ValueError(f"unknown class {token!r}{known}")
+    return tuple(out)
+
+
+def config_overrides(args: argparse.Namespace, names: Sequence[str] | None = None
+                     ) -> dict[str, tuple[Any, str]]:
+    """The configuration fields the user set, each with where it was set: those of ``--config
+    FILE`` (a JSON object of SSGANConfig fields, all or some, or a checkpoint-style ``{"config":
+    {...}}``), then the flags of :func:`add_config_flags` on top. ``names``: class names that
+    ``--transparent`` may use besides indices. Returns ``{field: (value, "--flag" or "--config
+    FILE")}``; raises ``ValueError`` (one line) for an unreadable file or an unknown field/class."""
+    out: dict[str, tuple[Any, str]] = {}
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read --config {path}: {e}") from None
+        data = data.get("config", data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            raise ValueError(f"--config {path} must hold a JSON object of SSGANConfig fields")
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(SSGANConfig)})
+        if unknown:
+            raise ValueError(f"--config {path}: unknown field(s) {', '.join(unknown)}")
+        out.update({k: (v, f"--config {path}") for k, v in data.items()})
+    for f in dataclasses.fields(SSGANConfig):
+        value = getattr(args, f"cfg_{f.name}", None)
+        if value is not None:
+            if f.name == "transparent_dims":
+                try:
+                    value = parse_class_list(value, names)
+                except ValueError as e:
+                    raise ValueError(f"--transparent: {e}") from None
+            out[f.name] = (value, config_flag(f.name))
+    if "transparent_dims" in out:
+        out["transparent_dims"] = (tuple(out["transparent_dims"][0]), out["transparent_dims"][1])
+    return out
+
+
+def resolve_config(base: SSGANConfig, overrides: dict[str, tuple[Any, str]],
+                   locked: str | None = None) -> SSGANConfig:
+    """``base`` with ``overrides`` (:func:`config_overrides`, plus e.g. classes.json's entries).
+    ``locked``: ``base`` is the configuration of this checkpoint (a resumed or ``--init`` run), so
+    any override that differs from it is an error. Raises ``ValueError`` (one line) naming the
+    source of the offending value."""
+    if locked is not None:
+        for name, (value, source) in overrides.items():
+            if getattr(base, name) != value:
+                raise ValueError(f"{source} sets {name}={_show(value)} but {locked} was trained with "
+                                 f"{name}={_show(getattr(base, name))}; drop it, or start a new run "
+                                 f"(another --out) to train another configuration")
+    try:
+        return base.replace(**{name: value for name, (value, _) in overrides.items()})
+    except (TypeError, ValueError) as e:
+        hint = ("; when changing the class count, give --transparent too ('' for none)"
+                if "seg_dim" in overrides and "transparent_dims" not in overrides else "")
+        given = ", ".join(sorted({src for _, src in overrides.values()}))
+        raise ValueError(f"{e} (set by {given or 'the preset'}){hint}") from None
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) or "none" if isinstance(value, (tuple, list)) else str(value)

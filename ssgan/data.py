@@ -11,10 +11,16 @@ Every dataset here yields a dict per item (SPEC.md, "Training"):
 Image-only data (:class:`FolderDataset` with ``labels=None``, used for domain adaptation) yields
 ``'image'`` alone: the keys ``'mask'`` and ``'label'`` are absent.
 
+The training loader (:func:`ssgan.training.make_step_loader`) ships leaner items: a uint8 image
+``(3, H, W)`` and a uint8 label, a quarter and a 4K-th of the float bytes; the loop turns them
+into the above on the device with :func:`images_to_float` and :func:`label_to_mask`.
+
 Command line::
 
     python -m ssgan.data celebamask ANNO_DIR OUT_DIR [--size 512] [--workers N]
     python -m ssgan.data synthetic OUT_DIR [--n 1000] [--size 64] [--seg-dim 5] [--seed 0]
+    python -m ssgan.data from-colors LABELS_DIR OUT_DIR --colors classes.json   (ssgan.datatools)
+    python -m ssgan.data inspect DIR [--size 256] [--png inspect.png]           (ssgan.datatools)
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ __all__ = [
     "SyntheticFaces",
     "celebamask_labels",
     "export_synthetic",
+    "images_to_float",
     "label_to_mask",
     "main",
     "open_dataset",
@@ -72,26 +79,40 @@ def label_to_mask(label: torch.Tensor, seg_dim: int) -> torch.Tensor:
     return (label.unsqueeze(-3) == classes).float().mul_(2).sub_(1)
 
 
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (any shape, e.g. ``(N, 3, H, W)``) -> float32 in ``[-1, 1]``: x / 127.5 − 1,
+    on their own device (the training loop calls it after the copy to the GPU). Bit-identical to
+    the float items of the datasets (:func:`_to_item` does the same float32 operations in NumPy);
+    floating-point input is returned unchanged."""
+    if images.is_floating_point():
+        return images
+    return images.float().div_(127.5).sub_(1)
+
+
 def _to_item(
     image: np.ndarray, label: np.ndarray | None, seg_dim: int, flip: bool, masks: bool = True
 ) -> dict[str, torch.Tensor]:
     """uint8 ``(H, W, 3)`` image and uint8 ``(H, W)`` label -> the item dict (see module doc).
 
-    ``masks=False``: no ``mask``, and ``label`` stays uint8 (what a training loader ships; the
-    mask is built on the device with :func:`label_to_mask`).
+    ``masks=False``: what the training loader ships: ``image`` stays uint8 ``(3, H, W)``, no
+    ``mask``, ``label`` stays uint8 (the device makes the rest with :func:`images_to_float` and
+    :func:`label_to_mask`).
 
     Done in NumPy: several times faster than the same ops in torch on the CPU of a worker.
     """
     if flip:
         image = image[:, ::-1]
         label = None if label is None else label[:, ::-1]
+    if not masks:
+        item = {"image": torch.from_numpy(np.array(image.transpose(2, 0, 1), dtype=np.uint8, order="C"))}
+        if label is not None:  # np.array copies: a decoded file's arrays are read-only
+            item["label"] = torch.from_numpy(np.array(label, dtype=np.uint8, order="C"))
+        return item
     img = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
     img /= 127.5
     img -= 1
     item = {"image": torch.from_numpy(img)}
-    if label is not None and not masks:
-        item["label"] = torch.from_numpy(np.ascontiguousarray(label, dtype=np.uint8))
-    elif label is not None:
+    if label is not None:
         lab = np.ascontiguousarray(label)
         mask = (lab[None] == np.arange(seg_dim, dtype=lab.dtype)[:, None, None]).astype(np.float32)
         mask *= 2
@@ -518,7 +539,9 @@ class FolderDataset(_ItemDataset):
                 if top >= self.seg_dim:
                     raise DatasetError(
                         f"label {lpath} holds class {top} but the model has seg_dim={self.seg_dim} "
-                        f"classes (values 0..{self.seg_dim - 1}); check --seg-dim or the label encoding"
+                        f"classes (values 0..{self.seg_dim - 1}); set the class count with --seg-dim "
+                        f"N (train.py) or a classes.json in the data folder listing the class names, "
+                        f"or check the label encoding (python -m ssgan.data inspect DIR)"
                     )
                 if lm.size != (size, size):
                     label = np.asarray(lm.resize((size, size), Image.Resampling.NEAREST))

@@ -546,9 +546,11 @@ class FlipIndexed(Dataset):
     """Wraps a dataset for :class:`StepBatchSampler`: index ``i + n·f`` is item i, flipped
     horizontally when f = 1 (image and label alike).
 
-    Items hold ``image`` and, with labels, a uint8 ``label`` (H, W) only: no one-hot ``mask``
-    (K×H×W float32, 13.6 MB at 512 px), which the training loop builds on the device with
-    :func:`ssgan.data.label_to_mask`."""
+    Items hold a uint8 ``image`` (3, H, W) and, with labels, a uint8 ``label`` (H, W) only: no
+    float image (4× the bytes) and no one-hot ``mask`` (K×H×W float32, 13.6 MB at 512 px); the
+    training loop makes both on the device with :func:`ssgan.data.images_to_float` and
+    :func:`ssgan.data.label_to_mask`. (Datasets other than those of :mod:`ssgan.data`, or with
+    their own random flip, ship their items' float image, which ``images_to_float`` passes.)"""
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset

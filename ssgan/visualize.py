@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import colorsys
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-# One fixed colour per class (CelebAMask-HQ order for the first 13: background, skin, eyes, brows,
-# mouth, nose, ears, hair, neck, cloth, eyeglasses, hat, earrings); more classes reuse the cycle.
+# Fixed colours of the first classes (CelebAMask-HQ order for the first 13: background, skin, eyes,
+# brows, mouth, nose, ears, hair, neck, cloth, eyeglasses, hat, earrings); see palette() for more.
 PALETTE = np.array([
     [0, 0, 0], [239, 234, 90], [44, 105, 154], [4, 139, 168], [13, 179, 158], [131, 227, 119],
     [185, 231, 105], [107, 137, 198], [241, 196, 83], [242, 158, 76], [234, 114, 71], [215, 95, 155],
@@ -27,11 +28,61 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
 
 
-def colorize(seg: torch.Tensor) -> np.ndarray:
-    """Logits or one-hot (N, K, H, W), or labels (N, H, W) → (N, H, W, 3) uint8 palette colours."""
-    labels = seg.argmax(1) if seg.ndim == 4 else seg
-    labels = labels.detach().cpu().numpy() % len(PALETTE)
-    return PALETTE[labels]
+GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+def palette(k: int, colors: Mapping[int, Sequence[int]] | None = None) -> np.ndarray:
+    """(k, 3) uint8 colours of classes 0 … k−1, distinct for any k: :data:`PALETTE` for the first
+    ones, then hue h_i = (i·φ) mod 1 (φ = (√5−1)/2, the golden ratio, which spreads any number of
+    hues evenly) with saturation and value alternating between two levels; ``colors`` (class ->
+    RGB, e.g. from classes.json) replaces single entries."""
+    out = np.zeros((k, 3), np.uint8)
+    for i in range(k):
+        if i < len(PALETTE):
+            out[i] = PALETTE[i]
+        else:
+            rgb = colorsys.hsv_to_rgb((i * GOLDEN) % 1, 0.85 - 0.3 * (i % 2), 0.95 - 0.25 * (i // 2 % 2))
+            out[i] = np.round(np.array(rgb) * 255)
+    for i, c in (colors or {}).items():
+        if 0 <= i < k:
+            out[i] = c
+    return out
+
+
+def colorize(seg: torch.Tensor, colors: np.ndarray | None = None) -> np.ndarray:
+    """Logits or one-hot (N, K, H, W), or labels (N, H, W) → (N, H, W, 3) uint8 colours of
+    ``colors`` ((K, 3) uint8; default :func:`palette`, extended where it is too short)."""
+    labels = (seg.argmax(1) if seg.ndim == 4 else seg).detach().cpu().numpy()
+    k = max(seg.shape[1] if seg.ndim == 4 else 0, int(labels.max(initial=0)) + 1)
+    table = palette(k)
+    if colors is not None:
+        table[: min(k, len(colors))] = colors[:k]
+    return table[labels]
+
+
+def legend(names: Sequence[str], colors: np.ndarray, width: int, marks: Sequence[int] = ()) -> np.ndarray:
+    """A white (h, ``width``, 3) uint8 strip: a colour swatch and the name of every class, in rows
+    of as many entries as fit; ``marks`` (class indices) get a trailing '*' (e.g. transparent)."""
+    font = ImageFont.load_default(size=12)
+    labels = [f"{i} {n}{'*' if i in marks else ''}" for i, n in enumerate(names)]
+    text_w = max(int(font.getlength(t)) for t in labels) if labels else 0
+    cell_w, cell_h, sw = text_w + 24, 18, 12
+    per_row = max(1, (width - 4) // cell_w)
+    rows = math.ceil(len(labels) / per_row)
+    strip = Image.new("RGB", (width, rows * cell_h + 6), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, text in enumerate(labels):
+        r, c = divmod(i, per_row)
+        x, y = 4 + c * cell_w, 4 + r * cell_h
+        draw.rectangle([x, y + 1, x + sw, y + 1 + sw], fill=tuple(int(v) for v in colors[i]), outline="grey")
+        draw.text((x + sw + 5, y), text, fill="black", font=font)
+    return np.asarray(strip)
+
+
+def with_legend(image: np.ndarray, names: Sequence[str], colors: np.ndarray, marks: Sequence[int] = ()
+                ) -> np.ndarray:
+    """``image`` with a :func:`legend` of the classes below it."""
+    return np.concatenate([image, legend(names, colors, image.shape[1], marks)], 0)
 
 
 def heatmap(values: torch.Tensor) -> np.ndarray:
