@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from ssgan import editing as E
 from ssgan import visualize as V
 from ssgan.checkpoint import CheckpointError, convert_official, inspect_checkpoint, load_checkpoint
+from ssgan.classes import ClassesError, ClassInfo
 
 
 class CLIError(Exception):
@@ -32,14 +34,19 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _load_g(args: argparse.Namespace):
+def _load_g(args: argparse.Namespace) -> tuple[Any, ClassInfo]:
+    """The checkpoint's G-EMA (else G) and its classes (names, colours; see ssgan.classes)."""
     ck = load_checkpoint(args.ckpt, args.device)
     if ck.g_ema is None:
         if ck.g is None:
             raise CLIError(f"checkpoint {args.ckpt} holds no generator (sections: {', '.join(ck.sections)})")
         ck.g.eval()
-        return ck.g
-    return ck.g_ema
+        return ck.g, ck.classes
+    return ck.g_ema, ck.classes
+
+
+def _legend(image: np.ndarray, classes: ClassInfo) -> np.ndarray:
+    return V.with_legend(image, classes.names, classes.palette(), classes.transparent)
 
 
 def _mean(G, args: argparse.Namespace) -> torch.Tensor | None:
@@ -81,8 +88,12 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"step: {info['step']}")
     if info["extra_tensors"]:
         print(f"extra tensors: {', '.join(info['extra_tensors'])}")
+    cfg = info["config"]
+    classes = ClassInfo.from_meta(info["meta"], cfg.seg_dim, cfg.transparent_dims)
+    print("classes: " + ", ".join(f"{i} {n}{' (transparent)' if i in classes.transparent else ''}"
+                                  for i, n in enumerate(classes.names)))
     print("config:")
-    for key, value in info["config"].to_dict().items():
+    for key, value in cfg.to_dict().items():
         print(f"  {key}: {value}")
     if info["meta"]:
         print(f"meta: {json.dumps(info['meta'], sort_keys=True)}")
@@ -91,12 +102,13 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     if args.n < 1 or args.batch < 1:
         raise CLIError("-n and --batch must be >= 1")
-    G = _load_g(args)
+    G, classes = _load_g(args)
     out = Path(args.outdir)
     rgbs, segs = [], []
     with tqdm(total=args.n, desc="generate", unit="img", disable=args.quiet) as bar:
         for i, s in enumerate(E.generate(G, args.n, args.seed, args.truncation, batch=args.batch,
-                                         mean=_mean(G, args), progress=bar.update)):
+                                         mean=_mean(G, args), progress=bar.update,
+                                         colors=classes.palette())):
             V.save_png(s.rgb, out / "img" / f"{i:06d}.png")
             V.save_png(s.seg, out / "mask" / f"{i:06d}.png")
             _save_npy(s.latent, out / "latent" / f"{i:06d}.npy")
@@ -110,40 +122,26 @@ def cmd_generate(args: argparse.Namespace) -> None:
         row_rgb, row_seg = rgbs[r:r + ncol], segs[r:r + ncol]
         blank = [np.full_like(rgbs[0], 255)] * (ncol - len(row_rgb))
         tiles += row_rgb + blank + row_seg + blank
-    V.save_png(V.grid(np.stack(tiles), ncol=ncol), out / "grid.png")
+    V.save_png(_legend(V.grid(np.stack(tiles), ncol=ncol), classes), out / "grid.png")
     print(f"wrote {args.n} samples to {out}")
 
 
-def _classes(text: str, K: int) -> list[int]:
-    try:
-        classes = [int(c) for c in text.split(",") if c.strip()]
-    except ValueError:
-        raise CLIError(f"--classes must be comma-separated class indices, not {text!r}") from None
-    if not classes:
-        raise CLIError("--classes lists no class")
-    bad = [c for c in classes if not 0 <= c < K]
-    if bad:
-        raise CLIError(f"class index {bad[0]} is out of range: this model has {K} classes (0..{K - 1})")
-    return classes
-
-
 def cmd_mix(args: argparse.Namespace) -> None:
-    G = _load_g(args)
-    classes = _classes(args.classes, G.config.seg_dim)
+    G, info = _load_g(args)
+    classes = info.indices(args.classes)
     src = _load_latent(args.source, G, "source")
     ref = _load_latent(args.reference, G, "reference")
     try:
-        res = E.mix(G, src, ref, classes, args.part)
+        res = E.mix(G, src, ref, classes, args.part, colors=info.palette())
     except ValueError as e:
         raise CLIError(str(e)) from None
     out = Path(args.outdir)
     n = res["result"].shape[0]
-    V.save_png(np.concatenate([E.mix_figure(res, i) for i in range(n)], 0) if n > 1 else E.mix_figure(res),
-               out / "mix.png")
+    V.save_png(_legend(np.concatenate([E.mix_figure(res, i) for i in range(n)], 0), info), out / "mix.png")
     V.save_png(V.grid(res["diff"], ncol=n), out / "diff.png")
     latent = res["latent"]
     _save_npy(latent[0] if n == 1 else latent, out / "result.npy")
-    print(f"mean |result - source| (0-255 levels) inside classes {','.join(map(str, classes))}: "
+    print(f"mean |result - source| (0-255 levels) inside classes {','.join(info.names[c] for c in classes)}: "
           f"{res['inside']:.3f}; outside: {res['outside']:.3f}")
     print(f"wrote {out / 'mix.png'}, {out / 'diff.png'}, {out / 'result.npy'}")
 
@@ -155,24 +153,25 @@ def _one_latent(args: argparse.Namespace, G) -> torch.Tensor:
 
 
 def cmd_components(args: argparse.Namespace) -> None:
-    G = _load_g(args)
-    figure = E.components(G, _one_latent(args, G))
+    G, classes = _load_g(args)
+    figure = _legend(E.components(G, _one_latent(args, G), classes.palette()), classes)
     path = V.save_png(figure, Path(args.outdir) / "components.png")
     print(f"wrote {path}")
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    G = _load_g(args)
-    K = G.config.seg_dim
-    if not 0 <= args.cls < K:
-        raise CLIError(f"class index {args.cls} is out of range: this model has {K} classes (0..{K - 1})")
+    G, classes = _load_g(args)
+    picked = classes.indices(args.cls, "--class")
+    if len(picked) != 1:
+        raise CLIError(f"--class takes one class, not {args.cls!r}")
     if args.frames < 2:
         raise CLIError("--frames must be >= 2")
     latent = _one_latent(args, G)
     out = Path(args.outdir)
     with tqdm(total=args.frames, desc="interpolate", unit="frame", disable=args.quiet) as bar:
-        frames = E.interpolate(G, latent, args.cls, args.part, args.frames, seed=args.seed + 1,
-                               truncation=args.truncation, mean=_mean(G, args), progress=bar.update)
+        frames = E.interpolate(G, latent, picked[0], args.part, args.frames, seed=args.seed + 1,
+                               truncation=args.truncation, mean=_mean(G, args), progress=bar.update,
+                               colors=classes.palette())
     for i, frame in enumerate(frames):
         V.save_png(frame, out / f"frame_{i:03d}.png")
     images = [Image.fromarray(f) for f in frames]
@@ -227,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(q)
     q.add_argument("--source", required=True, help="source latent .npy (n_latent, D)")
     q.add_argument("--reference", required=True, help="reference latent .npy (n_latent, D)")
-    q.add_argument("--classes", required=True, help="comma-separated class indices, e.g. 7,2")
+    q.add_argument("--classes", required=True,
+                   help="comma-separated class names or indices, e.g. hair,eyes or 7,2 (see ssgan info)")
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all")
     q.set_defaults(func=cmd_mix)
 
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to those of a random target (drawn with --seed + 1, so it differs "
                                    "from a source drawn with --seed); all other codes stay fixed.")
     common(q)
-    q.add_argument("--class", dest="cls", type=int, required=True, help="class index")
+    q.add_argument("--class", dest="cls", required=True, help="class name or index, e.g. hair or 7")
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all")
     q.add_argument("--latent", help="latent .npy (default: a sample drawn with --seed)")
     q.add_argument("--frames", type=int, default=16)
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
-    except (CLIError, CheckpointError) as e:
+    except (CLIError, CheckpointError, ClassesError) as e:
         _fail(str(e))
     except FileNotFoundError as e:
         _fail(f"{e.filename or e}: no such file")

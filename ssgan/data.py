@@ -434,6 +434,21 @@ class FolderDataset(_ItemDataset):
             for i in range(len(self)):
                 self.check_headers(i)
 
+    @classmethod
+    def from_files(cls, image_files: Sequence[Path], label_files: Sequence[Path] | None, size: int,
+                   seg_dim: int) -> FolderDataset:
+        """A dataset of already matched files (no folder scan, no header check; hflip off): for
+        tools that check files one by one (``ssgan.datatools.inspect_folder``)."""
+        ds = cls.__new__(cls)
+        ds.size, ds.seg_dim, ds.hflip = int(size), int(seg_dim), False
+        ds.image_files = list(image_files)
+        ds.stems = [p.stem for p in ds.image_files]
+        ds.images_dir = ds.image_files[0].parent if ds.image_files else Path(".")
+        ds.label_files = None if label_files is None else list(label_files)
+        ds.labels_dir = None if label_files is None or not ds.label_files else ds.label_files[0].parent
+        ds.has_labels = label_files is not None
+        return ds
+
     def _match_labels(self, folder: Path, image_files: dict[str, Path]) -> list[Path]:
         if not folder.is_dir():
             raise DatasetError(
@@ -782,7 +797,8 @@ def celebamask_labels(anno_dir: str | Path, out_dir: str | Path, size: int = 512
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ssgan.data {celebamask,synthetic} ...``; returns the exit status."""
+    """``python -m ssgan.data {celebamask,synthetic,from-colors,inspect} ...``; returns the exit
+    status (the last two live in :mod:`ssgan.datatools`)."""
     parser = argparse.ArgumentParser(prog="python -m ssgan.data", description="Prepare training data.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("celebamask", help="CelebAMask-HQ part masks -> 13-class label PNGs")
@@ -797,8 +813,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--size", type=int, default=64)
     s.add_argument("--seg-dim", type=int, default=5)
     s.add_argument("--seed", type=int, default=0)
+    from ssgan import datatools
+
+    datatools.add_commands(sub)
     args = parser.parse_args(argv)
     try:
+        if args.command in datatools.COMMANDS:
+            return datatools.run(args)
         if args.command == "celebamask":
             n = celebamask_labels(args.anno_dir, args.out_dir, args.size, not args.quiet, args.workers)
             print(f"wrote {n} labels to {args.out_dir}")

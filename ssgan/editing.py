@@ -79,11 +79,13 @@ def render(G: SemanticGenerator, latent: torch.Tensor,
 def generate(G: SemanticGenerator, n: int, seed: int = 0, truncation: float = 1.0,
              device: str | torch.device | None = None, batch: int = 8,
              mean: torch.Tensor | None = None,
-             progress: Callable[[int], Any] | None = None) -> Iterator[Sample]:
+             progress: Callable[[int], Any] | None = None,
+             colors: np.ndarray | None = None) -> Iterator[Sample]:
     """Yield ``n`` random samples (image, coloured mask, compact W+ latent), ``batch`` at a time.
 
     Sample i is the same whatever the batch size: all z are drawn at once with ``seed``.
-    ``device`` moves G first when given; ``progress(k)`` is called after each batch of k."""
+    ``device`` moves G first when given; ``progress(k)`` is called after each batch of k;
+    ``colors``: (K, 3) uint8 class colours of the masks (default :func:`ssgan.visualize.palette`)."""
     if n < 0 or batch < 1:
         raise ValueError("need n >= 0 and batch >= 1")
     if device is not None:
@@ -95,7 +97,7 @@ def generate(G: SemanticGenerator, n: int, seed: int = 0, truncation: float = 1.
         for start in range(0, n, batch):
             latent = codes[start:start + batch]
             out = render(G, latent)
-            rgb, seg = V.to_uint8(out.rgb), V.colorize(out.seg)
+            rgb, seg = V.to_uint8(out.rgb), V.colorize(out.seg, colors)
             lat = latent.float().cpu().numpy()
             for i in range(latent.shape[0]):
                 yield Sample(rgb[i], seg[i], lat[i])
@@ -105,7 +107,8 @@ def generate(G: SemanticGenerator, n: int, seed: int = 0, truncation: float = 1.
 
 @torch.no_grad()
 def mix(G: SemanticGenerator, source_latent: np.ndarray | torch.Tensor,
-        reference_latent: np.ndarray | torch.Tensor, classes: Sequence[int], part: str) -> dict[str, Any]:
+        reference_latent: np.ndarray | torch.Tensor, classes: Sequence[int], part: str,
+        colors: np.ndarray | None = None) -> dict[str, Any]:
     """Copy ``classes``' ``part`` codes ('shape', 'texture' or 'all') from reference into source.
 
     Returns a dict of numpy arrays (first axis = batch): ``source``, ``reference``, ``result``
@@ -114,7 +117,7 @@ def mix(G: SemanticGenerator, source_latent: np.ndarray | torch.Tensor,
     the statistics ``inside`` / ``outside``: the mean of d (in 8-bit levels, 0–255) over the pixels
     in / outside the region R = {p : argmax seg_source(p) ∈ classes or argmax seg_result(p) ∈ classes}
     (NaN where that set is empty). Because only those classes' codes change, ``outside`` is
-    typically much smaller than ``inside``: the edit stays local.
+    typically much smaller than ``inside``: the edit stays local. ``colors``: as in :func:`generate`.
     """
     src = as_latent(source_latent, G, "source latent")
     ref = as_latent(reference_latent, G, "reference latent")
@@ -137,7 +140,7 @@ def mix(G: SemanticGenerator, source_latent: np.ndarray | torch.Tensor,
     images: dict[str, Any] = {}
     for name, out in outs.items():
         images[name] = V.to_uint8(out.rgb)
-        images[f"{name}_mask"] = V.colorize(out.seg)
+        images[f"{name}_mask"] = V.colorize(out.seg, colors)
     images.update(diff=V.heatmap(d), diff_values=d.cpu().numpy(), region=region.cpu().numpy(),
                   latent=result.cpu().numpy(), inside=inside, outside=outside)
     return images
@@ -164,15 +167,17 @@ def composition_renders(G: SemanticGenerator, latent: np.ndarray | torch.Tensor)
     return renders
 
 
-def components(G: SemanticGenerator, latent: np.ndarray | torch.Tensor) -> np.ndarray:
+def components(G: SemanticGenerator, latent: np.ndarray | torch.Tensor,
+               colors: np.ndarray | None = None) -> np.ndarray:
     """The progressive composition figure of the first sample of ``latent``: K columns; column j
     shows the image composed of classes 0 … j, beneath it the pseudo-depth d_j of the class just
-    added (grey, min–max normalised; the background's depth is 0) and the coloured coarse mask."""
+    added (grey, min–max normalised; the background's depth is 0) and the coloured coarse mask
+    (``colors`` as in :func:`generate`)."""
     size = G.config.size
     renders = composition_renders(G, latent)
     rgb = [V.to_uint8(r.rgb)[0] for r in renders]
     depth = [V.resize_nearest(V.depth_image(r.depth[:, j]), size)[0] for j, r in enumerate(renders)]
-    coarse = [V.resize_nearest(V.colorize(r.coarse), size)[0] for r in renders]
+    coarse = [V.resize_nearest(V.colorize(r.coarse, colors), size)[0] for r in renders]
     return V.grid(np.stack(rgb + depth + coarse), ncol=len(renders))
 
 
@@ -195,14 +200,16 @@ def interpolation_latents(G: SemanticGenerator, latent: np.ndarray | torch.Tenso
 def interpolate(G: SemanticGenerator, latent: np.ndarray | torch.Tensor, cls: int, part: str,
                 frames: int = 16, seed: int = 0, truncation: float = 1.0,
                 mean: torch.Tensor | None = None, batch: int = 8,
-                progress: Callable[[int], Any] | None = None) -> list[np.ndarray]:
+                progress: Callable[[int], Any] | None = None,
+                colors: np.ndarray | None = None) -> list[np.ndarray]:
     """Frames (image | mask side by side, (H, 2W + 2, 3) uint8) of :func:`interpolation_latents`:
-    one class's codes move to a random target while every other code stays fixed."""
+    one class's codes move to a random target while every other code stays fixed (``colors`` as
+    in :func:`generate`)."""
     codes = interpolation_latents(G, latent, cls, part, frames, seed, truncation, mean)
     out = []
     for start in range(0, frames, batch):
         r = render(G, codes[start:start + batch])
-        for rgb, seg in zip(V.to_uint8(r.rgb), V.colorize(r.seg), strict=True):
+        for rgb, seg in zip(V.to_uint8(r.rgb), V.colorize(r.seg, colors), strict=True):
             out.append(V.grid(np.stack([rgb, seg]), ncol=2))
         if progress is not None:
             progress(r.rgb.shape[0])

@@ -60,11 +60,13 @@ def colorize(seg: torch.Tensor, colors: np.ndarray | None = None) -> np.ndarray:
     return table[labels]
 
 
-def legend(names: Sequence[str], colors: np.ndarray, width: int, marks: Sequence[int] = ()) -> np.ndarray:
+def legend(names: Sequence[str], colors: np.ndarray, width: int, transparent: Sequence[int] = ()
+           ) -> np.ndarray:
     """A white (h, ``width``, 3) uint8 strip: a colour swatch and the name of every class, in rows
-    of as many entries as fit; ``marks`` (class indices) get a trailing '*' (e.g. transparent)."""
+    of as many entries as fit; ``transparent`` classes get a trailing '*' (explained at the end)."""
     font = ImageFont.load_default(size=12)
-    labels = [f"{i} {n}{'*' if i in marks else ''}" for i, n in enumerate(names)]
+    labels = [f"{i} {n}{'*' if i in transparent else ''}" for i, n in enumerate(names)]
+    labels += ["* transparent"] if any(i in transparent for i in range(len(names))) else []
     text_w = max(int(font.getlength(t)) for t in labels) if labels else 0
     cell_w, cell_h, sw = text_w + 24, 18, 12
     per_row = max(1, (width - 4) // cell_w)
@@ -74,15 +76,19 @@ def legend(names: Sequence[str], colors: np.ndarray, width: int, marks: Sequence
     for i, text in enumerate(labels):
         r, c = divmod(i, per_row)
         x, y = 4 + c * cell_w, 4 + r * cell_h
-        draw.rectangle([x, y + 1, x + sw, y + 1 + sw], fill=tuple(int(v) for v in colors[i]), outline="grey")
-        draw.text((x + sw + 5, y), text, fill="black", font=font)
+        if i < len(names):
+            draw.rectangle([x, y + 1, x + sw, y + 1 + sw], fill=tuple(int(v) for v in colors[i]),
+                           outline="grey")
+            draw.text((x + sw + 5, y), text, fill="black", font=font)
+        else:
+            draw.text((x, y), text, fill="black", font=font)
     return np.asarray(strip)
 
 
-def with_legend(image: np.ndarray, names: Sequence[str], colors: np.ndarray, marks: Sequence[int] = ()
-                ) -> np.ndarray:
+def with_legend(image: np.ndarray, names: Sequence[str], colors: np.ndarray,
+                transparent: Sequence[int] = ()) -> np.ndarray:
     """``image`` with a :func:`legend` of the classes below it."""
-    return np.concatenate([image, legend(names, colors, image.shape[1], marks)], 0)
+    return np.concatenate([image, legend(names, colors, image.shape[1], transparent)], 0)
 
 
 def heatmap(values: torch.Tensor) -> np.ndarray:

@@ -43,6 +43,14 @@ def _png(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def _figure(path, height: int, width: int) -> np.ndarray:
+    """A figure with a class legend beneath: its top ``height`` rows are the figure proper."""
+    img = _png(path)
+    assert img.shape[1] == width and img.shape[0] > height + 10, img.shape
+    assert (img[height:] != 255).any()  # the legend: swatches and names
+    return img[:height]
+
+
 def _fails(argv, capsys) -> str:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -69,7 +77,7 @@ def test_generate_files(samples, G):
         assert np.array_equal(V.to_uint8(out.rgb)[0], _png(samples / "img" / f"{i:06d}.png"))
     assert not (samples / "img" / "000003.png").exists()
     # grid: 3 images in a row, their masks beneath, 2-pixel gaps.
-    assert _png(samples / "grid.png").shape == (2 * SIZE + 2, 3 * SIZE + 4, 3)
+    _figure(samples / "grid.png", 2 * SIZE + 2, 3 * SIZE + 4)
 
 
 def test_generate_is_batch_independent_and_truncation_shrinks(G):
@@ -142,13 +150,13 @@ def test_mix_all_classes_gives_reference(ckpt, samples, tmp_path, capsys):
     # Every class code comes from the reference; the base codes stay the source's.
     base = CFG.base_layers
     assert np.array_equal(result[base:], ref[base:]) and np.array_equal(result[:base], src[:base])
-    assert _png(tmp_path / "mix.png").shape == (2 * SIZE + 2, 3 * SIZE + 4, 3)
+    _figure(tmp_path / "mix.png", 2 * SIZE + 2, 3 * SIZE + 4)
     assert _png(tmp_path / "diff.png").shape == (SIZE, SIZE, 3)
 
 
 def test_mix_with_itself_changes_nothing(ckpt, samples, tmp_path, capsys):
     text = _mix(ckpt, samples, tmp_path, "1,2", "shape", capsys, ref="000000")
-    assert "inside classes 1,2: 0.000; outside: 0.000" in text
+    assert "inside classes class1,class2: 0.000; outside: 0.000" in text
     assert not _png(tmp_path / "diff.png").any()
     assert np.array_equal(np.load(tmp_path / "result.npy"), np.load(samples / "latent" / "000000.npy"))
 
@@ -171,7 +179,7 @@ def test_mix_function_replaces_exactly_the_chosen_codes(G, samples):
 def test_components(ckpt, samples, tmp_path, G):
     assert main(["components", str(ckpt), "--latent", str(samples / "latent" / "000000.npy"),
                  "--outdir", str(tmp_path), "--device", "cpu"]) == 0
-    assert _png(tmp_path / "components.png").shape == (3 * SIZE + 4, K * SIZE + 2 * (K - 1), 3)
+    _figure(tmp_path / "components.png", 3 * SIZE + 4, K * SIZE + 2 * (K - 1))
     assert main(["components", str(ckpt), "--seed", "3", "--outdir", str(tmp_path / "s"),
                  "--device", "cpu"]) == 0
     assert (tmp_path / "s" / "components.png").exists()
