@@ -56,7 +56,7 @@ def read_colors(path: str | Path) -> tuple[list[str], np.ndarray]:
         if missing:
             raise ClassesError(f'{path}: "colors" gives no colour to {", ".join(missing)}; from-colors '
                                f"needs the colour of every class")
-        names, colors = list(info.names), [info.colors[i] for i in range(info.k)]
+        names, colors = list(info.names), [list(info.colors[i]) for i in range(info.k)]
     elif isinstance(data, dict) and data:
         names, colors = list(data), list(data.values())
     elif isinstance(data, list) and data:
@@ -191,13 +191,15 @@ def inspect_folder(root: str | Path, size: int = 256, seg_dim: int | None = None
     k_check = seg_dim or (info.k if info else 256)
     ds = FolderDataset.from_files([images[s] for s in stems],
                                   None if labels is None else [labels[s] for s in stems], size, k_check)
+    for files, sizes in ((images, report.image_sizes), (labels or {}, report.label_sizes)):
+        for path in files.values():  # headers only; unreadable files are reported below
+            try:
+                with Image.open(path) as im:
+                    sizes[im.size] += 1
+            except _PIL_ERRORS:
+                pass
     for i in tqdm(range(len(ds)), desc="inspect", unit="img", disable=not progress):
         try:
-            with Image.open(ds.image_files[i]) as im:
-                report.image_sizes[im.size] += 1
-            if ds.label_files is not None:
-                with Image.open(ds.label_files[i]) as lm:
-                    report.label_sizes[lm.size] += 1
             ds.check_headers(i)
             _, label = ds._load(i)
         except DatasetError as e:

@@ -423,10 +423,10 @@ def test_celebamask_errors_and_cli(tmp_path, capsys):
 
 
 def test_step_loader_ships_uint8_labels_only():
-    """The training loader's items: image + uint8 label (no float one-hot mask); the mask built
+    """The training loader's items: uint8 image + uint8 label (no float one-hot mask); the mask built
     from it with label_to_mask equals the dataset's own, flipped items included."""
     from ssgan import training as T
-    from ssgan.data import SyntheticFaces, label_to_mask
+    from ssgan.data import SyntheticFaces, images_to_float, label_to_mask
 
     ds = SyntheticFaces(32, 8, seg_dim=5)
     w = T.FlipIndexed(ds)
@@ -435,6 +435,6 @@ def test_step_loader_ships_uint8_labels_only():
         a, b = w[idx], ds[i]
         if flip:
             b = {k: v.flip(-1) for k, v in b.items()}
-        assert set(a) == {"image", "label"} and a["label"].dtype == torch.uint8
-        assert torch.equal(a["image"], b["image"])
+        assert set(a) == {"image", "label"} and a["label"].dtype == a["image"].dtype == torch.uint8
+        assert torch.equal(images_to_float(a["image"]), b["image"])
         assert torch.equal(label_to_mask(a["label"], 5), b["mask"])
