@@ -72,8 +72,10 @@ from ssgan.generator import SemanticGenerator
 # ----- defaults (the paper's hyper-parameters live in ssgan.training.TrainConfig) -------------
 DEFAULT_PRESET = "tiny"
 DEFAULT_BATCH = 8  # global batch (the official --batch 4 is per GPU, 8 GPUs: 32)
-DEFAULT_STEPS = 500  # the default tiny run: about 3 minutes on two CPU cores
+DEFAULT_STEPS = 1200  # the default tiny run (9.6 kimg): about 5 minutes on two CPU cores
+TINY_LR = 0.004  # the tiny preset's default --lr: twice the paper's, so that the default run learns
 DEFAULT_LENGTH = 10000  # items of the built-in dataset
+DEFAULT_EMA_RAMPUP = 0.05  # NVlabs' value; the official SemanticStyleGAN script has none (0)
 TC = T.TrainConfig()
 
 
@@ -131,11 +133,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ckpt-every", type=int, default=100)
     g.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
     g.add_argument("--n-sample", type=int, default=8, help="latents in the sample grids")
-    g = p.add_argument_group("objective (paper defaults)")
-    g.add_argument("--lr", type=float, default=TC.lr)
+    g = p.add_argument_group("objective (paper defaults, except R1, the EMA ramp-up and the tiny lr: "
+                             "see their help)")
+    g.add_argument("--lr", type=float, default=None,
+                   help=f"default: {TINY_LR} for the tiny preset (its default run then shows faces with eyes "
+                        f"and mouths in {DEFAULT_STEPS} steps), the paper's {TC.lr} otherwise")
     g.add_argument("--betas", type=float, nargs=2, default=list(TC.betas))
-    g.add_argument("--r1-img", "--r1_img", type=float, default=TC.r1_img)
-    g.add_argument("--r1-seg", "--r1_seg", type=float, default=TC.r1_seg)
+    g.add_argument("--r1-img", "--r1_img", type=_float_or_auto, default="auto",
+                   help="R1 weight on D's image gradients; auto: the paper's 10 for the celeba presets, "
+                        f"{T.R1_PER_PIXEL}·size²/batch otherwise (tiny at batch 8: 0.16), because R1's "
+                        "scale grows with the pixel count (ssgan.training.r1_auto)")
+    g.add_argument("--r1-seg", "--r1_seg", type=_float_or_auto, default="auto",
+                   help="R1 weight on D's mask gradients; auto: 100 × the auto --r1-img (the paper's "
+                        "1000 for the celeba presets)")
     g.add_argument("--d-reg-every", "--d_reg_every", type=int, default=TC.d_reg_every)
     g.add_argument("--g-reg-every", "--g_reg_every", type=int, default=TC.g_reg_every)
     g.add_argument("--path-regularize", "--path_regularize", type=float, default=TC.path_regularize)
@@ -143,8 +153,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--path-decay", type=float, default=TC.path_decay)
     g.add_argument("--mixing", type=float, default=TC.mixing)
     g.add_argument("--lambda-mask", "--lambda_mask", type=float, default=TC.lambda_mask)
-    g.add_argument("--ema-decay", type=float, default=TC.ema_decay, help="G-EMA decay per step")
+    g.add_argument("--ema-kimg", type=float, default=None,
+                   help="G-EMA half-life in thousands of images (default 10·batch/32: the official "
+                        "fixed per-step decay 0.5^(32/10⁴))")
+    g.add_argument("--ema-rampup", type=float, default=None,
+                   help=f"G-EMA ramp-up: the half-life is at most this fraction of the images seen so "
+                        f"far, so early G-EMA follows G (NVlabs); 0: the official fixed decay "
+                        f"(default {DEFAULT_EMA_RAMPUP} for new runs; --resume keeps the run's value)")
     return p.parse_args(argv)
+
+
+def _float_or_auto(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 def param_digest(*modules: torch.nn.Module) -> str:
@@ -237,12 +262,25 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                            seed=0, length=args.length, cache=args.cache,
                            cache_workers=min(8, os.cpu_count() or 1) if info.is_main else 0)
     use_seg = bool(getattr(dataset, "has_labels", True))
+    saved_tc = (ck.meta.get("train") or {}) if ck is not None else {}
+    r1 = T.r1_auto(cfg, args.batch)
+    r1_img, r1_seg = (r1[j] if v == "auto" else v for j, v in enumerate((args.r1_img, args.r1_seg)))
+    # EMA schedule: a given flag wins; else a resumed run keeps its own (checkpoints from before
+    # the ramp-up existed: fixed decay) and a new run gets the defaults
+    ema = {}
+    for k, default in (("ema_kimg", None), ("ema_rampup", DEFAULT_EMA_RAMPUP if ck is None else 0.0)):
+        given, saved = getattr(args, k), saved_tc.get(k, default)
+        ema[k] = saved if given is None else given
+        if ck is not None and given is not None and given != saved:
+            say(f"note: --{k.replace('_', '-')} {given} differs from {resume_path}'s {saved}; G-EMA "
+                f"continues with {given}")
     try:
-        tc = T.TrainConfig(lr=args.lr, betas=tuple(args.betas), r1_img=args.r1_img, r1_seg=args.r1_seg,
+        lr = args.lr if args.lr is not None else TINY_LR if cfg == preset("tiny") else TC.lr
+        tc = T.TrainConfig(lr=lr, betas=tuple(args.betas), r1_img=r1_img, r1_seg=r1_seg,
                            d_reg_every=args.d_reg_every, g_reg_every=args.g_reg_every,
                            path_regularize=args.path_regularize, path_batch_shrink=args.path_batch_shrink,
                            path_decay=args.path_decay, mixing=args.mixing,
-                           lambda_mask=args.lambda_mask if use_seg else 0.0, ema_decay=args.ema_decay,
+                           lambda_mask=args.lambda_mask if use_seg else 0.0, **ema,
                            use_seg=use_seg, freeze_local=args.freeze_local)
     except ValueError as e:
         raise TrainError(str(e)) from None
@@ -289,7 +327,6 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     if ck is not None:
         if ck.g_optim_state is None or ck.d_optim_state is None or ck.step is None:
             raise TrainError(f"{resume_path} is not a training checkpoint (no optimiser states or step)")
-        saved_tc = ck.meta.get("train") or {}
         if "freeze_local" in saved_tc and bool(saved_tc["freeze_local"]) != tc.freeze_local:
             was = "with" if saved_tc["freeze_local"] else "without"
             raise TrainError(f"{resume_path} was trained {was} --freeze-local; resume {was} it too "
@@ -379,8 +416,9 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         pass
 
     say(f"training {config_name} config{' + changes' if changes else ''} at {cfg.size}px, {cfg.seg_dim} "
-        f"classes ({', '.join(classes.names)}), on "
-        f"{device} x{world}, global batch {args.batch}, steps {start}..{args.steps}, {fwd} -> {out}")
+        f"classes ({', '.join(classes.names)}), on {device} x{world}, global batch {args.batch}, "
+        f"steps {start}..{args.steps}, R1 γ {tc.r1_img:g} / {tc.r1_seg:g}, EMA ramp-up {tc.ema_rampup:g}, "
+        f"{fwd} -> {out}")
     bar = tqdm(total=args.steps, initial=start, disable=not info.is_main, unit="step", dynamic_ncols=True)
     t_last, step_last = time.perf_counter(), start
     try:
@@ -407,7 +445,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                 z = T.sample_z(path_batch, cfg.style_dim, tc.mixing, gen, decide)
                 pl, mean_path_length = T.pl_step(G, g_optim, z, mean_path_length, tc, gen, sync)
                 losses.update(pl)
-            T.ema_update(G_ema, G, tc.ema_decay, ema_modules)
+            T.ema_update(G_ema, G, T.ema_beta(tc, args.batch, i * args.batch), ema_modules)
 
             step = i + 1
             tracker.update(losses, step)

@@ -109,7 +109,7 @@ class StepRunner:
         self.losses.update(out)
 
     def ema(self) -> None:
-        T.ema_update(self.G_ema, self.G, self.tc.ema_decay)
+        T.ema_update(self.G_ema, self.G, T.ema_beta(self.tc, self.batch, 0))
 
     def iteration(self, i: int) -> None:
         T.configure_precision(self.precision)

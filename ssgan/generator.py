@@ -254,7 +254,8 @@ class SemanticGenerator(nn.Module):
         cfg = self.config
         B, S = latent.shape[0], cfg.coarse_size
         h, depth = self.local_features(latent, coords)
-        depth = depth.float()  # softmax, composition mask and transparency in fp32 under autocast
+        if depth.dtype in (torch.float16, torch.bfloat16):  # softmax, composition mask and
+            depth = depth.float()  # transparency in fp32 under autocast; float64 stays float64
         nets = self.local_nets
         feat_w, feat_b = stacked_head([n.to_feat for n in nets])
         if composition_mask is not None and composition_mask.shape != (B, cfg.seg_dim):

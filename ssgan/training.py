@@ -11,7 +11,8 @@ Behaviour follows the official ``train.py`` of SemanticStyleGAN (SPEC.md, "Train
   ``path_regularize·g_reg_every·penalty + 0·img[0,0,0,0] + 0·seg[0,0,0,0]`` on
   ``batch // path_batch_shrink`` samples, with gradients w.r.t. the expanded latents;
 * Adam's lr and betas are corrected for lazy regularisation (lr·r, β^r, r = every/(every+1));
-* G-EMA decay ``0.5 ** (32 / (10 * 1000))`` per step; style mixing with probability 0.3.
+* G-EMA decay ``0.5 ** (32 / (10 * 1000))`` per step (:func:`ema_beta` with ``ema_rampup=0``);
+  style mixing with probability 0.3.
 
 Differences from the official script, all deliberate:
 
@@ -19,6 +20,9 @@ Differences from the official script, all deliberate:
   reproducible and resumable bit for bit on CPU.
 * The fake images of the D step are generated under ``no_grad`` (the official script builds a
   graph that nothing back-propagates through; the values are identical).
+* G-EMA ramp-up (``ema_rampup > 0``, as NVlabs' stylegan2-ada; train.py's default for new
+  runs): early in training the EMA horizon grows with the images seen (:func:`ema_beta`), so
+  G-EMA follows G instead of holding on to the random initial weights for thousands of steps.
 * G-EMA's buffers (noise maps, blur kernels: constants) are G's, copied once at set-up
   (:func:`copy_buffers`); the per-step update lerps parameters only.
 * DDP: no ``DistributedDataParallel`` wrapper. Every backward is followed by one all-reduce of
@@ -60,6 +64,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssgan import latents as L
 from ssgan import losses
+from ssgan.config import PRESETS, SSGANConfig
 from ssgan.data import DatasetError, _ItemDataset, _to_item
 from ssgan.generator import SemanticGenerator, Synthesis
 from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
@@ -92,7 +97,8 @@ class TrainConfig:
     path_decay: float = 0.01
     mixing: float = 0.3
     lambda_mask: float = 100.0
-    ema_decay: float = 0.5 ** (32 / (10 * 1000))
+    ema_kimg: float | None = None  # G-EMA half-life in kimg; None: 10·batch/32 (see ema_beta)
+    ema_rampup: float = 0.0  # 0: the official fixed decay; NVlabs use 0.05 (see ema_beta)
     use_seg: bool = True  # False for image-only data: D(img) only, no R1 on seg, no mask loss
     freeze_local: bool = False
 
@@ -103,14 +109,19 @@ class TrainConfig:
             problems.append(f"lr (--lr) must be >= 0, got {self.lr}")
         if not all(0 <= b < 1 for b in self.betas):
             problems.append(f"betas (--betas) must lie in [0, 1), got {self.betas[0]} {self.betas[1]}")
+        if not (self.r1_img >= 0 and self.r1_seg >= 0):
+            problems.append(f"r1_img and r1_seg (--r1-img, --r1-seg) must be >= 0, got {self.r1_img} "
+                            f"and {self.r1_seg}")
         if self.d_reg_every < 1 or self.g_reg_every < 1:
             problems.append("d_reg_every and g_reg_every (--d-reg-every, --g-reg-every) must be >= 1")
         if self.path_batch_shrink < 1:
             problems.append("path_batch_shrink (--path-batch-shrink) must be >= 1")
         if not 0 <= self.mixing <= 1:
             problems.append(f"mixing (--mixing) must lie in [0, 1], got {self.mixing}")
-        if not 0 <= self.ema_decay <= 1:
-            problems.append(f"ema_decay (--ema-decay) must lie in [0, 1], got {self.ema_decay}")
+        if self.ema_kimg is not None and not self.ema_kimg > 0:
+            problems.append(f"ema_kimg (--ema-kimg) must be > 0, got {self.ema_kimg}")
+        if not self.ema_rampup >= 0:
+            problems.append(f"ema_rampup (--ema-rampup) must be >= 0, got {self.ema_rampup}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -118,6 +129,33 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+#: The paper's R1 weights (γ_img, γ_seg), set for CelebAMask-HQ at 256–512 px and global batch 32.
+R1_PAPER: tuple[float, float] = (10.0, 1000.0)
+#: γ_img per (pixel² / image of the batch) for the configurations without paper values (see r1_auto).
+R1_PER_PIXEL: float = 0.00125
+
+
+def r1_auto(cfg: SSGANConfig, batch: int) -> tuple[float, float]:
+    """R1 weights (γ_img, γ_seg) that fit the resolution and the global batch (train.py's
+    ``--r1-img auto --r1-seg auto``).
+
+    * The celeba presets (``celeba-256``, ``celeba-512``): the paper's 10 and 1000.
+    * Any other configuration (``tiny``, custom sizes), as NVlabs' "auto" config scales γ::
+
+          γ_img = R1_PER_PIXEL · size² / batch,   γ_seg = 100 · γ_img
+
+      R1 penalises ‖∇D‖², whose scale grows with the pixel count, and a larger batch averages
+      the penalty over more samples (NVlabs: γ = 0.0002·size²/batch). The ratio γ_seg/γ_img =
+      1000/10 is the paper's. R1_PER_PIXEL = 0.00125 (γ = 0.16 / 16 for 32 px at batch 8) was
+      chosen by experiment on the tiny preset: with the paper's 10 / 1000 its masks never grew
+      eyes or mouths (README, "Training").
+    """
+    if any(cfg == PRESETS[name] for name in ("celeba-256", "celeba-512")):
+        return R1_PAPER
+    img = R1_PER_PIXEL * cfg.size**2 / batch
+    return img, img * R1_PAPER[1] / R1_PAPER[0]
 
 
 def lazy_ratio(every: int) -> float:
@@ -192,6 +230,25 @@ def ema_modules(freeze_local: bool) -> tuple[str, ...] | None:
     """The submodule names :func:`ema_update` averages: all of G (None), or with ``freeze_local``
     only :data:`EMA_FREEZE_LOCAL`."""
     return EMA_FREEZE_LOCAL if freeze_local else None
+
+
+def ema_beta(tc: TrainConfig, batch: int, cur_nimg: int) -> float:
+    """G-EMA's decay β for a step of ``batch`` images taken after ``cur_nimg`` images (as NVlabs'
+    ``training_loop.py``)::
+
+        ema_nimg = ema_kimg · 1000,   ema_kimg = 10 · batch / 32 when unset (NVlabs' "auto")
+        ema_nimg = min(ema_nimg, cur_nimg · ema_rampup)      only when ema_rampup > 0
+        β = 0.5 ** (batch / ema_nimg)                          (β = 0 when ema_nimg = 0)
+
+    so G-EMA's weights halve their distance to G every ``ema_nimg`` images. Without ramp-up and
+    with ``ema_kimg`` unset β = 0.5^(32/10⁴) ≈ 0.99778 at every batch: the official fixed
+    per-step decay. With ramp-up the horizon is a fraction ``ema_rampup`` of the images seen so
+    far (the first step copies G, β = 0) until it reaches ``ema_kimg``: early G-EMA follows G
+    instead of keeping the random initial weights for thousands of steps."""
+    ema_nimg = (10 * batch / 32 if tc.ema_kimg is None else tc.ema_kimg) * 1000
+    if tc.ema_rampup > 0:
+        ema_nimg = min(ema_nimg, cur_nimg * tc.ema_rampup)
+    return 0.5 ** (batch / ema_nimg) if ema_nimg > 0 else 0.0
 
 
 @torch.no_grad()

@@ -246,7 +246,7 @@ def test_cuda_compiled_bf16_steps_no_sync_no_recompile(fresh_dynamo):
             T.requires_grad(G, True)
             pl, mpl = T.pl_step(G, g_optim, T.sample_z(2, TINY.style_dim, 0.5, gen, decide), mpl, tc, gen)
             out.update(pl)
-        T.ema_update(G_ema, G, tc.ema_decay)
+        T.ema_update(G_ema, G, T.ema_beta(tc, 4, 4 * i))
         return out
 
     for i in range(4):  # warm-up: compiles, autotunes
@@ -299,7 +299,7 @@ def full_iteration(backend, compile_):
         pl, _ = T.pl_step(G, g_optim, T.sample_z(B, MICRO.style_dim, 0.0, gen), torch.zeros(()), tc, gen)
         out.update(pl)
         keep("pl", G)
-        T.ema_update(G_ema, G, tc.ema_decay)
+        T.ema_update(G_ema, G, T.ema_beta(tc, B, 0))
     params = {n: [p.detach().clone() for p in m.parameters()]
               for n, m in (("G", G), ("D", D), ("G_ema", G_ema))}
     return out, grads, params

@@ -122,15 +122,17 @@ def test_adam_lazy_corrections():
 
 def test_train_config_defaults():
     tc = T.TrainConfig()
-    assert tc.ema_decay == 0.5 ** (32 / (10 * 1000))
-    assert tc.ema_decay == pytest.approx(0.9977843871)
+    for batch, cur_nimg in ((32, 0), (8, 10**6), (4, 12)):  # no ramp-up: the official fixed decay
+        assert T.ema_beta(tc, batch, cur_nimg) == pytest.approx(0.5 ** (32 / (10 * 1000)), rel=1e-12)
+    assert T.ema_beta(tc, 32, 0) == pytest.approx(0.9977843871)
     assert (tc.r1_img, tc.r1_seg, tc.d_reg_every, tc.g_reg_every) == (10, 1000, 16, 4)
     assert (tc.path_regularize, tc.path_batch_shrink, tc.path_decay) == (0.5, 2, 0.01)
     assert (tc.mixing, tc.lambda_mask, tc.lr, tc.betas) == (0.3, 100, 0.002, (0.0, 0.99))
     with pytest.raises(ValueError, match="d_reg_every"):
         T.TrainConfig(d_reg_every=0)
     for bad, flag in (({"lr": -1.0}, "--lr"), ({"betas": (1.5, 0.99)}, "--betas"),
-                      ({"betas": (0.0, 1.0)}, "--betas"), ({"mixing": 2.0}, "--mixing")):
+                      ({"betas": (0.0, 1.0)}, "--betas"), ({"mixing": 2.0}, "--mixing"),
+                      ({"ema_kimg": 0.0}, "--ema-kimg"), ({"ema_rampup": -1.0}, "--ema-rampup")):
         with pytest.raises(ValueError, match=flag):
             T.TrainConfig(**bad)
     T.TrainConfig(lr=0.0)  # lr 0 (weights stay) is allowed, as by Adam
@@ -155,6 +157,27 @@ def test_ema_update_values():
     T.copy_buffers(ema, g)
     torch.testing.assert_close(ema.noise, torch.tensor([5.0]))
     torch.testing.assert_close(ema.w.data, g.w.data)
+
+
+def test_ema_beta_rampup_values():
+    tc = T.TrainConfig(ema_kimg=10, ema_rampup=0.05)
+    assert T.ema_beta(tc, 8, 0) == 0  # first step: G-EMA = G
+    assert T.ema_beta(tc, 8, 8000) == pytest.approx(0.5 ** (8 / 400))  # horizon 5 % of 8000 images
+    assert T.ema_beta(tc, 8, 10**6) == pytest.approx(0.5 ** (8 / 10000))  # capped at ema_kimg
+    assert T.ema_beta(T.TrainConfig(ema_kimg=10), 8, 0) == pytest.approx(0.5 ** (8 / 10000))
+
+
+def test_r1_auto():
+    from ssgan.config import preset
+
+    for name in ("celeba-256", "celeba-512"):
+        assert T.r1_auto(preset(name), 32) == T.R1_PAPER == (10, 1000)
+        assert T.r1_auto(preset(name), 8) == (10, 1000)
+    img, seg = T.r1_auto(preset("tiny"), 8)
+    assert img == pytest.approx(T.R1_PER_PIXEL * 32**2 / 8) and seg == pytest.approx(100 * img)
+    custom = preset("celeba-256").replace(size=128)  # not a preset: scaled with size² / batch
+    assert T.r1_auto(custom, 16)[0] == pytest.approx(4 * T.r1_auto(preset("tiny").replace(size=64), 16)[0])
+    assert T.r1_auto(custom, 16)[0] == pytest.approx(2 * T.r1_auto(custom, 32)[0])
 
 
 def test_sample_z_reproducible_and_mixing():

@@ -195,3 +195,23 @@ def test_single_class_model():
     assert seg.shape == (2, 1, 32, 32) and torch.all(depths[0] == 0) and torch.all(coarse == 1)
     rgb.sum().backward()
     assert G.local_nets[0].to_feat.conv.weight.grad.abs().sum() > 0
+
+
+def test_float64_generator_end_to_end_gradcheck():
+    """A float64 generator stays float64 through the fusion (only 16-bit depths are upcast), so the
+    whole z → (rgb, seg, coarse, depth) map passes gradcheck."""
+    cfg = SSGANConfig(size=8, style_dim=4, n_mlp=1, channel_max=4, seg_dim=3, local_layers=2, local_channel=4,
+                      base_layers=1, depth_layers=1, coarse_size=4, coarse_channel=4, min_feat_size=2,
+                      transparent_dims=(2,))
+    torch.manual_seed(0)
+    G = _perturbed(SemanticGenerator(cfg)).double().eval()
+    z = torch.randn(2, cfg.style_dim, dtype=torch.float64, requires_grad=True)
+
+    def outputs(z):
+        return G.synthesize(G.mix_styles([G.mapping(z)]), randomize_noise=False)[:4]
+
+    out = outputs(z)
+    assert all(t.dtype == torch.float64 for t in out)
+    proj = [torch.randn_like(t) for t in out]  # fast mode: random projections of every output
+    assert torch.autograd.gradcheck(lambda z: tuple((o * p).sum() for o, p in zip(outputs(z), proj)), (z,),
+                                    fast_mode=True)

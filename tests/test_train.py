@@ -242,7 +242,9 @@ def test_freeze_local_ema_keeps_loaded_local_nets(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--mixing", "2"], "--mixing"), (["--lr", "-1"], "--lr"), (["--betas", "1.5", "0.99"], "--betas"),
-    (["--ema-decay", "-0.5"], "--ema-decay"), (["--d-reg-every", "0"], "--d-reg-every")])
+    (["--ema-kimg", "-0.5"], "--ema-kimg"),
+    (["--ema-rampup", "-1"], "--ema-rampup"), (["--r1-img", "-1"], "--r1-img"),
+    (["--d-reg-every", "0"], "--d-reg-every")])
 def test_bad_hyper_parameters_one_line_error(tmp_path, capsys, flags, message):
     assert run(tmp_path / "x", "--steps", "1", *flags) == 2
     err = capsys.readouterr().err
@@ -265,3 +267,36 @@ def test_resume_with_other_flags(tmp_path, capsys):
     group = ck.g_optim_state["param_groups"][0]
     assert group["lr"] == pytest.approx(0.001 * r)
     assert tuple(group["betas"]) == pytest.approx((0.5 ** r, 0.9 ** r))
+
+
+def test_ema_rampup_g_ema_follows_g_early(tmp_path, capsys):
+    """With the ramp-up (the default) G-EMA is close to G after 30 steps; with the official fixed
+    decay (--ema-rampup 0) it still holds most of the random initial weights. G is the same."""
+    def flat(m):
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    T.seed_everything(0)
+    g0 = flat(SemanticGenerator(preset("tiny")))  # train.py's initial weights (seed 0)
+    lag = {}
+    for rampup in ("0.05", "0"):
+        out = tmp_path / rampup
+        assert run(out, "--steps", "30", "--ema-rampup", rampup, "--ckpt-every", "30") == 0
+        ck = load_checkpoint(out / "checkpoints" / "0000030.safetensors")
+        g, ema = flat(ck.g), flat(ck.g_ema)
+        lag[rampup] = float((ema - g).norm() / (g0 - g).norm())  # 0: G-EMA = G, 1: still G's init
+        assert ck.meta["train"]["ema_rampup"] == float(rampup)
+        lag[rampup, "g"] = g
+    assert torch.equal(lag["0.05", "g"], lag["0", "g"])  # the EMA does not touch training
+    assert lag["0.05"] < 0.25 and lag["0"] > 0.8, lag
+    # --resume keeps the run's schedule; a different flag is used, with a note
+    capsys.readouterr()
+    def saved_rampup(step):
+        path = tmp_path / "0" / "checkpoints" / f"{step:07d}.safetensors"
+        return load_checkpoint(path).meta["train"]["ema_rampup"]
+
+    assert run(tmp_path / "0", "--steps", "31", "--resume") == 0
+    assert saved_rampup(31) == 0
+    assert "--ema-rampup" not in capsys.readouterr().out
+    assert run(tmp_path / "0", "--steps", "32", "--resume", "--ema-rampup", "0.1") == 0
+    assert "note: --ema-rampup 0.1 differs" in capsys.readouterr().out
+    assert saved_rampup(32) == 0.1
