@@ -20,8 +20,10 @@ official script: D step; R1 when ``i % d_reg_every == 0``; G step; path length w
 ``i % g_reg_every == 0``; EMA. The ``step`` in ``stats.jsonl`` and in checkpoint names counts
 completed steps (step N is logged after index i = N − 1).
 
-Outputs under ``--out``: ``stats.jsonl``, ``samples/<step>.png`` (G-EMA on fixed latents: image |
-mask | coarse mask), ``checkpoints/<step>.safetensors`` (G, D, G-EMA, optimisers, step, every
+Outputs under ``--out``: ``stats.jsonl``, ``curves.png`` (the curves of ``ssgan.plot``, redrawn at
+log steps as long as drawing stays under ~5 % of the run's time, and at the end),
+``samples/<step>.png`` (G-EMA on fixed latents: image | mask | coarse mask),
+``checkpoints/<step>.safetensors`` (G, D, G-EMA, optimisers, step, every
 rank's RNG states, mean path length and last loss values; the newest ``--keep`` are kept).
 
 Reproducibility: the batch of step s depends only on (seed, s, global batch) (see
@@ -68,6 +70,8 @@ from ssgan.config import PRESETS, add_config_flags, config_overrides, preset, re
 from ssgan.data import DatasetError, images_to_float, label_to_mask, open_dataset
 from ssgan.discriminator import DualBranchDiscriminator
 from ssgan.generator import SemanticGenerator
+from ssgan.plot import CurveWriter
+from ssgan.tensorboard_log import TensorBoardLog, TensorBoardMissing
 
 # ----- defaults (the paper's hyper-parameters live in ssgan.training.TrainConfig) -------------
 DEFAULT_PRESET = "tiny"
@@ -133,6 +137,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ckpt-every", type=int, default=100)
     g.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
     g.add_argument("--n-sample", type=int, default=8, help="latents in the sample grids")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to --out (needs: pip install tensorboard)")
     g = p.add_argument_group("objective (paper defaults, except R1, the EMA ramp-up and the tiny lr: "
                              "see their help)")
     g.add_argument("--lr", type=float, default=None,
@@ -372,6 +378,11 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     sync = T.sync_grads if info.enabled else None
     tracker = T.NonFiniteTracker(device)
     logger = T.JsonlLogger(out / "stats.jsonl", resume_step=start) if info.is_main else None
+    curves = CurveWriter(out) if info.is_main else None  # out/curves.png, redrawn at log steps
+    try:
+        tb = TensorBoardLog(out) if args.tensorboard and info.is_main else None
+    except TensorBoardMissing as e:
+        raise TrainError(str(e)) from None
     last_good = [T.latest_checkpoint(ckpt_dir)]
     meta = {"args": {k: v for k, v in vars(args).items()}, "train": tc.to_dict(), "world_size": world,
             "global_batch": args.batch, "seed": args.seed, "classes": classes.to_meta()}
@@ -468,10 +479,15 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                 t_last, step_last = now, step
                 if logger is not None:
                     logger.log(rec)
+                    curves.update()
+                if tb is not None:
+                    tb.scalars(rec)
                 bar.set_postfix_str(f"kimg {rec['kimg']:.2f} d {rec['d']:.3f} g {rec['g']:.3f} "
                                     f"mask {rec['mask']:.3f} {rec['sec_per_kimg']:.0f} s/kimg")
             if info.is_main and (step % args.sample_every == 0 or last):
-                T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png")
+                png = T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png")
+                if tb is not None:
+                    tb.image(png, step)
             if info.enabled and (step % args.log_every == 0 or last):
                 # all ranks must stop at the same step: agree at log steps, which sync anyway
                 flag = torch.tensor([float(stop["requested"])], device=device)
@@ -486,6 +502,9 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         bar.close()
         if logger is not None:
             logger.close()
+            curves.update(final=True)
+        if tb is not None:
+            tb.close()
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
 
