@@ -228,7 +228,10 @@ class MetricOptions:
     def _cache_path(self, n: int, want: set[str]) -> Path | None:
         if self.cache_dir is None or not want:
             return None
-        key = {"data": dataset_fingerprint(self.dataset), "size": self.G.config.size,
+        data = dataset_fingerprint(self.dataset)
+        if data is None:
+            return None
+        key = {"data": data, "size": self.G.config.size,
                "classes": self.G.config.seg_dim, "n": n, "probes": sorted(want),
                "extractor": (self.extractor_info or {}).get("sha256") if "features" in want else None,
                "preprocessing": PREPROCESSING}
@@ -236,9 +239,10 @@ class MetricOptions:
         return Path(self.cache_dir) / f"real-{digest}.npz"
 
 
-def dataset_fingerprint(dataset: Dataset) -> dict | str:
+def dataset_fingerprint(dataset: Dataset) -> dict | None:
     """The identity of a dataset for the cache: the built-in dataset's parameters, or every
-    file's name, size and modification time (ns) for a folder dataset."""
+    file's name, size and modification time (ns) for a folder dataset; None (not cached) for
+    other datasets (e.g. one decoded into memory)."""
     base = getattr(dataset, "dataset", dataset)  # a Subset
     if hasattr(base, "image_files"):
         files = list(base.image_files) + list(getattr(base, "label_files", None) or [])
@@ -249,8 +253,7 @@ def dataset_fingerprint(dataset: Dataset) -> dict | str:
         return {"folder": str(Path(base.images_dir).resolve()), "files": h.hexdigest()}
     if hasattr(base, "render"):  # SyntheticFaces: a pure function of its parameters
         return {"synthetic": [base.size, base.seg_dim, base.seed]}
-    raise TypeError(f"cannot fingerprint a {type(base).__name__} for the statistics cache; pass "
-                    f"cache_dir=None")
+    return None
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> Path:
