@@ -100,7 +100,7 @@ class Probes:
 
 
 @contextlib.contextmanager
-def _tf32(enabled: bool) -> Iterator[None]:
+def allow_tf32(enabled: bool) -> Iterator[None]:
     """TF32 matmuls and convolutions inside the block (CUDA fast path), restored afterwards."""
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
@@ -150,7 +150,7 @@ class MetricOptions:
         if want & {"features", "logits"}:
             if self.extractor is None:
                 raise RuntimeError("an Inception metric was asked for without an extractor")
-            with torch.no_grad(), _tf32(bool(self.fast)):
+            with torch.no_grad(), allow_tf32(bool(self.fast)):
                 feats = self.extractor(images.to(self.device))
                 if "logits" in want:
                     out["logits"] = self.extractor.logits(feats).float().cpu()
