@@ -26,6 +26,7 @@ exist only where the CUDA run was made. Weights: ``--inception`` or fid-helper-p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -67,11 +68,11 @@ def compare(fast: float, reference: float, tolerance: float = TOLERANCE) -> dict
 
 
 def fid_fast_vs_fp32(G: SemanticGenerator, dataset: Any, extractor: torch.nn.Module, n: int, batch: int,
-                     device: torch.device) -> dict[str, Any]:
+                     device: torch.device, workers: int = 0) -> dict[str, Any]:
     """FID of the same ``n`` generated images on the fast path and on the fp32 path (see module doc)."""
     def opts(fast: bool) -> MetricOptions:
         return MetricOptions(G=G, dataset=dataset, extractor=extractor, device=device, batch=batch, fast=fast,
-                             progress=False)
+                             progress=False, workers=workers)
 
     real = mean_cov(opts(False).real(n, {"features"}).features)
     fids = {}
@@ -112,6 +113,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help="real data for fid50k_full (default: the built-in dataset)")
     p.add_argument("--n", type=int, default=50000, help="images of the fid..._full timing")
     p.add_argument("--check-n", type=int, default=2000, help="images of the fast-vs-fp32 FID check")
+    p.add_argument("--workers", type=int, default=None,
+                   help="real-data loader processes (default: all CPUs; built-in data renders on the CPU)")
     p.add_argument("--json", default=None, metavar="OUT")
     return p.parse_args(argv)
 
@@ -142,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["generation"] = bench_generation(G, batch, device, args.repeats)
         print(f"generation: {report['generation']}")
         dataset = open_dataset(args.data, None, None, 256, G.config.seg_dim, length=args.n)
-        report["precision_check"] = fid_fast_vs_fp32(G, dataset, extractor, args.check_n, batch, device)
+        workers = args.workers if args.workers is not None else os.cpu_count() or 1
+        report["precision_check"] = fid_fast_vs_fp32(G, dataset, extractor, args.check_n, batch, device,
+                                                     workers)
         print(f"precision check: {report['precision_check']}")
         ok = report["precision_check"]["ok"]
         name = f"fid{args.n // 1000}k_full" if args.n % 1000 == 0 else f"fid{args.n}_full"
@@ -151,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for _ in range(2):
                 t = time.perf_counter()
                 res = compute(name, G, dataset=dataset, inception=args.inception, device=device, batch=batch,
-                              cache_dir=cache)
+                              cache_dir=cache, workers=workers)
                 runs.append({"seconds": time.perf_counter() - t, "value": res["metrics"][name]})
         report[name] = {"with_real_statistics": runs[0], "real_statistics_cached": runs[1],
                         "data": args.data or "built-in"}
