@@ -288,7 +288,7 @@ def test_nvlabs_torchscript_layout_and_pytorch_fid_state_dict(helper_nets, tmp_p
                  "Mixed_6e.branch7x7dbl_5.conv.weight", "Mixed_7c.branch3x3dbl_3b.bn.bias", "fc.bias"):
         assert name in state
     assert len(state) == 94 * 5 + 2  # 94 conv + batch-norm units (as the TF graph) and fc
-    torch.save(state, pth)
+    torch.save(state, pth, _use_new_zipfile_serialization=False)  # the 2019 file predates zip archives
     again, info = I.load_inception(pth)
     assert info["format"] == "pytorch-fid state dict"
     with torch.no_grad():
@@ -310,10 +310,16 @@ def test_inception_bad_files_are_one_line_errors(tmp_path, monkeypatch):
     torch.save({"a": torch.zeros(2)}, foreign)
     with pytest.raises(I.InceptionError, match="does not match the FID Inception"):
         I.load_inception(foreign)
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(foreign.read_bytes()[:-200])
-    with pytest.raises(I.InceptionError, match=str(truncated)):
-        I.load_inception(truncated)
+    for cut in (200, 3000):  # without the zip directory; with it but a damaged member
+        truncated = tmp_path / f"truncated{cut}.pth"
+        data = bytearray(foreign.read_bytes())
+        if cut == 200:
+            del data[-cut:]
+        else:
+            data[100:110] = b"0123456789"
+        truncated.write_bytes(bytes(data))
+        with pytest.raises(I.InceptionError, match=str(truncated)):
+            I.load_inception(truncated)
     with pytest.raises(I.InceptionError, match="do not exist"):
         I.load_inception(tmp_path / "missing.pth")
 

@@ -35,7 +35,6 @@ import importlib.metadata
 import importlib.util
 import os
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -320,25 +319,28 @@ def missing_weights_message() -> str:
 
 
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors of a weights file and its kind ('state_dict' or 'torchscript')."""
-    if not zipfile.is_zipfile(path):
-        raise InceptionError(f"{path} is not a PyTorch weights file (not a zip archive: truncated or another "
-                             f"format); --inception accepts {ACCEPTED}")
-    try:
-        with zipfile.ZipFile(path) as z:
-            scripted = any(n.endswith(("/constants.pkl", "/code/__torch__.py")) for n in z.namelist())
-            z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise InceptionError(f"cannot read {path} ({e}); the file is truncated or corrupt: download it "
-                             f"again") from None
+    """The tensors of a weights file and its kind ('state_dict' or 'torchscript'). Zip archives
+    (TorchScript, current torch.save) are CRC-checked first; older pickle files (pytorch-fid's
+    2019 .pth) go straight to ``torch.load(weights_only=True)``."""
+    scripted = False
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                scripted = any(n.endswith(("/constants.pkl", "/code/__torch__.py")) for n in z.namelist())
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            bad = str(e)
+        if bad is not None:
+            raise InceptionError(f"cannot read {path} ({bad} is damaged); the file is truncated or corrupt: "
+                                 f"download it again")
     try:
         if scripted:
             module = torch.jit.load(str(path), map_location="cpu")
             return {k: v for k, v in module.state_dict().items()}, "torchscript"
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for damaged archives
-        raise InceptionError(f"cannot load {path}: {' '.join(str(e).split())[:200]}; --inception accepts "
-                             f"{ACCEPTED}") from None
+    except Exception as e:  # torch raises many types for foreign or damaged files
+        raise InceptionError(f"{path} is not a PyTorch weights file or is damaged "
+                             f"({' '.join(str(e).split())[:120]}); --inception accepts {ACCEPTED}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -346,8 +348,8 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     return obj, "state_dict"
 
 
-def load_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                   progress: Callable[[str], None] | None = None) -> tuple[FIDInceptionV3, dict[str, str]]:
+def load_inception(path: str | os.PathLike | None = None,
+                   device: str | torch.device = "cpu") -> tuple[FIDInceptionV3, dict[str, str]]:
     """Our :class:`FIDInceptionV3` with the weights of ``path`` (None: :func:`default_weights`).
 
     Returns the module (eval mode, on ``device``) and a description {"path", "format",
