@@ -38,6 +38,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,7 +206,9 @@ def _is_torchscript(path: Path) -> bool:
 
 def _load_script(path: Path) -> ScriptedLPIPS:
     try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # the file format is TorchScript: its deprecation is not the user's
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
         raise PerceptualWeightsError(f"cannot load TorchScript {path}: {str(e).splitlines()[0]}") from None
     scripted = ScriptedLPIPS(module)
