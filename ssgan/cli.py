@@ -463,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(q)
     q.add_argument("--latent", required=True, help="latent .npy (n_latent, D), e.g. from invert")
     q.add_argument("--direction", required=True, help="direction .npy (n_latent, D), e.g. from direction")
-    q.add_argument("--strength", default="-3,0,3", help="comma-separated strengths (default %(default)s)")
+    q.add_argument("--strength", default="-3,0,3",
+                   help="comma-separated strengths; write --strength=-3,0,3 when the first is negative "
+                        "(default %(default)s)")
     q.add_argument("--classes", help="edit only these classes' codes (default: those the direction moves)")
     q.set_defaults(func=cmd_edit)
     return p
