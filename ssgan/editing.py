@@ -131,19 +131,26 @@ def mix(G: SemanticGenerator, source_latent: np.ndarray | torch.Tensor,
     classes = [int(c) for c in classes]
     result = L.replace_codes(src, ref, classes, part, G.config)
     outs = {name: render(G, lat) for name, lat in (("source", src), ("reference", ref), ("result", result))}
-    s, r = outs["source"], outs["result"]
-    d = (r.rgb.float().clamp(-1, 1) - s.rgb.float().clamp(-1, 1)).abs().mean(1) * 127.5  # (N, H, W)
-    chosen = torch.tensor(classes, device=d.device)
-    region = torch.isin(s.seg.argmax(1), chosen) | torch.isin(r.seg.argmax(1), chosen)
-    inside = d[region].mean().item() if region.any() else float("nan")
-    outside = d[~region].mean().item() if (~region).any() else float("nan")
     images: dict[str, Any] = {}
     for name, out in outs.items():
         images[name] = V.to_uint8(out.rgb)
         images[f"{name}_mask"] = V.colorize(out.seg, colors)
-    images.update(diff=V.heatmap(d), diff_values=d.cpu().numpy(), region=region.cpu().numpy(),
-                  latent=result.cpu().numpy(), inside=inside, outside=outside)
+    images.update(change(outs["source"], outs["result"], classes), latent=result.cpu().numpy())
     return images
+
+
+def change(source: Synthesis, result: Synthesis, classes: Sequence[int]) -> dict[str, Any]:
+    """How far an edit moved the image, and where: d = mean over RGB of |result − source| in 8-bit
+    levels, (N, H, W); ``diff`` (its heat map), ``diff_values``, ``region`` R = {p : argmax
+    seg_source(p) ∈ classes or argmax seg_result(p) ∈ classes} and the means ``inside`` /
+    ``outside`` of d over R and its complement (NaN where empty)."""
+    d = (result.rgb.float().clamp(-1, 1) - source.rgb.float().clamp(-1, 1)).abs().mean(1) * 127.5
+    chosen = torch.tensor([int(c) for c in classes], device=d.device)
+    region = torch.isin(source.seg.argmax(1), chosen) | torch.isin(result.seg.argmax(1), chosen)
+    inside = d[region].mean().item() if region.any() else float("nan")
+    outside = d[~region].mean().item() if (~region).any() else float("nan")
+    return dict(diff=V.heatmap(d), diff_values=d.cpu().numpy(), region=region.cpu().numpy(),
+                inside=inside, outside=outside)
 
 
 def mix_figure(result: dict[str, Any], index: int = 0) -> np.ndarray:

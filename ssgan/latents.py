@@ -92,20 +92,25 @@ def mix_with_choice(w1: torch.Tensor, w2: torch.Tensor, choice: torch.Tensor,
     return expand_latents(latent, cfg)
 
 
-def replace_codes(source: torch.Tensor, reference: torch.Tensor, classes: Sequence[int],
-                  part: str, cfg: SSGANConfig) -> torch.Tensor:
-    """Copy ``classes``' codes from ``reference`` into ``source`` (both compact W+ (N, n_latent, D)).
+def class_codes(classes: Sequence[int], part: str, cfg: SSGANConfig) -> list[int]:
+    """Compact W+ indices of ``classes``' codes: shape base + 2k, texture base + 2k + 1.
 
-    part: 'shape' (shape codes), 'texture' (texture codes) or 'all' (both)."""
+    part: 'shape', 'texture' or 'all' (both); out-of-range classes raise ``ValueError``."""
     if part not in ("shape", "texture", "all"):
         raise ValueError(f"part must be shape, texture or all, not {part!r}")
     bad = [c for c in classes if not 0 <= c < cfg.seg_dim]
     if bad:
         raise ValueError(f"classes {bad} are out of range: the model has seg_dim={cfg.seg_dim} classes")
+    return [cfg.base_layers + 2 * c + offset for c in classes
+            for offset, name in ((0, "shape"), (1, "texture")) if part in (name, "all")]
+
+
+def replace_codes(source: torch.Tensor, reference: torch.Tensor, classes: Sequence[int],
+                  part: str, cfg: SSGANConfig) -> torch.Tensor:
+    """Copy ``classes``' codes from ``reference`` into ``source`` (both compact W+ (N, n_latent, D)).
+
+    part: 'shape' (shape codes), 'texture' (texture codes) or 'all' (both)."""
+    index = class_codes(classes, part, cfg)
     out = source.clone()
-    for c in classes:
-        for offset, name in ((0, "shape"), (1, "texture")):
-            if part in (name, "all"):
-                i = cfg.base_layers + 2 * c + offset
-                out[:, i] = reference[:, i]
+    out[:, index] = reference[:, index]
     return out
