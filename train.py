@@ -497,7 +497,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                 bar.set_postfix_str(f"kimg {rec['kimg']:.2f} d {rec['d']:.3f} g {rec['g']:.3f} "
                                     f"mask {rec['mask']:.3f} {rec['sec_per_kimg']:.0f} s/kimg")
             if info.is_main and (step % args.sample_every == 0 or last):
-                png = T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png")
+                png = T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png",
+                                      colors=classes.palette())
                 if tb is not None:
                     tb.image(png, step)
             if info.enabled and (step % args.log_every == 0 or last):

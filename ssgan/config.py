@@ -146,25 +146,26 @@ def config_flag(name: str) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser | Any) -> None:
-    """Add one flag per :class:`SSGANConfig` field (``--size``, ``--seg-dim``, ``--transparent`` …,
-    also spelled with underscores as in the official script: ``--seg_dim``, ``--transparent_dims``)
-    and ``--config FILE`` to ``parser`` (or an argument group). Every flag defaults to None: only
-    the flags a user gives change a configuration (see :func:`config_overrides`)."""
+    """Add one flag per :class:`SSGANConfig` field (``--size``, ``--seg-dim``, ``--transparent`` …;
+    the official script's spellings ``--seg_dim``, ``--transparent_dims`` … work too, unlisted)
+    and ``--config FILE`` to ``parser`` (or an argument group). A flag not given leaves no
+    attribute (argparse.SUPPRESS): only the flags a user gives change a configuration (see
+    :func:`config_overrides`)."""
     parser.add_argument("--config", default=None, metavar="JSON",
                         help="SSGANConfig fields (all or some) as JSON, on top of the preset")
     for f in dataclasses.fields(SSGANConfig):
-        names = [config_flag(f.name)]
-        names += [f"--{f.name}"] if "_" in f.name else []
-        kind = {"int": int, "float": float}.get(str(f.type))
-        if f.type in ("bool", bool):
-            parser.add_argument(*names, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction,
-                                default=None, help=_FLAG_HELP[f.name])
-        elif f.name == "transparent_dims":
-            parser.add_argument(*names, dest=f"cfg_{f.name}", default=None, metavar="K,K",
-                                help=_FLAG_HELP[f.name])
-        else:
-            parser.add_argument(*names, dest=f"cfg_{f.name}", type=kind, default=None,
-                                help=_FLAG_HELP[f.name])
+        flag = config_flag(f.name)
+        spellings = [[flag]] + ([[f"--{f.name}"]] if "_" in f.name else [])
+        for names, shown in zip(spellings, (True, False), strict=False):
+            common: dict[str, Any] = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS,
+                                      "help": _FLAG_HELP[f.name] if shown else argparse.SUPPRESS}
+            if f.type in ("bool", bool):
+                parser.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
+            elif f.name == "transparent_dims":
+                parser.add_argument(*names, metavar="K,K", **common)
+            else:
+                kind = float if str(f.type) == "float" else int
+                parser.add_argument(*names, type=kind, metavar="X" if kind is float else "N", **common)
 
 
 def parse_class_list(text: str, names: Sequence[str] | None = None) -> tuple[int, ...]:

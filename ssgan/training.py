@@ -881,18 +881,19 @@ SAMPLE_MIN_PIXELS = 128
 
 @torch.no_grad()
 def write_samples(g_ema: SemanticGenerator, z: torch.Tensor, path: str | os.PathLike,
-                  batch: int = 16) -> Path:
+                  batch: int = 16, colors: np.ndarray | None = None) -> Path:
     """One PNG of fixed latents: per sample, image | coloured fine mask | coloured coarse mask
-    (nearest-upscaled to at least SAMPLE_MIN_PIXELS), samples laid out ⌈√n⌉ per row. Fixed noise
-    buffers, no RNG consumed."""
+    (nearest-upscaled to at least SAMPLE_MIN_PIXELS; ``colors``: (K, 3) class colours, default
+    :func:`ssgan.visualize.palette`), samples laid out ⌈√n⌉ per row. Fixed noise buffers, no RNG
+    consumed."""
     was_training = g_ema.training
     g_ema.eval()
     tiles = []
     for chunk in z.split(batch):
         out = g_ema.synthesize(g_ema.mix_styles([g_ema.mapping(chunk)]), randomize_noise=False)
         show = max(out.rgb.shape[-1], SAMPLE_MIN_PIXELS)  # small models are shown enlarged
-        img, seg = resize_nearest(to_uint8(out.rgb), show), resize_nearest(colorize(out.seg), show)
-        coarse = resize_nearest(colorize(out.coarse), show)
+        img, seg = resize_nearest(to_uint8(out.rgb), show), resize_nearest(colorize(out.seg, colors), show)
+        coarse = resize_nearest(colorize(out.coarse, colors), show)
         tiles += [t for trio in zip(img, seg, coarse, strict=True) for t in trio]
     g_ema.train(was_training)
     per_row = max(1, math.ceil(math.sqrt(len(z))))
