@@ -116,7 +116,7 @@ def test_edit_moves_only_chosen_classes(round_trip):
     torch.testing.assert_close(codes[2, moved] - latent[0, moved], 3 * torch.from_numpy(direction[moved]))
     assert torch.equal(codes[1], latent[0])
     res = Dn.edit(G, latent, direction, [-2, 0, 3], classes=[0])
-    assert len(res["frames"]) == 3 and res["frames"][0].shape == (CFG.size, 2 * CFG.size + 2, 3)
-    assert res["diff"].shape == (3, CFG.size, CFG.size, 3)
+    assert len(res["frames"]) == 3 and res["frames"][0].shape == (128, 2 * 128 + 2, 3)  # 16 px enlarged
+    assert res["diff"].shape == (3, 128, 128, 3)
     assert res["inside"][1] == 0 and res["outside"][1] == 0  # strength 0 is the input
     assert res["inside"][2] > 0
