@@ -98,8 +98,9 @@ def format_table(report: dict) -> str:
              f"{'ref s/img':>9s} {'s/img':>7s} {'img/s':>7s}"]
     for r in report["benchmarks"]:
         c = r["config"]
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         lines.append(f"{r['name']:12s} {c['batch']:5d} {c['steps']:5d} {f(r['reference_s'], '8.1f')} "
-                     f"{f(r['ssgan_s'], '8.1f')} {'-' if r['speedup'] is None else format(r['speedup'], '.2f') + 'x':>8s} "
+                     f"{f(r['ssgan_s'], '8.1f')} {speedup:>8s} "
                      f"{f(r['reference_s_per_image'], '9.2f')} {f(r['ssgan_s_per_image'], '7.2f')} "
                      f"{f(r['ssgan_images_per_s'] or r['reference_images_per_s'], '7.3f')}")
     return "\n".join(lines)
