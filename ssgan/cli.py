@@ -62,14 +62,23 @@ def _mean(G, args: argparse.Namespace) -> torch.Tensor | None:
     return E.mean_w(G, args.seed, 4096) if args.truncation < 1 else None
 
 
-def _load_latent(path: str, G, name: str) -> torch.Tensor:
+def _load_npy(path: str | Path, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A .npy array (of ``shape`` when given), or a one-line error naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise CLIError(f"latent file {p} does not exist")
+        raise CLIError(f"{what} file {p} does not exist")
     try:
         array = np.load(p, allow_pickle=False)
     except Exception as e:
-        raise CLIError(f"latent file {p} is not a .npy array: {e}") from None
+        raise CLIError(f"{what} file {p} is not a .npy array: {e}") from None
+    if shape is not None and array.shape != shape:
+        raise CLIError(f"{what} {p} has shape {array.shape} but this model needs {shape}")
+    return array
+
+
+def _load_latent(path: str, G, name: str) -> torch.Tensor:
+    p = Path(path)
+    array = _load_npy(p, "latent")
     try:
         return E.as_latent(array, G, f"latent {p}")
     except ValueError as e:
@@ -309,14 +318,7 @@ def cmd_direction(args: argparse.Namespace) -> None:
         p = folder / f"{stem}.npy"
         if not p.is_file():
             raise CLIError(f"{args.labels} lists {stem!r} but {p} does not exist")
-        try:
-            array = np.load(p, allow_pickle=False)
-        except Exception as e:
-            raise CLIError(f"latent file {p} is not a .npy array: {e}") from None
-        if array.shape != (cfg.n_latent, cfg.style_dim):
-            raise CLIError(f"latent {p} has shape {array.shape} but this model needs "
-                           f"({cfg.n_latent}, {cfg.style_dim})")
-        latents.append(array)
+        latents.append(_load_npy(p, "latent", (cfg.n_latent, cfg.style_dim)))
         values.append(value)
     try:
         direction, stats = fit_direction(np.stack(latents), values, cfg, classes)
@@ -346,16 +348,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
     cfg = G.config
     classes = None if args.classes is None else names.indices(args.classes)
     latent = _load_latent(args.latent, G, "latent")[:1]
-    p = Path(args.direction)
-    if not p.is_file():
-        raise CLIError(f"direction file {p} does not exist")
-    try:
-        direction = np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise CLIError(f"direction file {p} is not a .npy array: {e}") from None
-    if direction.shape != (cfg.n_latent, cfg.style_dim):
-        raise CLIError(f"direction {p} has shape {direction.shape} but this model needs "
-                       f"({cfg.n_latent}, {cfg.style_dim})")
+    direction = _load_npy(args.direction, "direction", (cfg.n_latent, cfg.style_dim))
     strengths = _strengths(args.strength)
     res = edit(G, latent, direction, strengths, classes)
     out = Path(args.outdir)

@@ -102,9 +102,9 @@ def edit(G: SemanticGenerator, latent: np.ndarray | torch.Tensor, direction: np.
          strengths: Sequence[float], classes: Sequence[int] | None = None) -> dict[str, Any]:
     """Render ``latent`` moved along ``direction`` by each strength inside ``classes`` (default: the
     classes the direction touches, or every code if it touches the base codes). Returns ``frames``
-    (image | mask per strength), ``latents`` (S, n_latent, D), ``classes``, and per strength the
-    change against the unedited latent (:func:`ssgan.editing.change`): ``diff`` heat maps,
-    ``inside`` / ``outside`` means."""
+    (image | mask per strength; small models enlarged by :func:`ssgan.visualize.enlarge`),
+    ``latents`` (S, n_latent, D), ``classes``, and per strength the change against the unedited
+    latent (:func:`ssgan.editing.change`): ``diff`` heat maps, ``inside`` / ``outside`` means."""
     cfg = G.config
     src = E.as_latent(latent, G)[:1]
     if classes is None and not np.abs(np.asarray(direction))[:cfg.base_layers].any():
@@ -115,9 +115,9 @@ def edit(G: SemanticGenerator, latent: np.ndarray | torch.Tensor, direction: np.
     frames, diffs, inside, outside = [], [], [], []
     for i in range(codes.shape[0]):
         r = E.render(G, codes[i:i + 1])
-        frames.append(V.grid(np.stack([V.to_uint8(r.rgb)[0], V.colorize(r.seg)[0]]), ncol=2))
+        frames.append(V.grid(V.enlarge(np.stack([V.to_uint8(r.rgb)[0], V.colorize(r.seg)[0]])), ncol=2))
         c = E.change(original, r, region)
-        diffs.append(c["diff"][0])
+        diffs.append(V.enlarge(c["diff"])[0])
         inside.append(c["inside"])
         outside.append(c["outside"])
     return {"frames": frames, "diff": np.stack(diffs), "inside": inside, "outside": outside,

@@ -228,13 +228,11 @@ def mask_scores(pred: torch.Tensor, label: torch.Tensor, seg_dim: int) -> tuple[
 
 
 def recon_figure(image: np.ndarray, recon: np.ndarray, mask: np.ndarray,
-                 label: np.ndarray | None = None, min_size: int = 128) -> np.ndarray:
+                 label: np.ndarray | None = None) -> np.ndarray:
     """input | reconstruction | its mask [| the given label], (H, W, 3) uint8 tiles side by side,
-    small models shown enlarged (nearest) to at least ``min_size`` pixels."""
+    small models shown enlarged (:func:`ssgan.visualize.enlarge`)."""
     tiles = np.stack([image, recon, mask] + ([label] if label is not None else []))
-    if tiles.shape[1] < min_size:
-        tiles = V.resize_nearest(tiles, min_size)
-    return V.grid(tiles, ncol=len(tiles))
+    return V.grid(V.enlarge(tiles), ncol=len(tiles))
 
 
 def _mean_row(rows: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -1,10 +1,11 @@
 """Real photographs (and their label maps) as targets for inversion.
 
 Images are found from files and folders (not recursive; the suffixes of
-:data:`ssgan.data.IMAGE_SUFFIXES`), converted to RGB and resized to the model's size with LANCZOS
-as training data are, with a note when resized. A label is ``<labels>/<stem>.png``: one channel
-(PNG mode L or P) of class indices 0..K−1, the same aspect ratio as its image, resized with
-NEAREST. Every problem raises :class:`~ssgan.data.DatasetError` naming the file and the fix.
+:data:`ssgan.data.IMAGE_SUFFIXES`), turned upright by their EXIF orientation, converted to RGB and
+resized to the model's size with LANCZOS as training data are, with a note when resized. A label
+is ``<labels>/<stem>.png``: one channel (PNG mode L or P) of class indices 0..K−1, the same aspect
+ratio as its image, resized with NEAREST. Every problem raises :class:`~ssgan.data.DatasetError`
+naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ssgan.data import IMAGE_SUFFIXES, DatasetError
 
@@ -67,6 +68,7 @@ def read_photo(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """(size, size, 3) uint8 RGB of the image file and its original (width, height)."""
     try:
         with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)  # phone photos: apply the EXIF orientation
             original = im.size
             im = im.convert("RGB")
             if im.size != (size, size):

@@ -125,6 +125,11 @@ def resize_nearest(tiles: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(t).resize((size, size), Image.NEAREST)) for t in tiles])
 
 
+def enlarge(tiles: np.ndarray, min_size: int = 128) -> np.ndarray:
+    """(N, h, w, 3) tiles, nearest-upscaled to ``min_size`` when smaller (to look at small models)."""
+    return resize_nearest(tiles, min_size) if tiles.shape[1] < min_size else tiles
+
+
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an (H, W, 3) uint8 array as PNG atomically (temp file in the same folder, then rename)."""
     path = Path(path)

@@ -116,7 +116,20 @@ def test_edit_moves_only_chosen_classes(round_trip):
     torch.testing.assert_close(codes[2, moved] - latent[0, moved], 3 * torch.from_numpy(direction[moved]))
     assert torch.equal(codes[1], latent[0])
     res = Dn.edit(G, latent, direction, [-2, 0, 3], classes=[0])
-    assert len(res["frames"]) == 3 and res["frames"][0].shape == (CFG.size, 2 * CFG.size + 2, 3)
-    assert res["diff"].shape == (3, CFG.size, CFG.size, 3)
+    assert len(res["frames"]) == 3 and res["frames"][0].shape == (128, 2 * 128 + 2, 3)  # 16 px enlarged
+    assert res["diff"].shape == (3, 128, 128, 3)
     assert res["inside"][1] == 0 and res["outside"][1] == 0  # strength 0 is the input
     assert res["inside"][2] > 0
+
+
+
+def test_bf16_search_runs_and_stays_close():
+    """The GPU path's precision (generator under bf16 autocast, losses and codes in fp32)."""
+    torch.manual_seed(0)
+    G = SemanticGenerator(CFG).eval()
+    images = E.render(G, E.sample_latents(G, 2, seed=4)).rgb.clamp(-1, 1)
+    mean = E.mean_w(G, 0, 1000)
+    ref = I.invert_latents(G, images, cfg=I.InversionConfig(steps=3), mean=mean)
+    bf16 = I.invert_latents(G, images, cfg=I.InversionConfig(steps=3, precision="bf16"), mean=mean)
+    assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+    assert (bf16 - ref).abs().mean() < 0.02 and not torch.equal(bf16, mean.expand_as(bf16))

@@ -116,9 +116,9 @@ def test_direction_and_edit(inverted, tmp_path, capsys):
         frame = np.load(tmp_path / "edit" / f"latent_{i:03d}.npy")
         np.testing.assert_allclose(frame, source + s * direction, atol=1e-6)
         assert np.array_equal(np.delete(frame, moved, 0), np.delete(source, moved, 0))
-        assert _png(tmp_path / "edit" / f"frame_{i:03d}.png").shape == (SIZE, 2 * SIZE + 2, 3)
-    assert _png(tmp_path / "edit" / "diff.png").shape == (SIZE, 3 * SIZE + 4, 3)
-    assert _png(tmp_path / "edit" / "edit.png").shape == (3 * SIZE + 4, 2 * SIZE + 2, 3)
+        assert _png(tmp_path / "edit" / f"frame_{i:03d}.png").shape == (128, 2 * 128 + 2, 3)  # enlarged
+    assert _png(tmp_path / "edit" / "diff.png").shape == (128, 3 * 128 + 4, 3)
+    assert _png(tmp_path / "edit" / "edit.png").shape == (3 * 128 + 4, 2 * 128 + 2, 3)
     # errors name the file / column
     assert "no column 'happy'" in _fails(["direction", str(d / "conv.safetensors"),
                                           "--latents", str(out / "latent"), "--labels", str(csv),
