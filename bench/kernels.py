@@ -43,9 +43,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
-import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -55,7 +53,8 @@ from pathlib import Path
 import torch
 from ssgan.kernels import fuse, grouped_mlp, modulated_weights, use_backend
 
-from bench.timing import cuda_time_ms, environment, peak_mib
+from bench.session import write_json
+from bench.timing import environment, matmul_tflops, peak_mib, time_ms
 
 NO_CUDA_MESSAGE = "no CUDA device: GPU benchmarks only run on a GPU; nothing was measured"
 GROUPS = ("local_generators", "grouped_mlp", "fusion")
@@ -108,6 +107,10 @@ class BenchConfig:
     def record(self, dtype: str) -> dict:
         """The ``config`` entry of a JSON record."""
         return {"B": self.B, "K": self.K, "L": self.L, "C": self.C, "F": self.F, "S": self.S, "dtype": dtype}
+
+
+# The toy shapes of the CPU dry runs (``--dry-run``; Triton under its interpreter).
+TOY = BenchConfig(B=2, K=3, L=3, C=16, F=32, S=8, depth_layer=2, transparent=(2,))
 
 
 def build_inputs(cfg: BenchConfig, device: str | torch.device = "cuda", dtype: torch.dtype = torch.float32,
@@ -198,9 +201,12 @@ def _grad_fn(forward: Callable, wrt: Sequence[torch.Tensor], upstream: Sequence[
     return fwd_bwd
 
 
-def make_cases(cfg: BenchConfig, inputs: dict, backend: str, seed: int = 1) -> dict[str, Callable]:
+def make_cases(cfg: BenchConfig, inputs: dict, backend: str, seed: int = 1,
+               upstream_dtype: torch.dtype | None = None) -> dict[str, Callable]:
     """name -> zero-argument callable running that benchmark once on ``inputs`` with ``backend``
-    ('reference' | 'triton'). The callables return their outputs (fwd) or (outputs, gradients)."""
+    ('reference' | 'triton'). The callables return their outputs (fwd) or (outputs, gradients).
+    The upstream gradients are random, rounded through ``upstream_dtype`` when given (so that a
+    float64 reference sees the same values as a bf16 run)."""
     i = inputs
     dtype, device = i["h"].dtype, i["h"].device
     B, K, P, C, F = cfg.B, cfg.K, cfg.P, cfg.C, cfg.F
@@ -210,7 +216,8 @@ def make_cases(cfg: BenchConfig, inputs: dict, backend: str, seed: int = 1) -> d
         gen.manual_seed(seed)
 
     def g(*shape):
-        return torch.randn(*shape, device=device, dtype=torch.float32, generator=gen).to(dtype)
+        t = torch.randn(*shape, device=device, dtype=torch.float32, generator=gen)
+        return t.to(upstream_dtype or dtype).to(dtype)
 
     up_feature, up_m, up_h = g(B, P, F), g(B, K, P), g(B, K, P, C)
 
@@ -258,19 +265,8 @@ def device_peak(device_name: str, measure: Callable[[], dict] | None = None) -> 
 
 def measure_matmul_peak(n: int = 8192, repeats: int = 20) -> dict:
     """Achieved TFLOP/s of an n x n x n matmul in bf16 and fp16, and in fp32 without TF32."""
-    out = {}
-    for key, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
-        a = torch.randn(n, n, device="cuda", dtype=dt)
-        b = torch.randn(n, n, device="cuda", dtype=dt)
-        old = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            ms = cuda_time_ms(lambda a=a, b=b: a @ b, warmup=3, repeats=repeats)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = old
-        out[key] = 2.0 * n**3 / (ms * 1e-3) / 1e12
-        del a, b
-    return out
+    return {key: matmul_tflops(n, DTYPES[key], "cuda", repeats=repeats)["tflops"]
+            for key in ("bf16", "fp16", "fp32")}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,9 +335,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def collect(cfg: BenchConfig, dtypes: Sequence[str], measure_time: Callable[[Callable], float],
             measure_peak: Callable[[Callable], float], peak_tflops: dict, device: str | torch.device = "cuda",
-            names: Sequence[str] = NAMES, log: Callable[[str], None] | None = None) -> list[dict]:
+            names: Sequence[str] = NAMES, log: Callable[[str], None] | None = None,
+            on_record: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Measure every benchmark in ``names``: the reference (fp32) once per name, the ssgan backend in
-    each of ``dtypes``. ``measure_time(fn) -> ms`` and ``measure_peak(fn) -> MiB`` do the measuring."""
+    each of ``dtypes``. ``measure_time(fn) -> ms`` and ``measure_peak(fn) -> MiB | None`` do the
+    measuring; ``on_record(records)`` is called after each record (to save partial results)."""
     base = build_inputs(cfg, device, torch.float32)
     ref_cases = make_cases(cfg, base, "reference")
     ref = {}
@@ -374,6 +372,8 @@ def collect(cfg: BenchConfig, dtypes: Sequence[str], measure_time: Callable[[Cal
             })
             if log:
                 log(f"ssgan      {dtype_name:5s} {name}: {ms:.3f} ms")
+            if on_record:
+                on_record(records)
         del cases, inputs
     return records
 
@@ -432,15 +432,6 @@ def default_path(device_name: str, date: _dt.date | None = None) -> Path:
     return REPO / "bench" / "results" / f"{slug(device_name)}-{date.isoformat()}.json"
 
 
-def write_json(report: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
-    return path
-
-
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
@@ -463,6 +454,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(NAMES)}")
     p.add_argument("--check", action="store_true",
                    help="first assert that triton matches the reference at these shapes")
+    p.add_argument("--dry-run", action="store_true",
+                   help="CPU, toy shapes, host timer, no memory figures (set TRITON_INTERPRET=1): proves "
+                        "the command runs; NOT a benchmark")
     return p.parse_args(argv)
 
 
@@ -473,25 +467,32 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = TOY if args.dry_run else config_from_args(args)
     names = NAMES if not args.only else tuple(n.strip() for n in args.only.split(",") if n.strip())
     unknown = [n for n in names if n not in NAMES]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {', '.join(NAMES)}", file=sys.stderr)
         return 2
-    if not torch.cuda.is_available():
+    if not args.dry_run and not torch.cuda.is_available():
         print(NO_CUDA_MESSAGE, file=sys.stderr)
         return 2
+    device = "cpu" if args.dry_run else "cuda"
     dtypes = [args.dtype] + (["fp32"] if args.dtype != "fp32" else [])
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
     env = environment()
-    peak = device_peak(env["device"], measure_matmul_peak)
-    extra = {}
+    if args.dry_run:
+        peak = {"bf16": None, "fp16": None, "fp32": None, "source": "dry run: not measured"}
+    else:
+        peak = device_peak(env["device"], measure_matmul_peak)
+    extra: dict = {"dry_run": args.dry_run, "depth_layer": cfg.depth_layer,
+                   "timing": {"warmup": args.warmup, "repeats": args.repeats,
+                              "statistic": "median, host clock" if args.dry_run else "median, CUDA events"}}
+    path = Path(args.json) if args.json else default_path(env["device"])
     if args.check:
-        base = build_inputs(cfg, "cuda", torch.float32)
+        base = build_inputs(cfg, device, torch.float32)
         errors = {}
         for dt in dtypes:
             errors[dt] = check(cfg, base, dt, names)
@@ -500,17 +501,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         del base
         extra["check"] = {"rtol": {dt: CHECK_RTOL[dt] for dt in dtypes}, "factor": CHECK_FACTOR,
                           "results": errors}
-        torch.cuda.empty_cache()
+        if device == "cuda":
+            torch.cuda.empty_cache()
 
     def measure_time(fn):
-        return cuda_time_ms(fn, args.warmup, args.repeats)
+        return time_ms(fn, device, args.warmup, args.repeats)
 
-    records = collect(cfg, dtypes, measure_time, peak_mib, peak, "cuda", names, log)
-    extra["timing"] = {"warmup": args.warmup, "repeats": args.repeats, "statistic": "median, CUDA events"}
-    extra["depth_layer"] = cfg.depth_layer
-    report = make_report(records, env, peak, extra)
-    path = write_json(report, args.json or default_path(env["device"]))
-    print(format_table(report))
+    def save(records, complete):
+        write_json(make_report(records, env, peak, {**extra, "complete": complete}), path)
+
+    measure_peak = (lambda fn: None) if args.dry_run else peak_mib
+    records = collect(cfg, dtypes, measure_time, measure_peak, peak, device, names, log,
+                      on_record=lambda recs: save(recs, False))
+    save(records, True)
+    print(format_table(make_report(records, env, peak, extra)))
     print(f"wrote {path}")
     return 0
 

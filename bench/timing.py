@@ -6,7 +6,13 @@
 * :func:`peak_mib` — the extra device memory one call needs at its peak, in MiB;
 * :func:`environment` — what the numbers were measured on (device, git commit, torch, triton);
 * :func:`require_cuda` — exit with a clear message (status 2) when there is no GPU: the
-  benchmarks never produce numbers without one.
+  benchmarks never produce numbers without one;
+* :func:`cpu_time_ms` / :func:`time_ms` — the same median on the host clock (the CPU dry runs of
+  ``bench/gpu_session.sh --dry-run``), or dispatching on the device;
+* :class:`PhaseClock` — consecutive phase boundaries on one timeline (CUDA events, or the host
+  clock on CPU), for per-phase breakdowns that add up to the whole;
+* :func:`copy_gbps` / :func:`matmul_tflops` — the two ceilings every figure is judged against:
+  device-to-device copy bandwidth and dense matrix-product rate, measured.
 
 All functions take a zero-argument callable; build it with the inputs already on the device so
 that only the op is timed.
@@ -18,12 +24,14 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-__all__ = ["cuda_time_ms", "peak_mib", "environment", "require_cuda"]
+__all__ = ["cuda_time_ms", "cpu_time_ms", "time_ms", "peak_mib", "environment", "require_cuda", "PhaseClock",
+           "copy_gbps", "matmul_tflops"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +63,84 @@ def cuda_time_ms(fn: Callable[[], object], warmup: int = 10, repeats: int = 50) 
         end.record()
     torch.cuda.synchronize()
     return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends, strict=True))
+
+
+def cpu_time_ms(fn: Callable[[], object], warmup: int = 1, repeats: int = 3) -> float:
+    """Median host wall time of ``fn()`` in milliseconds (CPU work is synchronous)."""
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device | str, warmup: int, repeats: int) -> float:
+    """:func:`cuda_time_ms` on a CUDA device, :func:`cpu_time_ms` otherwise."""
+    timer = cuda_time_ms if torch.device(device).type == "cuda" else cpu_time_ms
+    return timer(fn, warmup, repeats)
+
+
+class PhaseClock:
+    """Marks where each phase starts on one timeline; :meth:`intervals` gives each named phase's
+    length up to the next mark.
+
+    On CUDA a mark records an event on the current stream (no host synchronisation, so marking
+    does not change what is measured): consecutive intervals partition the GPU's timeline, launch
+    gaps included, and add up to the wall time of the marked region. On CPU a mark reads the host
+    clock (the work is synchronous)."""
+
+    def __init__(self, device: torch.device | str):
+        self.cuda = torch.device(device).type == "cuda"
+        self.marks: list[tuple[str | None, object]] = []
+
+    def mark(self, phase: str | None) -> None:
+        """The phase starting now (None: the end of the marked region)."""
+        if self.cuda:
+            stamp = torch.cuda.Event(enable_timing=True)
+            stamp.record()
+        else:
+            stamp = time.perf_counter()
+        self.marks.append((phase, stamp))
+
+    def intervals(self) -> list[tuple[str, float]]:
+        """(phase, milliseconds) for every named mark followed by another mark."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        out = []
+        for (phase, a), (_, b) in zip(self.marks, self.marks[1:]):
+            if phase is not None:
+                out.append((phase, a.elapsed_time(b) if self.cuda else (b - a) * 1e3))
+        return out
+
+
+def copy_gbps(nbytes: int, device: torch.device | str, warmup: int = 3, repeats: int = 20) -> dict:
+    """Device-to-device copy bandwidth in GB/s, counting the bytes read plus the bytes written, of
+    one ``nbytes`` buffer into another (random bytes, not zeros)."""
+    src = torch.randint(0, 256, (nbytes,), dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    ms = time_ms(lambda: dst.copy_(src), device, warmup, repeats)
+    return {"gb_per_s": 2 * nbytes / (ms * 1e-3) / 1e9, "bytes": nbytes, "ms": ms}
+
+
+def matmul_tflops(n: int, dtype: torch.dtype, device: torch.device | str, warmup: int = 3,
+                  repeats: int = 20) -> dict:
+    """Rate of an n x n x n matrix product (2n³ FLOPs) on random data, in TFLOP/s; float32 without
+    TF32 (the CUDA-core rate)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        ms = time_ms(lambda: a @ b, device, warmup, repeats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+    return {"tflops": 2.0 * n**3 / (ms * 1e-3) / 1e12, "n": n, "dtype": str(dtype).removeprefix("torch."),
+            "ms": ms}
 
 
 def peak_mib(fn: Callable[[], object]) -> float:

@@ -4,6 +4,7 @@ Usage (on a CUDA machine, from the repository root)::
 
     python -m bench.train [--json OUT.json] [--resolutions 256,512 --batch 16 --steps 32 --warmup 4]
     python -m bench.train --device cpu --preset tiny --steps 2     # developer smoke run, not a benchmark
+    python -m bench.train --dry-run --json OUT.json                # the GPU session's CPU dry run
 
 One *iteration* is what ``train.py`` does per step: D step; R1 when ``i % 16 == 0``; G step;
 path length when ``i % 4 == 0``; G-EMA. The timed window is ``--steps`` iterations (a multiple of
@@ -16,6 +17,16 @@ synthetic tensors already on the GPU (no loader cost), stated in the JSON.
 * ``ssgan``: the Triton ops, bf16 autocast (fp32 master weights and losses), the D- and G-step
   forwards/backwards under ``torch.compile`` (inductor), R1 / path length eager with TF32.
 
+Compilation is reported apart from the steady state: the first iteration is timed phase by phase
+(``compile.first_iteration_ms``: torch.compile, Triton autotuning and cuDNN's algorithm search all
+happen there) and ``compile.compile_and_tune_s`` is its excess over the steady per-call times.
+The timed window also gives a per-phase breakdown (``phases``: D, R1, G, PL, EMA; each phase's
+ms per call and ms per iteration, the lazy R1 and PL amortised over the window) from device
+events at the phase boundaries (no host synchronisation inside the window, so the breakdown
+adds up to the iteration). With ``--profile``, one amortised window of the fast path (16
+iterations: one R1, four PL) runs under ``torch.profiler`` and its top 25 CUDA kernels by total
+time are kept in the JSON (``ssgan_profile``), not a trace file.
+
 Per resolution (the paper's celeba-256 and the released celeba-512 configurations, batch 16):
 ms per iteration (wall time between device synchronisations / iterations), images/s, s/kimg,
 peak memory (``max_memory_allocated`` over the timed window: weights, optimiser states and
@@ -24,7 +35,10 @@ activations), and model-FLOPs utilisation: the FLOPs of one step of each kind co
 forward, backward and double backward), amortised as D + G + R1/16 + PL/4, divided by the time
 and by the device's dense bf16 peak (the same peak for both paths).
 
-Without CUDA (and without ``--device cpu``) it exits with status 2 and measures nothing. The report
+Without CUDA (and without ``--device cpu`` or ``--dry-run``) it exits with status 2 and measures
+nothing. ``--dry-run``: the tiny preset on CPU, batch 2, R1 and PL every 2 iterations, both paths
+on the reference ops (the Triton interpreter is far too slow for whole training steps; the ops'
+Triton code is exercised by the other dry-run stages), the fast path compiled with aot_eager. The report
 code takes the measuring function as a parameter (:func:`collect`), tested on CPU with fakes.
 """
 
@@ -33,17 +47,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from ssgan.kernels import use_backend
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from bench.kernels import device_peak, write_json
-from bench.timing import environment
+from bench.kernels import device_peak
+from bench.session import write_json
+from bench.timing import PhaseClock, environment
 from ssgan import training as T
 from ssgan.config import SSGANConfig, preset
 from ssgan.discriminator import DualBranchDiscriminator
@@ -63,9 +80,10 @@ class StepRunner:
     runs one step of ``train.py`` (D, lazy R1, G, lazy path length, EMA)."""
 
     def __init__(self, cfg: SSGANConfig, batch: int, device: str | torch.device, backend: str,
-                 precision: str, compile: bool, compile_backend: str = "inductor", seed: int = 0):
+                 precision: str, compile: bool, compile_backend: str = "inductor", seed: int = 0,
+                 tc: T.TrainConfig | None = None):
         self.cfg, self.batch, self.device, self.backend = cfg, batch, torch.device(device), backend
-        self.tc = T.TrainConfig()
+        self.tc = tc or T.TrainConfig()
         torch.manual_seed(seed)
         self.G = SemanticGenerator(cfg).to(self.device).train()
         self.D = DualBranchDiscriminator(cfg).to(self.device).train()
@@ -111,16 +129,29 @@ class StepRunner:
     def ema(self) -> None:
         T.ema_update(self.G_ema, self.G, T.ema_beta(self.tc, self.batch, 0))
 
-    def iteration(self, i: int) -> None:
+    def iteration(self, i: int, clock: PhaseClock | None = None) -> None:
+        """Iteration ``i``; ``clock`` (optional) is marked at the start of each phase and at the end."""
+        mark = clock.mark if clock is not None else (lambda phase: None)
         T.configure_precision(self.precision)
         with use_backend(self.backend):
+            mark("d")
             self.d()
             if i % self.tc.d_reg_every == 0:
+                mark("r1")
                 self.r1()
+            mark("g")
             self.g()
             if i % self.tc.g_reg_every == 0:
+                mark("pl")
                 self.pl()
+            mark("ema")
             self.ema()
+            mark(None)
+
+    @property
+    def window(self) -> int:
+        """Iterations of one amortised window (every lazy phase runs a whole number of times)."""
+        return math.lcm(self.tc.d_reg_every, self.tc.g_reg_every)
 
     def count_flops(self) -> dict[str, float]:
         """FLOPs of one step of each kind (FlopCounterMode) and the amortised iteration."""
@@ -157,20 +188,83 @@ def amortised_flops(f: dict[str, float], d_reg_every: int = 16, g_reg_every: int
     return f["d"] + f["g"] + f["r1"] / d_reg_every + f["pl"] / g_reg_every
 
 
+PHASES = ("d", "r1", "g", "pl", "ema")
+
+
 def time_iterations(runner: StepRunner, warmup: int, steps: int, sync: Callable[[], None],
                     clock: Callable[[], float] = time.perf_counter,
-                    log: Callable[[str], None] | None = None) -> float:
-    """Run ``warmup`` then ``steps`` iterations; milliseconds per timed iteration."""
+                    log: Callable[[str], None] | None = None, first: PhaseClock | None = None,
+                    phases: PhaseClock | None = None) -> float:
+    """Run ``warmup`` then ``steps`` iterations; milliseconds per timed iteration. ``first`` marks
+    the phases of iteration 0, ``phases`` those of the timed iterations."""
     for i in range(warmup):
-        runner.iteration(i)
+        runner.iteration(i, first if i == 0 else None)
         if log:
             log(f"  warm-up {i + 1}/{warmup}")
     sync()
     t0 = clock()
     for i in range(warmup, warmup + steps):
-        runner.iteration(i)
+        runner.iteration(i, phases)
     sync()
     return (clock() - t0) * 1e3 / steps
+
+
+def phase_breakdown(intervals: Sequence[tuple[str, float]], iterations: int) -> dict[str, dict]:
+    """{phase: {calls, ms_per_call, ms_per_iteration}} from (phase, ms) intervals over
+    ``iterations`` iterations; ms_per_iteration amortises the lazy phases over the window, so
+    the phases' ms_per_iteration add up to the iteration."""
+    out = {}
+    for phase in PHASES:
+        times = [ms for name, ms in intervals if name == phase]
+        out[phase] = {"calls": len(times), "ms_per_call": sum(times) / len(times) if times else None,
+                      "ms_per_iteration": sum(times) / iterations if iterations else None}
+    return out
+
+
+def compile_report(first: Sequence[tuple[str, float]], steady: dict[str, dict]) -> dict:
+    """The first iteration per phase (compilation, autotuning, algorithm search) and its excess
+    over the steady per-call times, in seconds."""
+    first_ms = dict(first)
+    excess = sum(ms - (steady.get(p, {}).get("ms_per_call") or 0.0) for p, ms in first_ms.items())
+    return {"first_iteration_ms": first_ms, "first_iteration_total_ms": sum(first_ms.values()),
+            "compile_and_tune_s": excess / 1e3}
+
+
+def top_kernels(events, top: int = 25, cuda: bool = True) -> dict:
+    """The ``top`` entries of a profiler's ``key_averages()`` by total self time: CUDA kernels
+    (and copies) on a GPU, CPU ops otherwise. {unit, total_ms, kernels: [{name, calls, total_ms,
+    mean_us, pct}], table}."""
+    from torch.autograd import DeviceType
+
+    if cuda:
+        rows = [(e.key, e.count, e.self_device_time_total) for e in events
+                if e.device_type == DeviceType.CUDA]
+    else:
+        rows = [(e.key, e.count, e.self_cpu_time_total) for e in events]
+    total_us = sum(r[2] for r in rows)
+    rows.sort(key=lambda r: -r[2])
+    kernels = [{"name": name, "calls": calls, "total_ms": us / 1e3, "mean_us": us / max(calls, 1),
+                "pct": 100.0 * us / total_us if total_us else None} for name, calls, us in rows[:top]]
+    lines = [f"{'total ms':>9s} {'%':>5s} {'calls':>6s} {'mean us':>9s}  kernel"]
+    lines += [f"{k['total_ms']:9.2f} {k['pct'] or 0:5.1f} {k['calls']:6d} {k['mean_us']:9.1f}  "
+              f"{k['name'][:100]}" for k in kernels]
+    return {"unit": "CUDA kernels" if cuda else "CPU ops (no GPU: dry run)", "total_ms": total_us / 1e3,
+            "kernels": kernels, "table": "\n".join(lines)}
+
+
+def profile_window(runner: StepRunner, start: int, sync: Callable[[], None], top: int = 25) -> dict:
+    """Iterations ``start .. start + runner.window`` under torch.profiler: :func:`top_kernels`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = runner.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for i in range(start, start + runner.window):
+            runner.iteration(i)
+        sync()
+    out = top_kernels(prof.key_averages(), top, cuda)
+    out["window_iterations"] = runner.window
+    return out
 
 
 def _ratio(a, b):
@@ -202,6 +296,9 @@ def make_record(resolution: int, cfg: dict, batch: int, ref: dict, fast: dict, p
         "mfu": mfu(ms),
         "reference_mfu": mfu(ref_ms),
         "model_gflop_per_iteration": flops / 1e9 if flops else None,
+        "phases": {"reference": ref.get("phases"), "ssgan": fast.get("phases")},
+        "compile": {"reference": ref.get("compile"), "ssgan": fast.get("compile")},
+        "ssgan_profile": fast.get("profile"),
     }
     errors = {k: v["error"] for k, v in (("reference", ref), ("ssgan", fast)) if v.get("error")}
     if errors:
@@ -209,17 +306,30 @@ def make_record(resolution: int, cfg: dict, batch: int, ref: dict, fast: dict, p
     return rec
 
 
+PENDING = {"error": "not measured: the run ended before this path"}
+
+
 def collect(resolutions: Sequence[int], batch: int, measure: Callable[[str, int], dict],
-            peak_bf16: float | None, configs: Callable[[int], dict] | None = None) -> list[dict]:
-    """``measure(path, resolution) -> {ms, peak_mib, flops?, error?}`` for path in PATHS; the first
-    resolution's entry appears twice, as ``train_step`` and as ``train_step_<res>``."""
-    records = []
+            peak_bf16: float | None, configs: Callable[[int], dict] | None = None,
+            on_progress: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """``measure(path, resolution) -> {ms, peak_mib, flops?, phases?, compile?, profile?, error?}``
+    for path in PATHS; the first resolution's entry appears twice, as ``train_step`` and as
+    ``train_step_<res>``. ``on_progress(records)`` after each measurement (the path not yet
+    measured is :data:`PENDING`), to save partial results."""
+    records: list[dict] = []
     for n, res in enumerate(resolutions):
-        ref, fast = measure("reference", res), measure("ssgan", res)
         cfg = configs(res) if configs else {}
-        if n == 0:
-            records.append(make_record(res, cfg, batch, ref, fast, peak_bf16, name="train_step"))
-        records.append(make_record(res, cfg, batch, ref, fast, peak_bf16))
+
+        def entries(ref, fast, res=res, cfg=cfg, first=n == 0):
+            names = ["train_step", None] if first else [None]
+            return [make_record(res, cfg, batch, ref, fast, peak_bf16, name=name) for name in names]
+
+        ref = measure("reference", res)
+        if on_progress:
+            on_progress(records + entries(ref, PENDING))
+        records += entries(ref, measure("ssgan", res))
+        if on_progress:
+            on_progress(records)
     return records
 
 
@@ -267,7 +377,66 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--device", default="cuda", help="cuda, or cpu for a developer smoke run")
     p.add_argument("--preset", default=None, help="developer runs: a preset instead of celeba-<res>")
-    return p.parse_args(argv)
+    p.add_argument("--profile", action="store_true",
+                   help="profile one amortised window of the fast path: top 25 CUDA kernels in the JSON")
+    p.add_argument("--dry-run", action="store_true",
+                   help="CPU, tiny preset, batch 2, lazy phases every 2 iterations, 2 steps: proves the "
+                        "command runs; NOT a benchmark")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.device, args.preset, args.batch, args.steps, args.warmup = "cpu", "tiny", 2, 2, 1
+    return args
+
+
+def measure_path(path: str, cfg: SSGANConfig, args: argparse.Namespace, tc: T.TrainConfig,
+                 log: Callable[[str], None]) -> dict:
+    """One path's measurement at one configuration: {ms, peak_mib, flops (reference), phases,
+    compile, profile (fast path with --profile), compiled_graphs} or {error}."""
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    opts = PATHS[path]
+    res = cfg.size
+    t0 = time.perf_counter()
+    torch._dynamo.reset()
+    runner = None
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    try:
+        backend = opts["backend"] if cuda else "reference"  # whole steps are too slow for the interpreter
+        log(f"[{res}px] {path}: building (backend {backend}, {opts['precision']}, compile {opts['compile']})")
+        runner = StepRunner(cfg, args.batch, dev, backend, opts["precision"], opts["compile"],
+                            compile_backend="inductor" if cuda else "aot_eager", tc=tc)
+        out: dict = {"backend": backend}
+        if path == "reference":
+            out["flops_by_step"] = runner.count_flops()
+            out["flops"] = out["flops_by_step"]["iteration"]
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
+        first, phases = PhaseClock(dev), PhaseClock(dev)
+        out["ms"] = time_iterations(runner, args.warmup, args.steps, sync, log=log, first=first,
+                                    phases=phases)
+        if cuda:
+            out["peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        out["phases"] = phase_breakdown(phases.intervals(), args.steps)
+        out["compile"] = compile_report(first.intervals(), out["phases"])
+        if runner.fwd.compile:
+            out["compiled_graphs"] = T.compiled_graphs()
+        log(f"[{res}px] {path}: {out['ms']:.1f} ms/iteration, first iteration "
+            f"{out['compile']['first_iteration_total_ms'] / 1e3:.1f} s ({time.perf_counter() - t0:.0f} s)")
+        if args.profile and path == "ssgan":
+            out["profile"] = profile_window(runner, args.warmup + args.steps, sync)
+            log(f"[{res}px] {path}: profiled {out['profile']['window_iterations']} iterations")
+        return out
+    except torch.cuda.OutOfMemoryError as e:
+        log(f"[{res}px] {path}: out of memory")
+        return {"error": f"out of memory: {str(e).splitlines()[0]}"}
+    finally:
+        del runner
+        if cuda:
+            torch.cuda.empty_cache()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--steps {args.steps} must be a multiple of 16 (R1 runs every 16 iterations)", file=sys.stderr)
         return 2
     resolutions = [int(r) for r in args.resolutions.split(",") if r.strip()]
+    tc = T.TrainConfig(d_reg_every=2, g_reg_every=2) if args.dry_run else T.TrainConfig()
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -290,65 +460,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             return preset(args.preset)
         return preset(PRESET_FOR.get(res) or "celeba-256").replace(size=res)
 
+    if args.dry_run:  # the tiny preset has one size
+        resolutions = [cfg_for(resolutions[0]).size]
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-        def sync():
-            torch.cuda.synchronize(dev)
-    else:
-        def sync():
-            pass
-
-
-    def measure(path: str, res: int) -> dict:
-        opts = PATHS[path]
-        t0 = time.perf_counter()
-        torch._dynamo.reset()
-        runner = None
-        try:
-            backend = opts["backend"] if dev.type == "cuda" else "reference"  # no interpreter runs
-            log(f"[{res}px] {path}: building (backend {backend}, {opts['precision']}, "
-                f"compile {opts['compile']})")
-            runner = StepRunner(cfg_for(res), args.batch, dev, backend, opts["precision"], opts["compile"],
-                                compile_backend="inductor" if dev.type == "cuda" else "aot_eager")
-            out: dict = {}
-            if path == "reference":
-                out["flops_by_step"] = runner.count_flops()
-                out["flops"] = out["flops_by_step"]["iteration"]
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-            out["ms"] = time_iterations(runner, args.warmup, args.steps, sync, log=log)
-            if dev.type == "cuda":
-                out["peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
-            if runner.fwd.compile:
-                out["compiled_graphs"] = T.compiled_graphs()
-            log(f"[{res}px] {path}: {out['ms']:.1f} ms/iteration ({time.perf_counter() - t0:.0f} s)")
-            return out
-        except torch.cuda.OutOfMemoryError as e:
-            log(f"[{res}px] {path}: out of memory")
-            return {"error": f"out of memory: {str(e).splitlines()[0]}"}
-        finally:
-            del runner
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-
     env = environment()
     peak = device_peak(env["device"]) if bench else {"bf16": None, "source": "not a benchmark"}
-    records = collect(resolutions, args.batch, measure, peak.get("bf16"),
-                      configs=lambda res: {"preset": args.preset or PRESET_FOR.get(res)})
-    extra = {"timing": {"warmup": args.warmup, "steps": args.steps,
+    extra = {"dry_run": args.dry_run,
+             "timing": {"warmup": args.warmup, "steps": args.steps,
                         "statistic": "wall time of the timed window / steps, device synchronised "
-                                     "at both ends"}}
+                                     "at both ends",
+                        "phases": "device events at the phase boundaries of the timed window"},
+             "lazy_every": {"r1": tc.d_reg_every, "pl": tc.g_reg_every}}
     if not bench:
         extra["note"] = ("developer smoke run (CPU or a non-paper preset; on CPU both paths use the "
                          "reference ops and compile with aot_eager): NOT a benchmark")
-    report = make_report(records, env, peak, extra)
-    print(format_table(report))
+    path = None
     if args.json or bench:
         from bench.kernels import default_path, slug
-        path = args.json or default_path(env["device"]).with_name(
+        path = Path(args.json) if args.json else default_path(env["device"]).with_name(
             f"train-{slug(env['device'])}-{_dt.date.today().isoformat()}.json")
-        print(f"wrote {write_json(report, path)}")
+
+    def save(records, complete):
+        if path is not None:
+            write_json(make_report(records, env, peak, {**extra, "complete": complete}), path)
+
+    records = collect(resolutions, args.batch, lambda p, res: measure_path(p, cfg_for(res), args, tc, log),
+                      peak.get("bf16"), configs=lambda res: {"preset": args.preset or PRESET_FOR.get(res)},
+                      on_progress=lambda recs: save(recs, False))
+    save(records, True)
+    print(format_table(make_report(records, env, peak, extra)))
+    if path is not None:
+        print(f"wrote {path}")
     return 0
 
 

@@ -53,7 +53,7 @@ def test_time_iterations_with_fake_clock():
         def __init__(self):
             self.seen = []
 
-        def iteration(self, i):
+        def iteration(self, i, clock=None):
             self.seen.append(i)
 
     ticks = iter([10.0, 13.2])

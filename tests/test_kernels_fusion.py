@@ -323,3 +323,32 @@ def test_paper_shapes_cuda(dtype):
     kfp = B * K * P * F * torch.finfo(dtype).bits // 8
     assert mem_triton < 0.5 * kfp, (mem_triton, kfp)
     assert mem_triton < 0.25 * mem_ref, (mem_triton, mem_ref)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests run the kernels")
+def test_autotune_configs_fit_sm90_shared_memory():
+    # Every config the autotuner keeps at paper shapes, compiled for an H100 (sm_90) up to LLVM IR
+    # without a GPU, needs at most the 227 KB of shared memory a block can have there; the fp32
+    # forward keeps five of its eight configs (the three that need 232-272 KB are pruned).
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton.backends.nvidia")
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    proc = subprocess.run([sys.executable, str(root / "tests" / "aot_sm90.py")], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    too_big = [c for c in report["configs"] if c["shared"] > report["limit"]]
+    assert not too_big, too_big
+    kept = {(c["kernel"], c["dtype"]): 0 for c in report["configs"]}
+    for c in report["configs"]:
+        kept[(c["kernel"], c["dtype"])] += 1
+    assert kept == {("fwd", "bf16"): 8, ("bwd_h", "bf16"): 8, ("bwd_v", "bf16"): 8,
+                    ("fwd", "fp32"): 5, ("bwd_h", "fp32"): 8, ("bwd_v", "fp32"): 8}
