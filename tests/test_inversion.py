@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from ssgan.kernels import use_backend
 
-from ssgan import SemanticGenerator, SSGANConfig
+from ssgan import SemanticGenerator, SSGANConfig, preset
 from ssgan import directions as Dn
 from ssgan import editing as E
 from ssgan import inversion as I
@@ -133,3 +134,25 @@ def test_bf16_search_runs_and_stays_close():
     bf16 = I.invert_latents(G, images, cfg=I.InversionConfig(steps=3, precision="bf16"), mean=mean)
     assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
     assert (bf16 - ref).abs().mean() < 0.02 and not torch.equal(bf16, mean.expand_as(bf16))
+
+
+@pytest.mark.cuda
+def test_cuda_fast_path_inverts_as_well_as_reference():
+    """celeba-256 on the GPU: the Triton ops (fp32, and with the generator in bf16) reach the
+    reference path's reconstruction quality after the same 30 steps."""
+    torch.manual_seed(0)
+    G = SemanticGenerator(preset("celeba-256")).cuda().eval()
+    with use_backend("reference"):
+        images = E.render(G, E.sample_latents(G, 2, seed=4, truncation=0.7)).rgb.clamp(-1, 1)
+    mean = E.mean_w(G, 0, 10000)
+    start = I.measure(G, mean.view(1, 1, -1).expand(2, G.n_latent, -1), images)[0]
+    quality = {}
+    for name, backend, precision in (("reference", "reference", "fp32"), ("triton", "triton", "fp32"),
+                                     ("triton_bf16", "triton", "bf16")):
+        with use_backend(backend):
+            w = I.invert_latents(G, images, cfg=I.InversionConfig(steps=30, precision=precision), mean=mean)
+        with use_backend("reference"):
+            quality[name] = I._mean_row(I.measure(G, w, images)[0])["psnr"]
+    assert quality["reference"] > I._mean_row(start)["psnr"] + 1
+    assert abs(quality["triton"] - quality["reference"]) < 0.3
+    assert quality["triton_bf16"] > quality["reference"] - 1.0

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from test_cli import OFFICIAL_CFG, _fails, _official_pt, _png
 
+from ssgan import directions as Dn
 from ssgan import editing as E
 from ssgan import latents as L
 from ssgan.checkpoint import load_checkpoint
@@ -177,9 +178,15 @@ def test_invert_and_edit_a_train_py_checkpoint(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "perceptual loss: MS-SSIM" in text and "mask guidance: off" in text
     latent = tmp_path / "inv" / "latent" / "face0.npy"
-    direction = np.zeros((G.config.n_latent, G.config.style_dim), np.float32)
-    direction[L.class_codes([2], "texture", G.config), 0] = 1
-    np.save(tmp_path / "d.npy", direction)
+    np.save(tmp_path / "inv" / "latent" / "other.npy", np.load(latent) + 1)
+    (tmp_path / "attrs.csv").write_text("name,bright\nface0,0\nother,1\n")
+    assert main(["direction", str(ckpt), "--latents", str(tmp_path / "inv" / "latent"), "--labels",
+                 str(tmp_path / "attrs.csv"), "--attribute", "bright", "--classes", "2",
+                 "--out", str(tmp_path / "d.npy")]) == 0
+    direction = np.load(tmp_path / "d.npy")
+    # "other" = face0 + 1 everywhere is the positive: the normal points along +1 in class 2's codes
+    assert Dn.touched_classes(direction, G.config) == [2]
+    assert direction[L.class_codes([2], "all", G.config)].sum() > 0
     assert main(["edit", str(ckpt), "--latent", str(latent), "--direction", str(tmp_path / "d.npy"),
                  "--strength", "0,5", "--outdir", str(tmp_path / "edit"), "--device", "cpu"]) == 0
     assert "edited inside classes 2" in capsys.readouterr().out
