@@ -43,6 +43,10 @@ bf16 autocast with fp32 weights and losses; R1 and path length (double backward)
 modules eagerly (see ``ssgan.training.StepForwards``). Nothing in a step reads a value back to
 the host; losses are read when logged.
 
+Defaults that differ from the official script (see ``--help`` and the README): R1 weights scaled
+with size²/batch except for the celeba presets (``ssgan.training.r1_auto``), the G-EMA ramp-up
+(``ssgan.training.ema_beta``; ``--resume`` keeps the run's EMA schedule) and lr 0.004 for ``tiny``.
+
 Image-only data (a folder without labels): D sees images only, no R1 on masks, no mask loss.
 ``--freeze-local`` (domain adaptation, as the official ``--freeze_local``): the local generators
 (and the position embedding) stay fixed; the mapping network, the render net and D train.

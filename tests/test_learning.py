@@ -5,9 +5,12 @@ The mask-vs-image check is independent of the generator: a small per-pixel class
 on the built-in data to read the class layout off RGB, labels the *generated* images; its labels
 are compared with the generated masks (mIoU over background, face, eyes and mouth).
 
-This test fails when learning breaks: with the G loss's sign flipped the masks are far from the
-data's frequencies; with the celeba presets' R1 weights (--r1-img 10 --r1-seg 1000) the masks get
-no eyes or mouths in this budget (README, "Training"; numbers in the commit message).
+Measured (seed 0, one CPU thread; data 0.697 / 0.236 / 0.019 / 0.017 / 0.031 for background /
+face / eyes / mouth / glasses): G-EMA 0.697 / 0.256 / 0.019 / 0.015 / 0.014, eyes in 99.6 % and
+mouths in 91 % of the masks, mask-vs-image mIoU 0.52. It fails when learning breaks: with the G
+loss's sign flipped G-EMA's masks are 0 / 0.67 / 0.30 / 0.03 / 0 (mIoU 0.00); with the celeba
+presets' R1 weights (--r1-img 10 --r1-seg 1000) they have no eyes or mouths (0.778 / 0.222 / 0 /
+0 / 0, mIoU 0.34).
 """
 
 import importlib.util
@@ -28,14 +31,14 @@ _spec = importlib.util.spec_from_file_location("ssgan_train_script", ROOT / "tra
 train = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train)
 
-STEPS, BATCH, LR = 900, 8, 0.004  # the training budget: 7.2 kimg of the tiny preset, twice the default lr
+STEPS, BATCH, LR = 900, 8, 0.004  # the budget: the default run (tiny, lr 0.004) for 900 of its 1200 steps
 N_EVAL = 256  # fixed latents for the measures
 MEASURED = (0, 1, 2, 3)  # background, face, eyes, mouth (glasses: a thin, partly transparent ring)
 SMALL = (2, 3)  # eyes and mouth: about 2 % of the pixels each
 MAX_FREQ_GAP = 0.05  # |generated − data| pixel frequency, every class
 MIN_SMALL_RATIO = 0.4  # generated eyes / mouth pixels ≥ this × the data's
 MIN_PRESENT = 0.5  # fraction of generated masks that contain eyes (mouth)
-MIN_MIOU = 0.5  # generated mask vs the classifier's reading of the generated image
+MIN_MIOU = 0.43  # generated mask vs the reader's reading of the generated image
 
 
 def data_batch(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,8 +62,8 @@ def miou(pred: torch.Tensor, target: torch.Tensor, classes: tuple[int, ...]) -> 
 
 
 def train_reader(k: int, size: int) -> nn.Module:
-    """A per-pixel classifier RGB → class (five 3×3 convs, receptive field 11 px), trained on the
-    built-in data (seed 1, unseen by the GAN's seed-0 items only by seed)."""
+    """A per-pixel classifier RGB → class (five 3×3 convs, receptive field 11 px), trained on
+    built-in items other than the GAN's (seed 1)."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
                         nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.ReLU(),
@@ -70,7 +73,10 @@ def train_reader(k: int, size: int) -> nn.Module:
     gen = torch.Generator().manual_seed(0)
     for _ in range(300):
         idx = torch.randint(len(img), (32,), generator=gen)
-        loss = F.cross_entropy(net(img[idx]), lab[idx])
+        x = img[idx]  # blurred by a random amount: generated images are smoother than the data
+        t = torch.rand(32, 1, 1, 1, generator=gen)
+        x = (1 - t) * x + t * F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        loss = F.cross_entropy(net(x), lab[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
