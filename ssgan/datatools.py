@@ -231,12 +231,23 @@ def format_report(report: Report) -> str:
     elif report.n_labels:
         lines.append(f"  classes: no classes.json; labels use 0..{report.max_label}: train with "
                      f"--seg-dim {report.max_label + 1} (or write {report.root}/classes.json with the names)")
+        unused = report.max_label + 1 - int((report.pixels > 0).sum())
+        if unused:
+            lines.append(f"  {unused} value(s) below {report.max_label} never appear: if {report.max_label} "
+                         f"marks 'ignore' pixels, map it to a class first")
+    else:
+        lines.append("  no labels/ folder: image-only data (domain adaptation; no segmentation branch)")
     if report.n_labels and len(report.good):
         total = max(1, int(report.pixels.sum()))
         n = len(report.good)
         width = max([len(n_) for n_ in info.names] + [5])
         lines.append(f"\n  {'k':>3}  {'class':<{width}}  {'pixels %':>8}  {'in images %':>11}  note")
-        for i in range(max(info.k, report.max_label + 1)):
+        rows = max(info.k, report.max_label + 1)
+        hidden = 0
+        for i in range(rows):
+            if rows > 32 and report.classes_file is None and report.pixels[i] == 0:
+                hidden += 1  # e.g. labels using 255 as "ignore": no 200 empty rows
+                continue
             name = info.names[i] if i < info.k else "?"
             note = []
             if i in info.transparent:
@@ -247,6 +258,8 @@ def format_report(report: Report) -> str:
                 note.append(f"beyond the {info.k} classes")
             lines.append(f"  {i:>3}  {name:<{width}}  {100 * report.pixels[i] / total:8.2f}  "
                          f"{100 * report.present[i] / n:11.1f}  {', '.join(note)}".rstrip())
+        if hidden:
+            lines.append(f"  ({hidden} class values below {rows} never appear and are not listed)")
     if report.problems:
         lines.append(f"\n  {len(report.problems)} problem(s) that would stop training:")
         lines += [f"  - {p}" for p in report.problems[:20]]

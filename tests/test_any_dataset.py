@@ -182,6 +182,8 @@ def test_classes_json_errors(tmp_path):
             read_classes(path)
     info = ClassInfo(tuple(NAMES))
     assert info.indices("EYES,7") == [2, 7]
+    # checkpoints without names (the official .pt): CelebAMask-HQ's for K = 13, class<k> otherwise
+    assert ClassInfo.from_meta({}, 13).names[7] == "hair" and ClassInfo.from_meta({}, 3).names[2] == "class2"
     with pytest.raises(ClassesError, match="out of range"):
         info.indices("8")
 
