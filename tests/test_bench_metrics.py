@@ -1,5 +1,7 @@
 """bench.metrics: the fast-vs-fp32 FID check (its verdict on CPU, and for real on CUDA)."""
 
+import json
+
 import pytest
 import torch
 
@@ -47,3 +49,14 @@ def test_fast_path_moves_fid_less_than_half_a_percent():
     ds = open_dataset(None, None, None, 256, G.config.seg_dim, length=1000)
     res = BM.fid_fast_vs_fp32(G, ds, extractor, 1000, 50, device)
     assert res["ok"], res
+
+
+def test_cpu_run_times_the_extractor_only(tmp_path):
+    out = tmp_path / "bench.json"
+    assert BM.main(["--device", "cpu", "--inception", "random", "--batch", "1", "--repeats", "1",
+                    "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    ex = report["extractor"]
+    assert ex["batch"] == 1 and ex["images_per_s_fp32"] > 0 and ex["process_cpu_seconds_per_image"] > 0
+    assert report["weights"]["format"].startswith("random weights") and "generation" not in report
+    assert "not made here" in report["note"]

@@ -11,7 +11,7 @@ requested metrics need (:class:`Probes`):
   coarse mask (argmax of the coarse mask, nearest-upsampled to the image size).
 
 Generated image ``i`` belongs to batch ``b = i // batch``; its z comes from a CPU generator
-seeded with (seed, b) and its noise from the global RNG re-seeded per batch inside
+seeded with s_b = 1 000 003·seed + 2b and its noise from the global RNG seeded with s_b + 1 inside
 ``torch.random.fork_rng`` (the caller's RNG state is untouched). Under torch.distributed, batch
 ``b`` runs on rank ``b % world`` and real item ``i`` on rank ``i % world``; every rank gets all
 probes (``all_gather_object``), so the result does not depend on the world size.
@@ -177,9 +177,10 @@ class MetricOptions:
             for b in batches:
                 size = min(self.batch, n - b * self.batch)
                 if b % world == rank:
-                    torch.manual_seed(self.seed * 1_000_003 + b)
-                    z = torch.randn(size, cfg.style_dim, generator=torch.Generator().manual_seed(
-                        self.seed * 1_000_003 + b)).to(self.device)
+                    batch_seed = self.seed * 1_000_003 + 2 * b
+                    z = torch.randn(size, cfg.style_dim, generator=torch.Generator().manual_seed(batch_seed))
+                    z = z.to(self.device)
+                    torch.manual_seed(batch_seed + 1)  # the render net's noise: not z's stream
                     amp = torch.autocast("cuda", torch.bfloat16) if self.fast else contextlib.nullcontext()
                     with amp:
                         out = G.synthesize(G.layout([z], truncation=self.truncation,
