@@ -18,7 +18,7 @@ SCRIPT = ROOT / "bench" / "gpu_session.sh"
 ENVELOPE = set(session.ENVELOPE)
 # What each stage of the script must leave (stages added later are held to the envelope only).
 STAGE_KEYS = {
-    "env": {"device", "ceilings", "parity", "parity_ok", "parity_shapes"},
+    "env": {"device", "ceilings", "parity", "parity_ok", "parity_shapes", "complete"},
     "kernels": {"device", "peak_tflops", "benchmarks", "timing", "complete"},
     "train_256": {"device", "peak_tflops", "benchmarks", "timing", "lazy_every", "complete"},
     "cuda_tests": {"summary", "counts", "failed", "exit_code", "complete"},
