@@ -92,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "complete": False}
     write_json(report, path)
     report["ceilings"] = ceilings(device, args.dry_run)
-    log(f"{report['device']['name']}: copy {report['ceilings']['copy_gb_per_s']:.0f} GB/s, "
-        f"bf16 matmul {report['ceilings']['bf16_matmul_tflops']:.1f} TFLOP/s")
+    log(f"{report['device']['name']}: copy {report['ceilings']['copy_gb_per_s']:.4g} GB/s, "
+        f"bf16 matmul {report['ceilings']['bf16_matmul_tflops']:.4g} TFLOP/s")
     write_json(report, path)
 
     def save(results):

@@ -97,7 +97,7 @@ def headline(report: dict) -> str:
                if not r.get("ok")]
         verdict = "ok" if report.get("parity_ok") else "FAILED " + ",".join(bad) if bad else "incomplete"
         return (f"{dev.get('name')} ({dev.get('sm_count')} SMs, driver {dev.get('driver')}): copy "
-                f"{_f(c.get('copy_gb_per_s'), '.0f')} GB/s, bf16 {_f(c.get('bf16_matmul_tflops'), '.0f')} "
+                f"{_f(c.get('copy_gb_per_s'), '.4g')} GB/s, bf16 {_f(c.get('bf16_matmul_tflops'), '.4g')} "
                 f"TFLOP/s; parity {verdict}")
     if k == "cuda_tests":
         return f"pytest -m cuda: {report.get('summary')}"

@@ -49,7 +49,7 @@ def test_dry_run_session(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "OUT")}
     env["PYTHON"] = sys.executable
     proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--out", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     after = sorted((ROOT / "bench" / "results").glob("*")) if (ROOT / "bench" / "results").exists() else []
     assert after == before, "a dry run must not write bench/results/"
