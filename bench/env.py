@@ -88,11 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     report: dict = {"dry_run": args.dry_run, "device": device_facts(device), "ceilings": None,
-                    "parity_shapes": parity.shapes(args.dry_run), "parity": {}, "parity_ok": None}
+                    "parity_shapes": parity.shapes(args.dry_run), "parity": {}, "parity_ok": None,
+                    "complete": False}
     write_json(report, path)
     report["ceilings"] = ceilings(device, args.dry_run)
-    log(f"{report['device']['name']}: copy {report['ceilings']['copy_gb_per_s']:.0f} GB/s, "
-        f"bf16 matmul {report['ceilings']['bf16_matmul_tflops']:.1f} TFLOP/s")
+    log(f"{report['device']['name']}: copy {report['ceilings']['copy_gb_per_s']:.4g} GB/s, "
+        f"bf16 matmul {report['ceilings']['bf16_matmul_tflops']:.4g} TFLOP/s")
     write_json(report, path)
 
     def save(results):
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = parity.run_all(device, args.dry_run, on_result=save, log=log)
     report["parity_ok"] = all(r["ok"] for per_dtype in results.values() for r in per_dtype.values())
+    report["complete"] = True
     write_json(report, path)
     log(f"parity {'ok' if report['parity_ok'] else 'FAILED'}; wrote {path}")
     return 0 if report["parity_ok"] else 1

@@ -61,7 +61,7 @@ stage() {  # stage NAME CAP_SECONDS COMMAND...
     [ "$mode" = gpu ] && [ -n "${OUT:-}" ] && copy=(--copy-to "$OUT")
     rm -f "$file"
     if [ "$limit" -lt "$MIN_STAGE" ]; then
-        echo "== $name: skipped (${left} s left, cap $cap s)"
+        echo "== $name: skipped ($((left > 0 ? left : 0)) s left, cap $cap s)"
         "$PY" -m bench.session finish "$name" "$file" --cap "$cap" --skipped "${dry[@]}" "${copy[@]}"
         return
     fi
@@ -93,5 +93,5 @@ else
     results=bench/results suffix="-$device-$(date +%F)"
 fi
 mkdir -p "$results" && logs=$(mktemp -d) || exit 1
-trap '"$PY" -m bench.session summary "$results" "$suffix" "${names[@]}"' EXIT
+trap '"$PY" -m bench.session summary "$results" --suffix="$suffix" "${names[@]}"' EXIT
 stages

@@ -455,9 +455,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--check", action="store_true",
                    help="first assert that triton matches the reference at these shapes")
     p.add_argument("--dry-run", action="store_true",
-                   help="CPU, toy shapes, host timer, no memory figures (set TRITON_INTERPRET=1): proves "
-                        "the command runs; NOT a benchmark")
-    return p.parse_args(argv)
+                   help="CPU, toy shapes, host timer, one call per case, no memory figures (set "
+                        "TRITON_INTERPRET=1): proves the command runs; NOT a benchmark")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.repeats, args.warmup = 1, 0
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:

@@ -3,7 +3,7 @@
 The shell script runs each stage as ``COMMAND --json FILE [--dry-run]`` under ``timeout``; then
 
     python -m bench.session finish NAME FILE --rc RC --cap S --wall S --log LOG [--dry-run] [--copy-to DIR]
-    python -m bench.session summary DIR SUFFIX NAME...     # the files DIR/<NAME><SUFFIX>.json
+    python -m bench.session summary DIR --suffix=SUFFIX NAME...   # the files DIR/<NAME><SUFFIX>.json
 
 ``finish`` adds the envelope to the stage's JSON (creating it when the stage left none, e.g.
 killed before its first write), rewrites it atomically and copies it to ``--copy-to`` ($OUT)::
@@ -97,7 +97,7 @@ def headline(report: dict) -> str:
                if not r.get("ok")]
         verdict = "ok" if report.get("parity_ok") else "FAILED " + ",".join(bad) if bad else "incomplete"
         return (f"{dev.get('name')} ({dev.get('sm_count')} SMs, driver {dev.get('driver')}): copy "
-                f"{_f(c.get('copy_gb_per_s'), '.0f')} GB/s, bf16 {_f(c.get('bf16_matmul_tflops'), '.0f')} "
+                f"{_f(c.get('copy_gb_per_s'), '.4g')} GB/s, bf16 {_f(c.get('bf16_matmul_tflops'), '.4g')} "
                 f"TFLOP/s; parity {verdict}")
     if k == "cuda_tests":
         return f"pytest -m cuda: {report.get('summary')}"
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument("--copy-to", type=Path, default=None)
     s = sub.add_parser("summary")
     s.add_argument("directory", type=Path)
-    s.add_argument("suffix")
+    s.add_argument("--suffix", required=True, help="file names are <name><suffix>.json")
     s.add_argument("names", nargs="+")
     args = p.parse_args(argv)
     if args.cmd == "finish":

@@ -159,8 +159,8 @@ def render_env(report: dict) -> str:
     lines = [f"Machine: {d.get('name')} (sm {d.get('capability')}, {d.get('sm_count')} SMs, "
              f"{_f(d.get('memory_gib'), '.0f')} GiB, driver {d.get('driver')}); Python {d.get('python')}, "
              f"torch {d.get('torch')}, Triton {d.get('triton')}, numpy {d.get('numpy')}, commit "
-             f"{str(d.get('commit'))[:12]}. Measured ceilings: copy {_f(c.get('copy_gb_per_s'), '.0f')} GB/s "
-             f"(read + write), bf16 matmul {_f(c.get('bf16_matmul_tflops'), '.0f')} TFLOP/s.", "",
+             f"{str(d.get('commit'))[:12]}. Measured ceilings: copy {_f(c.get('copy_gb_per_s'), '.4g')} GB/s "
+             f"(read + write), bf16 matmul {_f(c.get('bf16_matmul_tflops'), '.4g')} TFLOP/s.", "",
              "Parity against float64 (max relative error of the outputs / of the gradients; bound):", "",
              "| op | dtype | fwd | bwd | bound | ok |", "|---|---|---|---|---|---|"]
     for op, per in (report.get("parity") or {}).items():

@@ -60,12 +60,12 @@ def shared_bytes(fn, types: dict, consts: dict, warps: int, stages: int) -> int:
 
     CUDABackend.add_stages = add_stages
     try:
-        compile_sm90(fn, types, consts, warps, stages)
+        kernel = compile_sm90(fn, types, consts, warps, stages)
     except _Lowered as done:
         return done.shared
     finally:
         CUDABackend.add_stages = original
-    raise RuntimeError("the compiler did not reach the LLVM IR stage")
+    return kernel.metadata.shared  # found in Triton's cache: compiled earlier, no stage ran
 
 
 def fusion_types(dtype: str) -> tuple[dict, dict]:

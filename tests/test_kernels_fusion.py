@@ -224,36 +224,26 @@ def test_fuse_flops():
 
 
 _AOT_SCRIPT = r"""
-import collections, re
-import triton, triton.language as tl
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+import collections, re, sys
+sys.path.insert(0, sys.argv[1])  # tests/
+from aot_sm90 import compile_sm90, fusion_types
 import ssgan.kernels.fusion as fz
 
-def compile_sm90(fn, types, consts, warps, stages):
-    sig = {n: types.get(n, "constexpr") for n in fn.arg_names}
-    # the runtime's specialisation at paper shapes: 16-aligned pointers, P, F, C multiples of 16
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
-             if sig[n].startswith("*") or n in ("P", "F", "C", "BP", "CHUNK")}
-    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
-                       target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
+def wgmma_and_async_copies(k):
     ops = collections.Counter(re.findall(r"(ttn?g\.[a-z_]+)", k.asm["ttgir"]))
     return ops["ttng.warp_group_dot"], ops["ttg.async_copy_global_to_local"]
 
-dims = {"K": "i32", "P": "i32", "F": "i32", "C": "i32", "BP": "i32", "CHUNK": "i32"}
-for dt, mode, acc, at in (("bf16", 0, tl.float32, "*fp32"), ("fp32", 1, tl.float32, "*fp32")):
-    ptrs = {n: "*" + dt for n in ("h_ptr", "d_ptr", "v_ptr", "e_ptr", "out_ptr", "m_ptr", "g_ptr", "gh_ptr")}
-    types = {**dims, **ptrs, "cm_ptr": "*fp32", "t_ptr": "*fp32", "w_ptr": at, "gw_ptr": at, "pv_ptr": at,
-             "pe_ptr": at}
-    common = {"MODE": mode, "ACC": acc, "BLOCK_C": 64}
+for dt in ("bf16", "fp32"):
+    types, common = fusion_types(dt)
     got = [compile_sm90(fz._fwd_kernel, types, {**common, "HAS_MASK": True, "HAS_T": True, "KP": 16,
                                                 "BLOCK_P": 128, "BLOCK_F": 128}, 8, 3),
            compile_sm90(fz._bwd_h_kernel, types, {**common, "BLOCK_P": 128, "BLOCK_F": 64}, 4, 4),
            compile_sm90(fz._bwd_v_kernel, types, {**common, "BLOCK_F": 128, "BLOCK_R": 64}, 4, 4)]
+    got = [wgmma_and_async_copies(k) for k in got]
     print(dt, got)
     for n_wgmma, n_async in got:
         assert n_async > 0, "operand loads are not software-pipelined"
-        assert (n_wgmma > 0) == (mode == 0), "bf16 must use wgmma, fp32 (IEEE) must not"
+        assert (n_wgmma > 0) == (common["MODE"] == 0), "bf16 must use wgmma, fp32 (IEEE) must not"
 """
 
 
@@ -269,7 +259,8 @@ def test_kernels_compile_for_sm90_without_gpu():
     pytest.importorskip("triton.backends.nvidia")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, capture_output=True, text=True,
+    tests = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT, tests], env=env, capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
