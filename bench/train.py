@@ -63,9 +63,12 @@ class StepRunner:
     runs one step of ``train.py`` (D, lazy R1, G, lazy path length, EMA)."""
 
     def __init__(self, cfg: SSGANConfig, batch: int, device: str | torch.device, backend: str,
-                 precision: str, compile: bool, compile_backend: str = "inductor", seed: int = 0):
+                 precision: str, compile: bool, compile_backend: str = "inductor", seed: int = 0,
+                 tc: T.TrainConfig | None = None, ops: tuple[str, ...] | None = None):
+        """``ops``: the ops that run on ``backend`` (None: all; see ``ssgan.kernels.set_backend``)."""
         self.cfg, self.batch, self.device, self.backend = cfg, batch, torch.device(device), backend
-        self.tc = T.TrainConfig()
+        self.ops = ops
+        self.tc = tc or T.TrainConfig()
         torch.manual_seed(seed)
         self.G = SemanticGenerator(cfg).to(self.device).train()
         self.D = DualBranchDiscriminator(cfg).to(self.device).train()
@@ -113,7 +116,7 @@ class StepRunner:
 
     def iteration(self, i: int) -> None:
         T.configure_precision(self.precision)
-        with use_backend(self.backend):
+        with use_backend(self.backend, self.ops):
             self.d()
             if i % self.tc.d_reg_every == 0:
                 self.r1()
@@ -126,7 +129,7 @@ class StepRunner:
         """FLOPs of one step of each kind (FlopCounterMode) and the amortised iteration."""
         out = {}
         T.configure_precision(self.precision)
-        with use_backend(self.backend):
+        with use_backend(self.backend, self.ops):
             for name in ("d", "r1", "g", "pl"):
                 with FlopCount() as counter:
                     getattr(self, name)()
