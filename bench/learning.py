@@ -4,7 +4,7 @@ both paths, then the same mask measures on what each learned.
 Usage (from the repository root)::
 
     python -m bench.learning                    # CUDA: tiny preset, 32 px, batch 16, 16 kimg per path
-    python -m bench.learning --device cpu       # CPU: 16 px tiny model, a small budget (see below)
+    TRITON_INTERPRET=1 python -m bench.learning --device cpu   # CPU: 16 px, 10 steps (see below)
 
 * ``reference``: ``SSGAN_BACKEND=reference`` ops, fp32 (no TF32), eager;
 * ``fast``: the Triton ops, bf16 autocast (fp32 weights and losses), the D- and G-step forwards
@@ -14,9 +14,10 @@ Both paths start from the same initial weights (seed), see the same batches of t
 dataset (``SyntheticFaces``, the sampler of ``train.py``) and draw their latents from identically
 seeded generators; each iteration is ``train.py``'s (``bench.train.StepRunner``: D, lazy R1, G,
 lazy path length, G-EMA). On CPU the fast path runs under ``TRITON_INTERPRET=1`` with the
-``aot_eager`` compile backend, and only ``fuse`` and ``grouped_mlp`` use Triton (the interpreter
-needs about a second per FIR call, so ``upfirdn2d`` and ``bias_act`` stay on the reference ops);
-the model is the tiny preset at 16 px. The two paths' trajectories diverge after the first
+``aot_eager`` compile backend and only ``fuse`` on Triton (``--triton-ops``; under the interpreter
+``upfirdn2d`` needs about a second per call and ``grouped_mlp``'s bf16 emulation minutes per
+step), on the tiny preset at 16 px for 10 steps of batch 4 (~40 s per step with ``fuse``, plus
+~2.5 min of compilation, on a busy 2-core machine). The two paths' trajectories diverge after the first
 rounding difference (a GAN is chaotic), so what must agree is what they learn, not the weights:
 
 Mask measures (:func:`mask_measures`, on G-EMA and on G, fixed latents, fixed noise):
@@ -197,7 +198,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--kimg", type=float, default=None,
-                   help="images shown to D per path, in thousands (default: 16 on CUDA, 0.16 on CPU)")
+                   help="images shown to D per path, in thousands (default: 16 on CUDA, 0.04 on CPU)")
     p.add_argument("--batch", type=int, default=None, help="default: 16 on CUDA, 4 on CPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-eval", type=int, default=None,
@@ -231,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(1)  # as train.py on CPU: the tiny model's ops are too small for more
     cfg = preset("tiny") if cuda else CPU_CONFIG
     batch = args.batch or (16 if cuda else 4)
-    kimg = args.kimg if args.kimg is not None else (16.0 if cuda else 0.16)
+    kimg = args.kimg if args.kimg is not None else (16.0 if cuda else 0.04)
     steps = max(1, round(kimg * 1000 / batch))
     n_eval = args.n_eval or (512 if cuda else 64)
     seed_spread = cuda if args.seed_spread is None else args.seed_spread
