@@ -82,8 +82,10 @@ class StepRunner:
 
     def __init__(self, cfg: SSGANConfig, batch: int, device: str | torch.device, backend: str,
                  precision: str, compile: bool, compile_backend: str = "inductor", seed: int = 0,
-                 tc: T.TrainConfig | None = None):
+                 tc: T.TrainConfig | None = None, ops: tuple[str, ...] | None = None):
+        """``ops``: the ops that run on ``backend`` (None: all; see ``ssgan.kernels.set_backend``)."""
         self.cfg, self.batch, self.device, self.backend = cfg, batch, torch.device(device), backend
+        self.ops = ops
         self.tc = tc or T.TrainConfig()
         torch.manual_seed(seed)
         self.G = SemanticGenerator(cfg).to(self.device).train()
@@ -134,7 +136,7 @@ class StepRunner:
         """Iteration ``i``; ``clock`` (optional) is marked at the start of each phase and at the end."""
         mark = clock.mark if clock is not None else (lambda phase: None)
         T.configure_precision(self.precision)
-        with use_backend(self.backend):
+        with use_backend(self.backend, self.ops):
             mark("d")
             self.d()
             if i % self.tc.d_reg_every == 0:
@@ -158,7 +160,7 @@ class StepRunner:
         """FLOPs of one step of each kind (FlopCounterMode) and the amortised iteration."""
         out = {}
         T.configure_precision(self.precision)
-        with use_backend(self.backend):
+        with use_backend(self.backend, self.ops):
             for name in ("d", "r1", "g", "pl"):
                 with FlopCount() as counter:
                     getattr(self, name)()

@@ -349,7 +349,7 @@ def bias_act(
     The Triton path returns x's dtype (the reference promotes a bf16 x with an fp32 bias to
     fp32). It takes noise broadcastable to (N, 1, *S); noise with a channel axis, gain <= 0,
     a negative slope or unsupported dtypes/devices use the reference maths."""
-    if backend_for(x) != "triton" or not _triton_supported(x, bias, noise, noise_weight,
+    if backend_for(x, "bias_act") != "triton" or not _triton_supported(x, bias, noise, noise_weight,
                                                            negative_slope, gain):
         return bias_act_reference(x, bias, noise, noise_weight, negative_slope, gain)
     if noise is not None:

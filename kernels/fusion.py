@@ -547,6 +547,6 @@ def fuse(
     transparent: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`fuse_reference`'s maths with the backend chosen by :mod:`.backend`."""
-    if backend_for(h) == "triton":
+    if backend_for(h, "fuse") == "triton":
         return torch.ops.ssgan.fuse(h, depth, feat_weight, feat_bias, composition_mask, transparent)
     return fuse_reference(h, depth, feat_weight, feat_bias, composition_mask, transparent)

@@ -528,7 +528,7 @@ def grouped_mlp(
     """:func:`grouped_mlp_reference`'s maths with the backend chosen by :mod:`.backend`:
     ``triton`` runs the ``ssgan::grouped_mlp`` custom op (fused kernels, differentiable twice),
     ``reference`` the plain PyTorch version."""
-    if backend_for(x) == "triton":
+    if backend_for(x, "grouped_mlp") == "triton":
         return torch.ops.ssgan.grouped_mlp(x, weight, bias, depth_weight, depth_bias,
                                            int(depth_layer), bool(detach_texture))
     return grouped_mlp_reference(x, weight, bias, depth_weight, depth_bias, depth_layer, detach_texture)

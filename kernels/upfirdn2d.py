@@ -280,7 +280,7 @@ def upfirdn2d(
     The Triton path takes 4-D floating x on CUDA (or CPU under ``TRITON_INTERPRET=1``) and a
     constant 2-D filter; a filter that requires grad uses the reference maths."""
     x0, x1, y0, y1 = _pad4(pad)
-    if (backend_for(x) != "triton" or x.ndim != 4 or kernel.ndim != 2 or up < 1 or down < 1
+    if (backend_for(x, "upfirdn2d") != "triton" or x.ndim != 4 or kernel.ndim != 2 or up < 1 or down < 1
             or x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
             or not (x.is_cuda or _interpreting())
             or (kernel.requires_grad and torch.is_grad_enabled())):
