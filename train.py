@@ -14,8 +14,9 @@ transparent classes, see ``ssgan.classes``), then one flag per SSGANConfig field
 classes.json and a flag that disagree, or anything that differs from a resumed / ``--init``
 checkpoint's configuration, is a one-line error. The class names go into the checkpoints.
 
-The whole loop is in :func:`main`; the pieces (losses, steps, EMA, data order, RNG capture, DDP,
-logging) live in ``ssgan.training`` and ``ssgan.losses``. One step ``i`` (0-based) is, as in the
+The whole loop is in :func:`main`; the pieces live in ``ssgan.training`` (steps, EMA, optimisers),
+``ssgan.losses``, ``ssgan.loader`` (data order), ``ssgan.rng`` (RNG capture), ``ssgan.distributed``
+(DDP) and ``ssgan.rundir`` (logs, checkpoint rotation, samples). One step ``i`` (0-based) is, as in the
 official script: D step; R1 when ``i % d_reg_every == 0``; G step; path length when
 ``i % g_reg_every == 0``; EMA. The ``step`` in ``stats.jsonl`` and in checkpoint names counts
 completed steps (step N is logged after index i = N − 1).
@@ -27,7 +28,7 @@ log steps as long as drawing stays under ~5 % of the run's time, and at the end)
 rank's RNG states, mean path length and last loss values; the newest ``--keep`` are kept).
 
 Reproducibility: the batch of step s depends only on (seed, s, global batch) (see
-``StepBatchSampler``), all other randomness comes from seeded torch generators whose states are
+``ssgan.loader.StepBatchSampler``), all other randomness comes from seeded torch generators whose states are
 checkpointed, so ``--resume`` reproduces an uninterrupted run exactly on CPU with the same world
 size. Ctrl-C finishes the current step (under torchrun: up to the next log step, where the ranks
 agree to stop), writes a checkpoint and exits (a second Ctrl-C aborts at
@@ -73,10 +74,30 @@ from ssgan.classes import ClassInfo, classes_overrides, default_names, find_clas
 from ssgan.config import PRESETS, add_config_flags, config_overrides, preset, resolve_config
 from ssgan.data import DatasetError, images_to_float, label_to_mask, open_dataset
 from ssgan.discriminator import DualBranchDiscriminator
+from ssgan.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    broadcast_module,
+    cleanup_distributed,
+    gather_objects,
+    init_distributed,
+    sync_grads,
+)
 from ssgan.generator import SemanticGenerator
+from ssgan.loader import make_step_loader
 from ssgan.metrics import MetricError
 from ssgan.metrics.training_metrics import TrainingMetrics, default_metrics
 from ssgan.plot import CurveWriter
+from ssgan.rng import capture_rng, rank_seed, restore_rng, seed_everything
+from ssgan.rundir import (
+    JsonlLogger,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    peak_memory_mb,
+    rotate_checkpoints,
+    write_samples,
+)
 from ssgan.tensorboard_log import TensorBoardLog, TensorBoardMissing
 
 # ----- defaults (the paper's hyper-parameters live in ssgan.training.TrainConfig) -------------
@@ -208,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"batch is split evenly across ranks", file=sys.stderr)
         return 2
     try:
-        info = T.init_distributed(args.device)
+        info = init_distributed(args.device)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -228,10 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         torch.set_num_threads(threads)
-        T.cleanup_distributed()
+        cleanup_distributed()
 
 
-def train(args: argparse.Namespace, info: T.DistInfo) -> int:
+def train(args: argparse.Namespace, info: DistInfo) -> int:
     device, rank, world = info.device, info.rank, info.world_size
     say = print if info.is_main else (lambda *a, **k: None)
 
@@ -249,8 +270,8 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                          f"discriminator's minibatch-stddev group); pick another --batch")
     out = Path(args.out or f"runs/{args.preset or DEFAULT_PRESET}")
     ckpt_dir = out / "checkpoints"
-    resume_path = T.latest_checkpoint(ckpt_dir) if args.resume else None
-    if not args.resume and T.list_checkpoints(ckpt_dir):
+    resume_path = latest_checkpoint(ckpt_dir) if args.resume else None
+    if not args.resume and list_checkpoints(ckpt_dir):
         raise TrainError(f"{out} already holds checkpoints; pass --resume to continue that run or "
                          f"choose another --out")
     if args.resume and resume_path is None:
@@ -305,7 +326,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     if not use_seg:
         say("image-only data: D sees images only; no R1 on masks; no mask loss")
 
-    T.seed_everything(args.seed)  # identical initial weights on every rank
+    seed_everything(args.seed)  # identical initial weights on every rank
     G, D, G_ema = SemanticGenerator(cfg), DualBranchDiscriminator(cfg), SemanticGenerator(cfg)
     if src is not None:
         g_src = src.g if src.g is not None else src.g_ema
@@ -322,9 +343,9 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     T.copy_buffers(G_ema, G)  # constants: once here, not every EMA step
     G, D, G_ema = G.to(device).train(), D.to(device).train(), G_ema.to(device).eval()
     T.requires_grad(G_ema, False)
-    T.broadcast_module(G)
-    T.broadcast_module(D)
-    T.broadcast_module(G_ema)
+    broadcast_module(G)
+    broadcast_module(D)
+    broadcast_module(G_ema)
     g_params = T.trainable_params(G, tc.freeze_local)
     ema_modules = T.ema_modules(tc.freeze_local)
     d_params = list(D.parameters())
@@ -336,10 +357,10 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
 
     # ----- training state: step, RNGs, running values ------------------------------------------
     start = 0
-    gen = torch.Generator(device).manual_seed(T.rank_seed(args.seed, rank))
-    decide = gen if device.type == "cpu" else torch.Generator().manual_seed(T.rank_seed(args.seed, rank) + 1)
+    gen = torch.Generator(device).manual_seed(rank_seed(args.seed, rank))
+    decide = gen if device.type == "cpu" else torch.Generator().manual_seed(rank_seed(args.seed, rank) + 1)
     gens = {"z": gen} if decide is gen else {"z": gen, "decide": decide}
-    T.seed_everything(T.rank_seed(args.seed + 1, rank))
+    seed_everything(rank_seed(args.seed + 1, rank))
     mean_path_length = torch.zeros((), device=device)
     losses = T.initial_losses(device)
     if ck is not None:
@@ -363,14 +384,14 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
         saved_world = int(ck.meta.get("world_size", 1))
         if saved_world == world and any(k.startswith(prefix + "rng.") for k in ck.tensors):
             sub = {k[len(prefix):]: v for k, v in ck.tensors.items() if k.startswith(prefix)}
-            T.restore_rng({k[4:]: v for k, v in sub.items() if k.startswith("rng.")}, gens)
+            restore_rng({k[4:]: v for k, v in sub.items() if k.startswith("rng.")}, gens)
             mean_path_length = sub["mean_path_length"].to(device)
             losses = {k: sub[f"loss.{k}"].to(device) for k in T.LOSS_KEYS}
         else:
             say(f"note: {resume_path} was written by {saved_world} ranks; RNGs reseeded, so the "
                 f"continuation is not bit-identical to an uninterrupted run")
-            gen.manual_seed(T.rank_seed(args.seed + start, rank))
-            T.seed_everything(T.rank_seed(args.seed + start + 1, rank))
+            gen.manual_seed(rank_seed(args.seed + start, rank))
+            seed_everything(rank_seed(args.seed + start + 1, rank))
             mean_path_length = ck.tensors.get("rank0.mean_path_length", mean_path_length).to(device)
         say(f"resuming from {resume_path} at step {start}")
     del ck, init, src
@@ -380,16 +401,16 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
 
     workers = args.workers if args.workers is not None else (
         0 if device.type == "cpu" else min(8, max(1, (os.cpu_count() or 1) // world)))
-    loader = T.make_step_loader(dataset, args.batch, rank=rank, world_size=world, seed=args.seed,
+    loader = make_step_loader(dataset, args.batch, rank=rank, world_size=world, seed=args.seed,
                                 start_step=start, hflip=args.hflip, workers=workers,
                                 pin_memory=device.type == "cuda")
     batches = iter(loader)
     sample_z = torch.randn(args.n_sample, cfg.style_dim,
                            generator=torch.Generator().manual_seed(args.seed)).to(device)
     path_batch = max(1, per_rank // tc.path_batch_shrink)
-    sync = T.sync_grads if info.enabled else None
+    sync = sync_grads if info.enabled else None
     tracker = T.NonFiniteTracker(device)
-    logger = T.JsonlLogger(out / "stats.jsonl", resume_step=start) if info.is_main else None
+    logger = JsonlLogger(out / "stats.jsonl", resume_step=start) if info.is_main else None
     curves = CurveWriter(out) if info.is_main else None  # out/curves.png, redrawn at log steps
     try:
         tb = TensorBoardLog(out) if args.tensorboard and info.is_main else None
@@ -399,7 +420,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
     metrics = None if names == "none" else TrainingMetrics(
         names, args.metrics_every, out, G_ema, dataset, device, 4 * per_rank, inception=args.inception,
         seed=args.seed, resume_step=start, is_main=info.is_main, say=tqdm.write)
-    last_good = [T.latest_checkpoint(ckpt_dir)]
+    last_good = [latest_checkpoint(ckpt_dir)]
     meta = {"args": {k: v for k, v in vars(args).items()}, "train": tc.to_dict(), "world_size": world,
             "global_batch": args.batch, "seed": args.seed, "classes": classes.to_meta()}
 
@@ -409,14 +430,14 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
             raise non_finite(bad)
         state = {"mean_path_length": mean_path_length.detach().cpu(),
                  **{f"loss.{k}": v.detach().cpu() for k, v in losses.items()},
-                 **{f"rng.{k}": v for k, v in T.capture_rng(gens).items()}}
-        per_rank_states = T.gather_objects(state)
+                 **{f"rng.{k}": v for k, v in capture_rng(gens).items()}}
+        per_rank_states = gather_objects(state)
         if info.is_main:
             tensors = {f"rank{r}.{k}": v for r, s in enumerate(per_rank_states) for k, v in s.items()}
-            path = save_checkpoint(T.checkpoint_path(ckpt_dir, step), cfg, g_ema=G_ema, g=G, d=D,
+            path = save_checkpoint(checkpoint_path(ckpt_dir, step), cfg, g_ema=G_ema, g=G, d=D,
                                    g_optim=g_optim, d_optim=d_optim, step=step, tensors=tensors,
                                    meta=meta)
-            T.rotate_checkpoints(ckpt_dir, args.keep)
+            rotate_checkpoints(ckpt_dir, args.keep)
             last_good[0] = path
 
     def non_finite(bad: tuple[int, list[str]] | None) -> NonFiniteError:
@@ -480,7 +501,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
             last = step == args.steps
 
             if step % args.log_every == 0 or last:
-                values = T.all_reduce_mean(torch.stack([losses[k].float() for k in T.LOSS_KEYS])).tolist()
+                values = all_reduce_mean(torch.stack([losses[k].float() for k in T.LOSS_KEYS])).tolist()
                 bad = tracker.first_bad(reduce_min=True)
                 if bad is not None:
                     raise non_finite(bad)
@@ -489,7 +510,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                 rec = {"step": step, "kimg": step * args.batch / 1000,
                        **{k: v for k, v in zip(T.LOSS_KEYS, values, strict=True)},
                        "sec_per_kimg": (now - t_last) / kimg_delta,
-                       "peak_mem_mb": T.peak_memory_mb(device)}
+                       "peak_mem_mb": peak_memory_mb(device)}
                 if fwd.compile:  # must stay constant after the first step: no recompiles
                     rec["compiled_graphs"] = T.compiled_graphs()
                 t_last, step_last = now, step
@@ -501,7 +522,7 @@ def train(args: argparse.Namespace, info: T.DistInfo) -> int:
                 bar.set_postfix_str(f"kimg {rec['kimg']:.2f} d {rec['d']:.3f} g {rec['g']:.3f} "
                                     f"mask {rec['mask']:.3f} {rec['sec_per_kimg']:.0f} s/kimg")
             if info.is_main and (step % args.sample_every == 0 or last):
-                png = T.write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png",
+                png = write_samples(G_ema, sample_z, out / "samples" / f"{step:07d}.png",
                                       colors=classes.palette())
                 if tb is not None:
                     tb.image(png, step)

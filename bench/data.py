@@ -5,7 +5,7 @@ Usage (from the repository root; runs on any machine, CPU only)::
     python -m bench.data [--json OUT.json] [--sizes 256,512] [--n 24] [--batches 12] [--flops-from OLD.json]
 
 Per training resolution (256, 512) and source, the images per second that ONE loader process
-delivers through the training loader (:func:`ssgan.training.make_step_loader` with
+delivers through the training loader (:func:`ssgan.loader.make_step_loader` with
 ``workers=0``: decode, resize, random flip, collate into uint8 batches — exactly what each
 worker process does), measured on this machine per second of the process's CPU time (a worker
 with a core of its own; ``images_per_s_wall`` is per second of wall time, lower on a shared
@@ -16,7 +16,7 @@ machine):
 * ``cache``: ``--cache`` (:class:`ssgan.data.CachedDataset`: decoded once into memory; the rate
   is then slicing, flipping and collating).
 
-The items are :class:`ssgan.data.SyntheticFaces` (13 classes) written as files. The report also
+The items are :class:`ssgan.synthetic.SyntheticFaces` (13 classes) written as files. The report also
 states the bytes one item takes through pinned memory (uint8 image + label) against the float32
 image + one-hot mask the loader shipped before.
 
@@ -46,9 +46,10 @@ from PIL import Image
 
 from bench.kernels import PEAK_TFLOPS, write_json
 from bench.timing import environment
-from ssgan import training as T
 from ssgan.config import preset
-from ssgan.data import CachedDataset, FolderDataset, SyntheticFaces
+from ssgan.data import CachedDataset, FolderDataset
+from ssgan.loader import make_step_loader
+from ssgan.synthetic import SyntheticFaces
 
 SOURCES = ("png", "jpeg", "cache")
 PRESET_FOR = {256: "celeba-256", 512: "celeba-512"}
@@ -77,7 +78,7 @@ def loader_rate(dataset, batch: int, batches: int) -> dict[str, float]:
     """Images/s of one process running the training loader (random flips on), after one batch:
     per second of wall time (``wall``) and per second of this process's CPU time (``cpu``: what a
     worker with a core to itself delivers; on a shared machine the wall rate is lower)."""
-    it = iter(T.make_step_loader(dataset, batch, seed=0, hflip=True, workers=0))
+    it = iter(make_step_loader(dataset, batch, seed=0, hflip=True, workers=0))
     next(it)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(batches):

@@ -60,8 +60,10 @@ from bench.timing import environment
 from bench.train import StepRunner
 from ssgan import training as T
 from ssgan.config import SSGANConfig, preset
-from ssgan.data import SyntheticFaces, label_to_mask
+from ssgan.data import label_to_mask
 from ssgan.generator import SemanticGenerator
+from ssgan.loader import make_step_loader
+from ssgan.synthetic import SyntheticFaces
 
 PATHS = {
     "reference": {"backend": "reference", "precision": "fp32", "compile": False},
@@ -176,7 +178,7 @@ def train_path(path: str, cfg: SSGANConfig, tc: T.TrainConfig, dataset: Syntheti
     runner = StepRunner(cfg, batch, device, opts["backend"], opts["precision"], opts["compile"],
                         compile_backend=compile_backend, seed=seed, tc=tc,
                         ops=ops if opts["backend"] == "triton" else None)
-    loader = T.make_step_loader(dataset, batch, seed=seed, workers=0, pin_memory=device.type == "cuda")
+    loader = make_step_loader(dataset, batch, seed=seed, workers=0, pin_memory=device.type == "cuda")
     t0 = time.perf_counter()
     every = max(1, steps // 10)
     for i, item in zip(range(steps), loader):

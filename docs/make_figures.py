@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ssgan.config import preset
-from ssgan.data import SyntheticFaces
-from ssgan.training import SAMPLE_MIN_PIXELS
+from ssgan.rundir import SAMPLE_MIN_PIXELS
+from ssgan.synthetic import SyntheticFaces
 from ssgan.visualize import PALETTE, grid, resize_nearest, save_png
 
 

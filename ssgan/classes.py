@@ -26,7 +26,7 @@ import numpy as np
 from ssgan import visualize as V
 from ssgan.config import parse_class_list
 
-#: CelebAMask-HQ's classes in the order of SPEC.md (and of ``ssgan.data.CELEBAMASK_PARTS``).
+#: CelebAMask-HQ's classes in the order of SPEC.md (and of ``ssgan.celebamask.CELEBAMASK_PARTS``).
 CELEBAMASK_NAMES: tuple[str, ...] = (
     "background", "skin", "eyes", "brows", "mouth", "nose", "ears", "hair", "neck", "cloth",
     "eyeglasses", "hat", "earrings",

@@ -1,7 +1,8 @@
-"""Training data: a built-in procedural dataset, image/label folders, a fast loader, and the
-CelebAMask-HQ label converter.
+"""Training data: image/label folders, an in-memory cache, :func:`open_dataset` and the
+``python -m ssgan.data`` command line. The built-in procedural dataset is in :mod:`ssgan.synthetic`,
+the CelebAMask-HQ label converter in :mod:`ssgan.celebamask`.
 
-Every dataset here yields a dict per item (SPEC.md, "Training"):
+Every dataset here and in :mod:`ssgan.synthetic` yields a dict per item (SPEC.md, "Training"):
 
 * ``'image'``: float tensor ``(3, H, W)`` scaled to ``[-1, 1]``;
 * ``'mask'``: float tensor ``(K, H, W)``, the label one-hot per class, scaled to ``[-1, 1]``
@@ -11,7 +12,7 @@ Every dataset here yields a dict per item (SPEC.md, "Training"):
 Image-only data (:class:`FolderDataset` with ``labels=None``, used for domain adaptation) yields
 ``'image'`` alone: the keys ``'mask'`` and ``'label'`` are absent.
 
-The training loader (:func:`ssgan.training.make_step_loader`) ships leaner items: a uint8 image
+The training loader (:func:`ssgan.loader.make_step_loader`) ships leaner items: a uint8 image
 ``(3, H, W)`` and a uint8 label, a quarter and a 4K-th of the float bytes; the loop turns them
 into the above on the device with :func:`images_to_float` and :func:`label_to_mask`.
 
@@ -26,7 +27,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -39,14 +39,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
-    "CELEBAMASK_PARTS",
     "IMAGE_SUFFIXES",
     "CachedDataset",
     "DatasetError",
     "FolderDataset",
-    "SyntheticFaces",
-    "celebamask_labels",
-    "export_synthetic",
     "images_to_float",
     "label_to_mask",
     "main",
@@ -152,202 +148,6 @@ class _ItemDataset(Dataset):
         image, label = self._load(index)
         flip = self.hflip and bool(torch.rand(()) < 0.5)
         return _to_item(image, label, self.seg_dim, flip)
-
-
-# ------------------------------------------------------------------------------------------------
-# Built-in procedural dataset
-# ------------------------------------------------------------------------------------------------
-
-
-def _value_noise(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cells: int) -> np.ndarray:
-    """Smooth noise, roughly N(0, 1), defined on the unit square (so resolution independent):
-    random values on a ``(cells+1)^2`` lattice, interpolated bicubically-smooth between them."""
-    lattice = rng.standard_normal((cells + 1, cells + 1))
-    gx, gy = x * cells, y * cells
-    x0 = np.clip(np.floor(gx).astype(np.int64), 0, cells - 1)
-    y0 = np.clip(np.floor(gy).astype(np.int64), 0, cells - 1)
-    fx, fy = gx - x0, gy - y0
-    fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-    top = lattice[y0, x0] * (1 - fx) + lattice[y0, x0 + 1] * fx
-    bottom = lattice[y0 + 1, x0] * (1 - fx) + lattice[y0 + 1, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
-def _stripes(x: np.ndarray, y: np.ndarray, angle: float, period: float, phase: float) -> np.ndarray:
-    """A sine stripe pattern in [-1, 1] (period in image-width units)."""
-    t = x * math.cos(angle) + y * math.sin(angle)
-    return np.sin(2 * math.pi * t / period + phase)
-
-
-class SyntheticFaces(_ItemDataset):
-    """Procedural "faces" for tests and CPU training: no download, any resolution.
-
-    Item ``i`` is drawn from a NumPy generator seeded with ``(seed, i)`` only, so it is
-    reproducible and independent of the global RNGs and of worker processes. Shapes are evaluated
-    analytically at the pixel centres of a ``size x size`` grid over the unit square, so
-    32 px and 256 px items show the same scene.
-
-    Classes (``seg_dim`` = K >= 5; fewer raises ``ValueError``):
-
-    * 0 background: a two-colour linear gradient plus smooth noise;
-    * 1 face: a large rotated ellipse, skin tone with jitter, shading and a fine noise texture;
-    * 2 eyes: two dark discs with a radial gradient;
-    * 3 mouth: a horizontal ellipse, reddish, with horizontal stripes;
-    * 4 glasses (present in ~60 % of items): two rings and a bridge whose colour is
-      alpha-blended (alpha 0.45..0.75) over what lies below while its label wins: the
-      partly transparent class (``tiny`` preset: ``transparent_dims=(4,)``);
-    * 5 .. K-1 (when K > 5): extra striped shapes (rotated rectangles, triangles, discs) at random
-      places, each present in ~70 % of items, behind or in front of the face.
-
-    ``hflip``: flip each item horizontally with probability 1/2 (torch RNG).
-    """
-
-    MIN_CLASSES = 5
-
-    def __init__(self, size: int, length: int, seed: int = 0, seg_dim: int = 5, hflip: bool = False):
-        if seg_dim < self.MIN_CLASSES:
-            raise ValueError(
-                f"SyntheticFaces draws {self.MIN_CLASSES} classes (background, face, eyes, mouth, "
-                f"glasses) and needs seg_dim >= {self.MIN_CLASSES}, got seg_dim={seg_dim}"
-            )
-        if seg_dim > 256:
-            raise ValueError(f"seg_dim={seg_dim} is too large (labels are stored as uint8, at most 256)")
-        if size < 1 or length < 1:
-            raise ValueError(f"need size >= 1 and length >= 1, got size={size}, length={length}")
-        self.size, self.length, self.seed, self.seg_dim = int(size), int(length), int(seed), int(seg_dim)
-        self.hflip = bool(hflip)
-        self.has_labels = True
-        c = (np.arange(self.size, dtype=np.float64) + 0.5) / self.size
-        self._y, self._x = np.meshgrid(c, c, indexing="ij")
-
-    def __len__(self) -> int:
-        return self.length
-
-    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.render(index)
-
-    def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Item ``index`` as (uint8 image ``(H, W, 3)``, uint8 label ``(H, W)``), unflipped."""
-        rng = np.random.default_rng([self.seed, int(index)])
-        x, y = self._x, self._y
-        u = rng.uniform
-        img = np.empty((self.size, self.size, 3))
-        label = np.zeros((self.size, self.size), dtype=np.uint8)
-
-        def paint(region: np.ndarray, k: int, colour: np.ndarray) -> None:
-            label[region] = k
-            img[region] = colour[region]
-
-        # 0: background gradient + smooth noise.
-        c0, c1 = u(0.05, 0.95, 3), u(0.05, 0.95, 3)
-        angle = u(0, 2 * math.pi)
-        t = np.clip((x - 0.5) * math.cos(angle) + (y - 0.5) * math.sin(angle) + 0.5, 0, 1)[..., None]
-        img[:] = c0 * (1 - t) + c1 * t + 0.06 * _value_noise(rng, x, y, 6)[..., None]
-
-        # Extra classes 5..K-1: parameters now, painted behind or in front of the face.
-        extras = [self._extra_shape(rng, k) for k in range(self.MIN_CLASSES, self.seg_dim)]
-        for region, k, colour, behind in extras:
-            if region is not None and behind:
-                paint(region, k, colour)
-
-        # 1: face ellipse in a rotated frame (fx, fy: face-local coordinates in units of a, b).
-        cx, cy = 0.5 + u(-0.1, 0.1), 0.52 + u(-0.08, 0.08)
-        a, b, rot = u(0.24, 0.32), u(0.30, 0.38), u(-0.35, 0.35)
-        cos, sin = math.cos(rot), math.sin(rot)
-        fx = ((x - cx) * cos + (y - cy) * sin) / a
-        fy = (-(x - cx) * sin + (y - cy) * cos) / b
-        r2 = fx * fx + fy * fy
-        tones = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.52], [0.70, 0.50, 0.36], [0.45, 0.31, 0.22]])
-        skin = tones[rng.integers(len(tones))] + u(-0.06, 0.06, 3)
-        skin_col = skin * (1.08 - 0.3 * r2)[..., None] + 0.04 * _value_noise(rng, x, y, 24)[..., None]
-        paint(r2 <= 1, 1, skin_col)
-
-        def to_image(lx: float, ly: float) -> tuple[float, float]:
-            """Face-local (units of a, b) -> image coordinates."""
-            return cx + lx * a * cos - ly * b * sin, cy + lx * a * sin + ly * b * cos
-
-        # 2: eyes.
-        eye_y, eye_dx, eye_r = u(-0.28, -0.12), u(0.32, 0.45), u(0.045, 0.065)
-        eye_col = u(0.02, 0.3, 3)
-        eyes = [to_image(s * eye_dx, eye_y) for s in (-1, 1)]
-        for ex, ey in eyes:
-            d = np.sqrt((x - ex) ** 2 + (y - ey) ** 2)
-            paint(d <= eye_r, 2, eye_col * (0.5 + 0.7 * d / eye_r)[..., None])
-
-        # 3: mouth, a horizontal ellipse (in the face frame) with horizontal stripes.
-        mx, my = to_image(u(-0.08, 0.08), u(0.35, 0.55))
-        mw, mh = u(0.3, 0.5) * a, u(0.035, 0.06)
-        mu = ((x - mx) * cos + (y - my) * sin) / mw
-        mv = (-(x - mx) * sin + (y - my) * cos) / mh
-        mouth_col = np.array([u(0.55, 0.9), u(0.08, 0.3), u(0.12, 0.35)])
-        stripes = _stripes(x, y, rot + math.pi / 2, u(0.025, 0.045), u(0, 2 * math.pi))
-        paint(mu * mu + mv * mv <= 1, 3, mouth_col * (1 + 0.18 * stripes)[..., None])
-
-        for region, k, colour, behind in extras:
-            if region is not None and not behind:
-                paint(region, k, colour)
-
-        # 4: glasses: rings around the eyes and a bridge, alpha-blended, label wins.
-        if u() < 0.6:
-            ring_r, thick = eye_r * u(1.7, 2.3), u(0.03, 0.045)
-            alpha = u(0.45, 0.75)
-            frame = np.zeros_like(x, dtype=bool)
-            for ex, ey in eyes:
-                ex, ey = ex + u(-0.01, 0.01), ey + u(-0.01, 0.01)
-                d = np.sqrt((x - ex) ** 2 + (y - ey) ** 2)
-                frame |= np.abs(d - ring_r) <= thick / 2
-            # bridge: a bar between the rings along the eye line
-            (lx, ly), (rx, ry) = eyes
-            ux, uy = (rx - lx), (ry - ly)
-            length = math.hypot(ux, uy)
-            ux, uy = ux / length, uy / length
-            along = (x - lx) * ux + (y - ly) * uy
-            across = -(x - lx) * uy + (y - ly) * ux
-            frame |= (np.abs(across) <= thick / 2) & (along >= ring_r) & (along <= length - ring_r)
-            glass_col = u(0.0, 1.0, 3) * (1 + 0.15 * _stripes(x, y, u(0, math.pi), 0.04, 0.0))[..., None]
-            label[frame] = 4
-            img[frame] = alpha * glass_col[frame] + (1 - alpha) * img[frame]
-
-        image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-        return image, label
-
-    def _extra_shape(self, rng: np.random.Generator, k: int):
-        """(region | None, k, colour field, behind_face) for extra class ``k`` (always draws the
-        same random numbers so that items stay reproducible whatever is present)."""
-        x, y = self._x, self._y
-        present = rng.uniform() < 0.7
-        behind = rng.uniform() < 0.4
-        cx, cy = rng.uniform(0.1, 0.9, 2)
-        s, rot = rng.uniform(0.07, 0.16), rng.uniform(0, math.pi)
-        colour = rng.uniform(0.0, 1.0, 3)
-        st = _stripes(x, y, rng.uniform(0, math.pi), rng.uniform(0.02, 0.05), rng.uniform(0, 2 * math.pi))
-        field = np.clip(colour * (1 + 0.2 * st)[..., None], 0, 1)
-        if not present:
-            return None, k, field, behind
-        lx = (x - cx) * math.cos(rot) + (y - cy) * math.sin(rot)
-        ly = -(x - cx) * math.sin(rot) + (y - cy) * math.cos(rot)
-        kind = (k - self.MIN_CLASSES) % 3
-        if kind == 0:  # rotated rectangle
-            region = (np.abs(lx) <= s) & (np.abs(ly) <= 0.6 * s)
-        elif kind == 1:  # triangle (apex up in its own frame)
-            region = (ly <= 0.6 * s) & (ly >= -s + 1.6 * np.abs(lx))
-        else:  # disc
-            region = lx * lx + ly * ly <= s * s
-        return region, k, field, behind
-
-
-def export_synthetic(out_dir: str | Path, n: int, size: int, seed: int = 0, seg_dim: int = 5) -> Path:
-    """Write ``n`` :class:`SyntheticFaces` items as ``out_dir/images/<i>.png`` and
-    ``out_dir/labels/<i>.png`` (mode L), a folder that :func:`open_dataset` reads back."""
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    ds = SyntheticFaces(size, n, seed, seg_dim)
-    for i in range(n):
-        image, label = ds.render(i)
-        Image.fromarray(image).save(out / "images" / f"{i}.png")
-        Image.fromarray(label).save(out / "labels" / f"{i}.png")
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -665,7 +465,7 @@ def open_dataset(
 ) -> _ItemDataset:
     """The dataset the command-line options describe.
 
-    * nothing (or ``data="synthetic"`` when no such folder exists): :class:`SyntheticFaces`
+    * nothing (or ``data="synthetic"`` when no such folder exists): :class:`~ssgan.synthetic.SyntheticFaces`
       of ``length`` items drawn with ``seed``;
     * ``data=DIR``: images from ``DIR/images``, labels from ``DIR/labels`` when that folder
       exists, otherwise image-only data;
@@ -674,6 +474,8 @@ def open_dataset(
 
     ``cache=True`` wraps the result in :class:`CachedDataset` (see its memory needs).
     """
+    from ssgan.synthetic import SyntheticFaces  # here: ssgan.synthetic imports this module
+
     if data is None and images is None:
         if labels is not None:
             raise DatasetError("a label folder was given without images; pass --images or --data too")
@@ -706,92 +508,6 @@ def open_dataset(
 
 
 # ------------------------------------------------------------------------------------------------
-# CelebAMask-HQ
-# ------------------------------------------------------------------------------------------------
-
-#: CelebAMask-HQ part -> class of SPEC.md, in paint order (later parts overwrite earlier ones),
-#: as in the official SemanticStyleGAN ``data/preprocess_celeba.py``.
-CELEBAMASK_PARTS: tuple[tuple[str, int], ...] = (
-    ("skin", 1), ("eye_g", 10), ("l_eye", 2), ("r_eye", 2), ("l_brow", 3), ("r_brow", 3),
-    ("mouth", 4), ("l_lip", 4), ("u_lip", 4), ("nose", 5), ("hair", 7), ("l_ear", 6), ("r_ear", 6),
-    ("neck", 8), ("neck_l", 8), ("cloth", 9), ("hat", 11), ("ear_r", 12),
-)
-_PART_CLASS = dict(CELEBAMASK_PARTS)
-
-
-def _celebamask_one(job: tuple[int, dict[str, Path], Path, int]) -> None:
-    ident, parts, out_dir, size = job
-    label = np.zeros((size, size), dtype=np.uint8)
-    for part, cls in CELEBAMASK_PARTS:
-        path = parts.get(part)
-        if path is None:
-            continue
-        try:
-            with Image.open(path) as im:
-                if im.size != (size, size):
-                    raise DatasetError(
-                        f"mask {path} is {im.size[0]}x{im.size[1]} but {size}x{size} was expected; "
-                        f"CelebAMask-HQ masks are 512x512 (pass --size {im.size[0]} if yours were resized)"
-                    )
-                on = np.asarray(im.convert("L")) >= 128
-        except DatasetError:
-            raise
-        except _PIL_ERRORS as e:
-            raise DatasetError(f"cannot read mask {path}: {e} (re-download or re-extract it)") from e
-        label[on] = cls
-    Image.fromarray(label).save(out_dir / f"{ident}.png")
-
-
-def celebamask_labels(anno_dir: str | Path, out_dir: str | Path, size: int = 512, progress: bool = True,
-                      workers: int = 0) -> int:
-    """Convert CelebAMask-HQ's per-part masks to label PNGs of the 13 classes of SPEC.md.
-
-    ``anno_dir`` is ``CelebAMask-HQ-mask-anno`` holding ``<0..14>/<5-digit id>_<part>.png``
-    (white = part); each id becomes ``out_dir/<id>.png`` (mode L, ``size x size``, the id without
-    leading zeros, matching CelebA-HQ-img's ``<id>.jpg``), parts painted in
-    :data:`CELEBAMASK_PARTS` order. Masks must be ``size x size``. Returns the number written.
-    """
-    anno = Path(anno_dir)
-    if not anno.is_dir():
-        raise DatasetError(
-            f"CelebAMask-HQ annotation folder {anno} does not exist; pass the CelebAMask-HQ-mask-anno "
-            f"folder (it holds the subfolders 0 .. 14)"
-        )
-    jobs: dict[int, dict[str, Path]] = {}
-    for path in sorted(anno.glob("*/*.png")):
-        ident, _, part = path.stem.partition("_")
-        if not ident.isdigit() or part not in _PART_CLASS:
-            raise DatasetError(
-                f"unexpected file {path}: CelebAMask-HQ masks are named <id>_<part>.png with part one "
-                f"of {', '.join(_PART_CLASS)}; move it out of {anno}"
-            )
-        parts = jobs.setdefault(int(ident), {})
-        if part in parts:
-            raise DatasetError(f"two masks for image {int(ident)}, part {part}: {parts[part]} and {path}")
-        parts[part] = path
-    if not jobs:
-        raise DatasetError(f"no mask PNGs under {anno}/<0..14>/; is this the CelebAMask-HQ-mask-anno folder?")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    todo = [(ident, jobs[ident], out, size) for ident in sorted(jobs)]
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo), desc="CelebAMask-HQ labels", unit="img", disable=not progress)
-    if workers > 0:
-        import multiprocessing
-
-        with multiprocessing.Pool(workers) as pool:
-            for _ in pool.imap_unordered(_celebamask_one, todo, chunksize=16):
-                bar.update()
-    else:
-        for job in todo:
-            _celebamask_one(job)
-            bar.update()
-    bar.close()
-    return len(todo)
-
-
-# ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
 
@@ -813,7 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--size", type=int, default=64)
     s.add_argument("--seg-dim", type=int, default=5)
     s.add_argument("--seed", type=int, default=0)
-    from ssgan import datatools
+    from ssgan import datatools  # here: the subcommands' modules import this one
+    from ssgan.celebamask import celebamask_labels
+    from ssgan.synthetic import export_synthetic
 
     datatools.add_commands(sub)
     args = parser.parse_args(argv)

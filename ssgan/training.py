@@ -1,6 +1,8 @@
-"""The pieces that ``train.py`` composes: hyper-parameters, optimisers, EMA, latent sampling, the
-four optimisation steps, reproducible data order, RNG capture, DDP helpers, logging, checkpoint
-rotation and sample grids.
+"""The optimisation pieces that ``train.py`` composes: hyper-parameters, optimisers, EMA, latent
+sampling, the four optimisation steps, their compiled forwards and precision, and the bookkeeping
+of losses and non-finite values. The rest of the loop lives in :mod:`ssgan.loader` (data order),
+:mod:`ssgan.rng` (seeding, RNG capture), :mod:`ssgan.distributed` (DDP helpers) and
+:mod:`ssgan.rundir` (logs, checkpoint rotation, sample grids).
 
 Behaviour follows the official ``train.py`` of SemanticStyleGAN (SPEC.md, "Training"):
 
@@ -25,12 +27,8 @@ Differences from the official script, all deliberate:
   G-EMA follows G instead of holding on to the random initial weights for thousands of steps.
 * G-EMA's buffers (noise maps, blur kernels: constants) are G's, copied once at set-up
   (:func:`copy_buffers`); the per-step update lerps parameters only.
-* DDP: no ``DistributedDataParallel`` wrapper. Every backward is followed by one all-reduce of
-  the flattened gradients (:func:`sync_grads`), which works unchanged for R1's and path length's
-  double backward and keeps parameters identical on every rank by construction. The global batch
-  is split across ranks (the official ``--batch`` is per GPU). As in the official script, the
-  mean path length is a per-rank running value (logs show its mean over ranks); checkpoints hold
-  every rank's value and RNG states.
+* DDP: no ``DistributedDataParallel`` wrapper; each step function takes a ``sync``
+  called after every backward (:func:`ssgan.distributed.sync_grads`, see there).
 * ``freeze_local``: the parameters outside the mapping network and the render net (local
   generators, position embedding) are frozen in G itself and left out of its optimiser (the
   official adaptation script keeps training them in G). As there, G-EMA averages only ``style``
@@ -44,35 +42,24 @@ which the loop reads back only when it logs.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
-import random
-import re
-import resource
-import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssgan import latents as L
 from ssgan import losses
 from ssgan.config import PRESETS, SSGANConfig
-from ssgan.data import DatasetError, _ItemDataset, _to_item
 from ssgan.generator import SemanticGenerator, Synthesis
-from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
 
-#: The loss terms logged every step (and checked for non-finite values).
-#: Gradient synchronisation called after each backward (e.g. :func:`sync_grads`), or None.
+#: Gradient synchronisation called after each backward (e.g. :func:`ssgan.distributed.sync_grads`),
+#: or None.
 GradSync = Callable[[nn.Module], None] | None
 
+#: The loss terms logged every step (and checked for non-finite values).
 LOSS_KEYS: tuple[str, ...] = ("d", "real_score", "fake_score", "r1_img", "r1_seg", "g", "mask",
                               "path", "path_length", "mean_path_length")
 
@@ -544,365 +531,3 @@ def params_finite(*modules: nn.Module) -> bool:
         return True
     norms = torch._foreach_norm([p.detach() for p in params])
     return bool(torch.isfinite(torch.stack(norms)).all())
-
-
-# ------------------------------------------------------------------------------------------------
-# Reproducible data order
-# ------------------------------------------------------------------------------------------------
-
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
-
-
-class StepBatchSampler(Sampler[list[int]]):
-    """Per-rank batch indices for steps ``start_step, start_step + 1, …`` forever.
-
-    Epoch e is a permutation of the dataset (and one horizontal-flip bit per item) drawn from
-    ``(seed, e)`` only; step s reads global batch number ``s mod steps_per_epoch`` of epoch
-    ``s // steps_per_epoch`` (incomplete tail dropped), and rank r takes its slice
-    ``[r·b, (r+1)·b)`` of it. So the data order depends on (seed, step, global batch) only —
-    not on the number of ranks, worker processes or on where a run was resumed.
-
-    Indices are encoded as ``index + n·flip`` for :class:`FlipIndexed`."""
-
-    def __init__(self, n: int, global_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 start_step: int = 0, hflip: bool = False):
-        if global_batch % world_size:
-            raise ValueError(f"global batch {global_batch} is not divisible by world size {world_size}")
-        if n < global_batch:
-            raise DatasetError(f"dataset has {n} images but one batch needs {global_batch}; "
-                               f"lower --batch or add data")
-        self.n, self.global_batch, self.rank, self.world_size = n, global_batch, rank, world_size
-        self.per_rank = global_batch // world_size
-        self.seed, self.start_step, self.hflip = seed, start_step, hflip
-        self.steps_per_epoch = n // global_batch
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    def batch(self, step: int) -> list[int]:
-        """The encoded indices of this rank's batch at ``step``."""
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            g = _epoch_generator(self.seed, epoch)
-            perm = torch.randperm(self.n, generator=g)
-            if self.hflip:
-                perm = perm + self.n * (torch.rand(self.n, generator=g) < 0.5).long()
-            self._epoch, self._perm = epoch, perm
-        lo = within * self.global_batch + self.rank * self.per_rank
-        return self._perm[lo: lo + self.per_rank].tolist()
-
-    def __iter__(self) -> Iterator[list[int]]:
-        step = self.start_step
-        while True:
-            yield self.batch(step)
-            step += 1
-
-
-class FlipIndexed(Dataset):
-    """Wraps a dataset for :class:`StepBatchSampler`: index ``i + n·f`` is item i, flipped
-    horizontally when f = 1 (image and label alike).
-
-    Items hold a uint8 ``image`` (3, H, W) and, with labels, a uint8 ``label`` (H, W) only: no
-    float image (4× the bytes) and no one-hot ``mask`` (K×H×W float32, 13.6 MB at 512 px); the
-    training loop makes both on the device with :func:`ssgan.data.images_to_float` and
-    :func:`ssgan.data.label_to_mask`. (Datasets other than those of :mod:`ssgan.data`, or with
-    their own random flip, ship their items' float image, which ``images_to_float`` passes.)"""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-        self.n = len(dataset)  # type: ignore[arg-type]
-        seg_dim = getattr(dataset, "seg_dim", 0)
-        if seg_dim > 256:
-            raise ValueError(f"FlipIndexed: uint8 labels hold at most 256 classes, not {seg_dim}")
-
-    def __len__(self) -> int:
-        return 2 * self.n
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        flip, i = divmod(int(index), self.n)
-        ds = self.dataset
-        if isinstance(ds, _ItemDataset) and not ds.hflip:  # no mask is built at all
-            image, label = ds._load(i)
-            return _to_item(image, label, ds.seg_dim, bool(flip), masks=False)
-        item = {k: v for k, v in ds[i].items() if k != "mask"}
-        if "label" in item:
-            item["label"] = item["label"].to(torch.uint8)
-        if flip:
-            item = {k: v.flip(-1) for k, v in item.items()}
-        return item
-
-
-def make_step_loader(dataset: Dataset, global_batch: int, *, rank: int = 0, world_size: int = 1,
-                     seed: int = 0, start_step: int = 0, hflip: bool = False, workers: int = 0,
-                     pin_memory: bool = False) -> DataLoader:
-    """An endless DataLoader whose k-th batch is the one of step ``start_step + k`` (see
-    :class:`StepBatchSampler`). The dataset's own random flip must be off; ``hflip`` here flips
-    reproducibly. The loader has its own generator, so creating it leaves the global RNG alone."""
-    sampler = StepBatchSampler(len(dataset), global_batch, rank, world_size, seed,  # type: ignore[arg-type]
-                               start_step, hflip)
-    extra: dict[str, Any] = {"prefetch_factor": 4} if workers > 0 else {}
-    return DataLoader(FlipIndexed(dataset), batch_sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed), **extra)
-
-
-# ------------------------------------------------------------------------------------------------
-# RNG state capture / restore
-# ------------------------------------------------------------------------------------------------
-
-
-def _bytes_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
-
-
-def capture_rng(generators: dict[str, torch.Generator] | None = None) -> dict[str, torch.Tensor]:
-    """Every RNG state that the training loop depends on, as uint8 tensors (safetensors-ready):
-    torch CPU, every initialised CUDA device, NumPy's and Python's global RNGs and the named
-    ``torch.Generator`` objects (``gen.<name>``)."""
-    out: dict[str, torch.Tensor] = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i in range(torch.cuda.device_count()):
-            out[f"cuda.{i}"] = torch.cuda.get_rng_state(i)
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    if kind != "MT19937":
-        raise RuntimeError(f"unexpected NumPy RNG kind {kind}")
-    out["numpy.keys"] = _bytes_tensor(np.asarray(keys, dtype=np.uint32).tobytes())
-    out["numpy.extra"] = _bytes_tensor(np.array([pos, has_gauss], dtype=np.int64).tobytes()
-                                       + np.array([gauss], dtype=np.float64).tobytes())
-    version, internal, gauss_next = random.getstate()
-    out["python.state"] = _bytes_tensor(np.asarray(internal, dtype=np.uint64).tobytes())
-    out["python.extra"] = _bytes_tensor(
-        np.array([version, gauss_next is not None], dtype=np.int64).tobytes()
-        + np.array([0.0 if gauss_next is None else gauss_next], dtype=np.float64).tobytes())
-    for name, g in (generators or {}).items():
-        out[f"gen.{name}"] = g.get_state()
-    return out
-
-
-def restore_rng(states: dict[str, torch.Tensor], generators: dict[str, torch.Generator] | None = None
-                ) -> None:
-    """Inverse of :func:`capture_rng`. Missing CUDA states (e.g. a CPU checkpoint) are skipped;
-    a missing named generator raises ``KeyError``."""
-    torch.set_rng_state(states["torch_cpu"].cpu())
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            if f"cuda.{i}" in states:
-                torch.cuda.set_rng_state(states[f"cuda.{i}"].cpu(), i)
-    keys = np.frombuffer(states["numpy.keys"].numpy().tobytes(), dtype=np.uint32)
-    extra = states["numpy.extra"].numpy().tobytes()
-    pos, has_gauss = np.frombuffer(extra[:16], dtype=np.int64)
-    (gauss,) = np.frombuffer(extra[16:], dtype=np.float64)
-    np.random.set_state(("MT19937", keys.copy(), int(pos), int(has_gauss), float(gauss)))
-    internal = tuple(int(x) for x in np.frombuffer(states["python.state"].numpy().tobytes(), np.uint64))
-    pextra = states["python.extra"].numpy().tobytes()
-    version, has_next = (int(x) for x in np.frombuffer(pextra[:16], dtype=np.int64))
-    (gnext,) = np.frombuffer(pextra[16:], dtype=np.float64)
-    random.setstate((version, internal, float(gnext) if has_next else None))
-    for name, g in (generators or {}).items():
-        g.set_state(states[f"gen.{name}"].cpu())
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), NumPy and Python's ``random``."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def rank_seed(seed: int, rank: int) -> int:
-    """A distinct, well-mixed seed per (seed, rank)."""
-    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-# ------------------------------------------------------------------------------------------------
-# Distributed training
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Where this process stands: rank, world size, its device."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str | None = None) -> DistInfo:
-    """Set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK): NCCL on CUDA, gloo on
-    CPU. Without those variables (or WORLD_SIZE=1): a single process on ``device`` (default
-    CUDA when available)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
-
-
-def cleanup_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    """The mean of ``t`` over all ranks (``t`` itself when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t
-    t = t.clone()
-    dist.all_reduce(t)
-    return t / dist.get_world_size()
-
-
-def sync_grads(module: nn.Module) -> None:
-    """Average the gradients of ``module`` over all ranks with one all-reduce of a flat buffer.
-    Parameters without a gradient are skipped (the same on every rank: the graphs agree)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset: offset + n].view_as(g))
-        offset += n
-
-
-def broadcast_module(module: nn.Module, src: int = 0) -> None:
-    """Copy rank ``src``'s parameters and buffers to every rank."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    with torch.no_grad():
-        for t in list(module.parameters()) + list(module.buffers()):
-            dist.broadcast(t.data, src)
-
-
-def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` (a list of one when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# Outputs: stats.jsonl, checkpoints, samples
-# ------------------------------------------------------------------------------------------------
-
-
-class JsonlLogger:
-    """Appends one JSON object per line to ``path`` (flushed each line)."""
-
-    def __init__(self, path: str | os.PathLike, resume_step: int | None = None):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None:
-            self.truncate_after(resume_step)
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def truncate_after(self, step: int) -> None:
-        """Drop the lines logged after ``step`` (a run resumed from an earlier checkpoint)."""
-        if not self.path.exists():
-            return
-        keep = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line
-            if int(rec.get("step", 0)) <= step:
-                keep.append(line)
-        self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-
-    def log(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record) + "\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-
-_CKPT_RE = re.compile(r"^(\d+)\.safetensors$")
-
-
-def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
-    return Path(folder) / f"{step:07d}.safetensors"
-
-
-def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The step-named checkpoints in ``folder``, oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    ckpts = list_checkpoints(folder)
-    return ckpts[-1] if ckpts else None
-
-
-def rotate_checkpoints(folder: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints (keep <= 0: keep all); returns the deleted."""
-    if keep <= 0:
-        return []
-    old = list_checkpoints(folder)[:-keep]
-    for p in old:
-        p.unlink(missing_ok=True)
-    return old
-
-
-SAMPLE_MIN_PIXELS = 128
-
-
-@torch.no_grad()
-def write_samples(g_ema: SemanticGenerator, z: torch.Tensor, path: str | os.PathLike,
-                  batch: int = 16, colors: np.ndarray | None = None) -> Path:
-    """One PNG of fixed latents: per sample, image | coloured fine mask | coloured coarse mask
-    (nearest-upscaled to at least SAMPLE_MIN_PIXELS; ``colors``: (K, 3) class colours, default
-    :func:`ssgan.visualize.palette`), samples laid out ⌈√n⌉ per row. Fixed noise buffers, no RNG
-    consumed."""
-    was_training = g_ema.training
-    g_ema.eval()
-    tiles = []
-    for chunk in z.split(batch):
-        out = g_ema.synthesize(g_ema.mix_styles([g_ema.mapping(chunk)]), randomize_noise=False)
-        show = max(out.rgb.shape[-1], SAMPLE_MIN_PIXELS)  # small models are shown enlarged
-        img, seg = resize_nearest(to_uint8(out.rgb), show), resize_nearest(colorize(out.seg, colors), show)
-        coarse = resize_nearest(colorize(out.coarse, colors), show)
-        tiles += [t for trio in zip(img, seg, coarse, strict=True) for t in trio]
-    g_ema.train(was_training)
-    per_row = max(1, math.ceil(math.sqrt(len(z))))
-    return save_png(grid(np.stack(tiles), ncol=3 * per_row), path)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA max allocated on ``device``, else this process's peak RSS, in MiB."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10

@@ -15,15 +15,17 @@ import torch
 from PIL import Image
 
 from ssgan import SSGANConfig, preset
-from ssgan import training as T
 from ssgan import visualize as V
 from ssgan.checkpoint import load_checkpoint
 from ssgan.classes import ClassesError, ClassInfo, read_classes
 from ssgan.cli import main as cli
 from ssgan.config import add_config_flags, config_overrides, resolve_config
-from ssgan.data import SyntheticFaces, export_synthetic, images_to_float
+from ssgan.data import images_to_float
 from ssgan.data import main as data_main
 from ssgan.datatools import colors_to_index, inspect_folder
+from ssgan.loader import StepBatchSampler, make_step_loader
+from ssgan.rundir import latest_checkpoint
+from ssgan.synthetic import SyntheticFaces, export_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ssgan_train_script_any", ROOT / "train.py")
@@ -76,7 +78,7 @@ def run_named(named8, tmp_path_factory) -> Path:
 
 
 def _ckpt(out: Path) -> Path:
-    return T.latest_checkpoint(out / "checkpoints")
+    return latest_checkpoint(out / "checkpoints")
 
 
 # ----- configuration from flags and files -------------------------------------------------------
@@ -259,8 +261,8 @@ def test_uint8_loader_gives_the_float_batches(workers):
     """The loader ships uint8 images; scaled on the device they are bit-identical to the float
     items of the dataset (flipped ones included) that the loader shipped before."""
     ds = SyntheticFaces(32, 8, seg_dim=5)
-    loader = iter(T.make_step_loader(ds, 4, seed=3, hflip=True, workers=workers))
-    sampler = T.StepBatchSampler(len(ds), 4, seed=3, hflip=True)
+    loader = iter(make_step_loader(ds, 4, seed=3, hflip=True, workers=workers))
+    sampler = StepBatchSampler(len(ds), 4, seed=3, hflip=True)
     for step in range(4):
         batch = next(loader)
         assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (4, 3, 32, 32)

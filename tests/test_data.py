@@ -10,17 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ssgan.data import (
-    CachedDataset,
-    DatasetError,
-    FolderDataset,
-    SyntheticFaces,
-    celebamask_labels,
-    export_synthetic,
-    label_to_mask,
-    main,
-    open_dataset,
-)
+from ssgan.celebamask import celebamask_labels
+from ssgan.data import CachedDataset, DatasetError, FolderDataset, label_to_mask, main, open_dataset
+from ssgan.synthetic import SyntheticFaces, export_synthetic
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -331,7 +323,7 @@ def test_open_dataset_choices(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_training_loader_batches(workers):
-    from ssgan.training import make_step_loader
+    from ssgan.loader import make_step_loader
 
     ds = SyntheticFaces(16, 10, seg_dim=6)
     it = iter(make_step_loader(ds, 4, workers=workers, seed=1))
@@ -425,11 +417,12 @@ def test_celebamask_errors_and_cli(tmp_path, capsys):
 def test_step_loader_ships_uint8_labels_only():
     """The training loader's items: uint8 image + uint8 label (no float one-hot mask); the mask built
     from it with label_to_mask equals the dataset's own, flipped items included."""
-    from ssgan import training as T
-    from ssgan.data import SyntheticFaces, images_to_float, label_to_mask
+    from ssgan.data import images_to_float, label_to_mask
+    from ssgan.loader import FlipIndexed
+    from ssgan.synthetic import SyntheticFaces
 
     ds = SyntheticFaces(32, 8, seg_dim=5)
-    w = T.FlipIndexed(ds)
+    w = FlipIndexed(ds)
     for idx in (1, 9):
         flip, i = divmod(idx, 8)
         a, b = w[idx], ds[i]

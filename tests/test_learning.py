@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ssgan import training as T
 from ssgan.checkpoint import load_checkpoint
-from ssgan.data import SyntheticFaces
+from ssgan.rundir import latest_checkpoint
+from ssgan.synthetic import SyntheticFaces
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ssgan_train_script", ROOT / "train.py")
@@ -89,7 +89,7 @@ def test_tiny_model_learns_faces_with_matching_masks(tmp_path):
     assert train.main(["--out", str(out), "--steps", str(STEPS), "--batch", str(BATCH), "--lr", str(LR),
                        "--device", "cpu", "--log-every", "100", "--sample-every", str(STEPS),
                        "--ckpt-every", str(STEPS)]) == 0
-    G = load_checkpoint(T.latest_checkpoint(out / "checkpoints")).g_ema.eval()
+    G = load_checkpoint(latest_checkpoint(out / "checkpoints")).g_ema.eval()
     cfg = G.config
     z = torch.randn(N_EVAL, cfg.style_dim, generator=torch.Generator().manual_seed(123))
     with torch.no_grad():

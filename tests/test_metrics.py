@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ssgan import SemanticGenerator, preset
-from ssgan.data import FolderDataset, export_synthetic, open_dataset
+from ssgan.data import FolderDataset, open_dataset
 from ssgan.metrics import (
     Evaluator,
     MetricError,
@@ -28,6 +28,7 @@ from ssgan.metrics import inception as I
 from ssgan.metrics.class_frequencies import class_frequencies
 from ssgan.metrics.mask_agreement import mask_agreement
 from ssgan.metrics.metric_utils import Probes, class_areas, mask_agreement_counts, to_uint8
+from ssgan.synthetic import export_synthetic
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
 

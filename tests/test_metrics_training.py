@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssgan import training as T
 from ssgan.checkpoint import load_checkpoint
 from ssgan.cli import main as cli
-from ssgan.data import export_synthetic, open_dataset
+from ssgan.data import open_dataset
 from ssgan.metrics import compute
 from ssgan.metrics.inception import default_weights
+from ssgan.rundir import latest_checkpoint, list_checkpoints
+from ssgan.synthetic import export_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ssgan_train_script_metrics", ROOT / "train.py")
@@ -65,8 +66,8 @@ def test_train_writes_metrics_jsonl_and_best_checkpoints(run_with_metrics):
     # --keep 1 rotated the step checkpoints but left the best ones; listing ignores them
     assert ckpts == ["0000004.safetensors", "best-maskfd8.safetensors", "best-maskfreq8.safetensors",
                      "best-maskiou8.safetensors"]
-    assert [p.name for p in T.list_checkpoints(out / "checkpoints")] == ["0000004.safetensors"]
-    assert T.latest_checkpoint(out / "checkpoints").name == "0000004.safetensors"
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["0000004.safetensors"]
+    assert latest_checkpoint(out / "checkpoints").name == "0000004.safetensors"
     fd = [r for r in recs if r["metric"] == "maskfd8"]
     best = min(fd, key=lambda r: r["value"])
     ck = load_checkpoint(out / "checkpoints" / "best-maskfd8.safetensors")

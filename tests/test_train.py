@@ -18,6 +18,8 @@ from PIL import Image
 from ssgan import DualBranchDiscriminator, SemanticGenerator, losses, preset
 from ssgan import training as T
 from ssgan.checkpoint import load_checkpoint
+from ssgan.rng import seed_everything
+from ssgan.rundir import SAMPLE_MIN_PIXELS, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ssgan_train_script", ROOT / "train.py")
@@ -57,7 +59,7 @@ def test_short_run_writes_everything(tmp_path):
     assert recs[-1]["r1_img"] > 0 and recs[-1]["r1_seg"] > 0 and recs[-1]["path_length"] > 0
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["0000002.png", "0000004.png"]
     img = np.asarray(Image.open(out / "samples" / "0000004.png"))
-    s = T.SAMPLE_MIN_PIXELS  # 32 px tiles are shown enlarged
+    s = SAMPLE_MIN_PIXELS  # 32 px tiles are shown enlarged
     assert img.shape == (2 * s + 2, 6 * s + 5 * 2, 3)  # 2 samples per row × (image, mask, coarse)
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert ckpts == ["0000004.safetensors"]  # --keep 1
@@ -93,7 +95,7 @@ def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, capsys):
     split = tmp_path / "split"
     assert run(split, *extra) == 130
     monkeypatch.setattr(T, "g_step", real_g_step)
-    assert [p.name for p in T.list_checkpoints(split / "checkpoints")] == ["0000003.safetensors"]
+    assert [p.name for p in list_checkpoints(split / "checkpoints")] == ["0000003.safetensors"]
     assert [r["step"] for r in stats(split)] == [1, 2, 3]
     assert run(split, *extra, "--resume") == 0
     assert "differ from" not in capsys.readouterr().out  # same flags: no hyper-parameter note
@@ -132,7 +134,7 @@ def test_non_finite_guard_keeps_last_good_checkpoint(tmp_path, monkeypatch, caps
     assert "step 5" in err and "g" in err.split("loss term(s)")[1].split("became")[0]
     good = out / "checkpoints" / "0000004.safetensors"
     assert str(good) in err
-    assert [p.name for p in T.list_checkpoints(out / "checkpoints")] == ["0000002.safetensors",
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["0000002.safetensors",
                                                                          "0000004.safetensors"]
     assert [r["step"] for r in stats(out)] == [3]  # the bad step-6 record is not logged
     ck = load_checkpoint(good)
@@ -161,7 +163,7 @@ def test_image_only_folder(tmp_path):
     recs = stats(out)
     assert recs[0]["r1_seg"] == 0 and recs[0]["r1_img"] > 0
     ck = load_checkpoint(out / "checkpoints" / "0000002.safetensors")
-    T.seed_everything(0)  # the run's initial weights: seed 0, G then D
+    seed_everything(0)  # the run's initial weights: seed 0, G then D
     G0, D0 = SemanticGenerator(preset("tiny")), DualBranchDiscriminator(preset("tiny"))
     g, e = ck.g.state_dict(), ck.g_ema.state_dict()
     for k, v in G0.state_dict().items():
@@ -275,7 +277,7 @@ def test_ema_rampup_g_ema_follows_g_early(tmp_path, capsys):
     def flat(m):
         return torch.cat([p.detach().flatten() for p in m.parameters()])
 
-    T.seed_everything(0)
+    seed_everything(0)
     g0 = flat(SemanticGenerator(preset("tiny")))  # train.py's initial weights (seed 0)
     lag = {}
     for rampup in ("0.05", "0"):

@@ -38,9 +38,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from ssgan.distributed import gather_objects
 from ssgan.generator import SemanticGenerator
 from ssgan.metrics.inception import FIDInceptionV3
-from ssgan.training import gather_objects
 
 PREPROCESSING = "uint8, nv-bilinear-299, (x-128)/128; v1"
 PROBES = ("features", "logits", "areas", "agreement")

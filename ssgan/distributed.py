@@ -1,0 +1,111 @@
+"""Multi-process (torchrun) training helpers: process set-up and tear-down, and the collectives
+the training loop uses.
+
+There is no ``DistributedDataParallel`` wrapper. Every backward is followed by one all-reduce of
+the flattened gradients (:func:`sync_grads`), which works unchanged for R1's and path length's
+double backward and keeps parameters identical on every rank by construction. The global batch
+is split across ranks (the official ``--batch`` is per GPU). As in the official script, the mean
+path length is a per-rank running value (logs show its mean over ranks, :func:`all_reduce_mean`);
+checkpoints hold every rank's value and RNG states (:func:`gather_objects`).
+
+In a single process (no torchrun) the collectives are no-ops or return their input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: rank, world size, its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK): NCCL on CUDA, gloo on
+    CPU. Without those variables (or WORLD_SIZE=1): a single process on ``device`` (default
+    CUDA when available)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean of ``t`` over all ranks (``t`` itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / dist.get_world_size()
+
+
+def sync_grads(module: nn.Module) -> None:
+    """Average the gradients of ``module`` over all ranks with one all-reduce of a flat buffer.
+    Parameters without a gradient are skipped (the same on every rank: the graphs agree)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset: offset + n].view_as(g))
+        offset += n
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers to every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src)
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (a list of one when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
