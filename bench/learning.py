@@ -23,9 +23,9 @@ rounding difference (a GAN is chaotic), so what must agree is what they learn, n
 Mask measures (:func:`mask_measures`, on G-EMA and on G, fixed latents, fixed noise):
 
 * the per-class pixel frequencies of argmax(seg) and their L1 distance to the data's
-  (:func:`class_frequencies`, :func:`frequency_l1`);
-* the fine-vs-coarse agreement: mIoU between argmax(seg) pooled to the coarse grid (majority
-  vote) and argmax(coarse) (:func:`fine_coarse_miou`).
+  (:func:`ssgan.metrics.segmentation.pixel_frequencies`, :func:`frequency_l1`);
+* the fine-vs-coarse agreement: mIoU between argmax(seg) and argmax(coarse) upsampled to the
+  image (:func:`fine_coarse_miou`, the ``maskiou`` metric's formula).
 
 Pass (:func:`compare`, on G-EMA, the generator one samples from): the L1 distance between the two
 paths' class frequencies and the absolute difference of their mIoUs are within the stated
@@ -51,7 +51,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from ssgan.kernels import use_backend
 from ssgan.kernels.backend import OPS
 
@@ -63,6 +62,7 @@ from ssgan.config import SSGANConfig, preset
 from ssgan.data import label_to_mask
 from ssgan.generator import SemanticGenerator
 from ssgan.loader import make_step_loader
+from ssgan.metrics.segmentation import mask_agreement_counts, mean_iou, pixel_frequencies
 from ssgan.synthetic import SyntheticFaces
 
 PATHS = {
@@ -84,45 +84,17 @@ TOL_MIOU = 0.10  # absolute difference of the fine-vs-coarse mIoUs
 # ------------------------------------------------------------------------------------------------
 
 
-def class_frequencies(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Fraction of pixels of each class over a stack of label maps (N, H, W) of integers in
-    [0, K): f_k = #{pixels with label k} / #pixels. Returns a float64 (K,) summing to 1."""
-    counts = torch.bincount(labels.reshape(-1).long(), minlength=num_classes)[:num_classes]
-    return counts.double() / max(1, labels.numel())
-
-
 def frequency_l1(p: torch.Tensor, q: torch.Tensor) -> float:
     """L1 distance Σ_k |p_k − q_k| of two class-frequency vectors: twice the fraction of pixels
     that would have to change class to turn one distribution into the other (0 … 2)."""
     return float((p.double() - q.double()).abs().sum())
 
 
-def pool_labels(labels: torch.Tensor, size: int, num_classes: int) -> torch.Tensor:
-    """Label maps (N, H, W) reduced to (N, size, size) by majority vote in each H/size block
-    (ties: the lowest class index). H must be a multiple of ``size``."""
-    if labels.shape[-1] % size or labels.shape[-2] % size:
-        raise ValueError(f"label maps of {tuple(labels.shape[-2:])} do not pool evenly to {size}")
-    one_hot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
-    return F.adaptive_avg_pool2d(one_hot, size).argmax(1)
-
-
-def mean_iou(a: torch.Tensor, b: torch.Tensor, num_classes: int) -> float:
-    """Mean over the classes present in ``a`` or ``b`` of |a = k ∧ b = k| / |a = k ∨ b = k|
-    (pixels of all maps pooled); 1.0 when both are empty."""
-    ious = []
-    for k in range(num_classes):
-        inter = ((a == k) & (b == k)).sum().item()
-        union = ((a == k) | (b == k)).sum().item()
-        if union:
-            ious.append(inter / union)
-    return sum(ious) / len(ious) if ious else 1.0
-
-
 def fine_coarse_miou(seg: torch.Tensor, coarse: torch.Tensor) -> float:
-    """Agreement of the generator's two masks: mIoU between argmax(seg) (B, K, H, W logits)
-    pooled by majority vote to the coarse grid and argmax(coarse) (B, K, S, S)."""
-    k, s = seg.shape[1], coarse.shape[-1]
-    return mean_iou(pool_labels(seg.argmax(1), s, k), coarse.argmax(1), k)
+    """Agreement of the generator's two masks: mean IoU of argmax(seg) (B, K, H, W logits) and
+    argmax(coarse) (B, K, S, S) nearest-upsampled to H × W, all samples pooled (the ``maskiou``
+    metric's formula, :func:`ssgan.metrics.segmentation.mask_agreement_counts`)."""
+    return float(mean_iou(mask_agreement_counts(seg.argmax(1), coarse.argmax(1), seg.shape[1])))
 
 
 @torch.no_grad()
@@ -140,7 +112,7 @@ def mask_measures(G: SemanticGenerator, z: torch.Tensor, data_freqs: torch.Tenso
             coarse.append(out.coarse.float().cpu())
     G.train(was_training)
     seg = torch.cat(fine)
-    freqs = class_frequencies(seg.argmax(1), G.config.seg_dim)
+    freqs = pixel_frequencies(seg.argmax(1), G.config.seg_dim)
     return {"class_frequencies": [round(float(f), 5) for f in freqs],
             "frequency_l1_to_data": frequency_l1(freqs, data_freqs),
             "fine_coarse_miou": fine_coarse_miou(seg, torch.cat(coarse))}
@@ -164,7 +136,7 @@ def compare(ref: dict, other: dict, tol_freq: float = TOL_FREQ_L1, tol_miou: flo
 def data_frequencies(dataset: SyntheticFaces, n: int) -> torch.Tensor:
     """Class frequencies of the first ``n`` items' label maps."""
     labels = torch.stack([torch.as_tensor(dataset[i]["label"]) for i in range(min(n, len(dataset)))])
-    return class_frequencies(labels, dataset.seg_dim)
+    return pixel_frequencies(labels, dataset.seg_dim)
 
 
 def train_path(path: str, cfg: SSGANConfig, tc: T.TrainConfig, dataset: SyntheticFaces, steps: int,

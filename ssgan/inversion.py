@@ -46,6 +46,7 @@ from ssgan import editing as E
 from ssgan import visualize as V
 from ssgan.checkpoint import save_checkpoint
 from ssgan.generator import SemanticGenerator, Synthesis
+from ssgan.metrics.segmentation import iou_counts, mean_iou
 from ssgan.perceptual import LPIPSVGG, MSSSIMDistance, ScriptedLPIPS, ms_ssim
 from ssgan.photos import Photos
 
@@ -219,12 +220,7 @@ def measure(G: SemanticGenerator, latents: torch.Tensor, images: torch.Tensor,
 def mask_scores(pred: torch.Tensor, label: torch.Tensor, seg_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel accuracy and mIoU (over classes present in either map) per image, each (N,)."""
     acc = (pred == label).float().mean((1, 2))
-    p = F.one_hot(pred, seg_dim).flatten(1, 2).bool()
-    t = F.one_hot(label, seg_dim).flatten(1, 2).bool()
-    inter, union = (p & t).sum(1).float(), (p | t).sum(1).float()
-    present = union > 0
-    iou = torch.where(present, inter / union.clamp_min(1), torch.zeros_like(inter))
-    return acc, iou.sum(1) / present.sum(1)
+    return acc, mean_iou(iou_counts(pred, label, seg_dim)).float()
 
 
 def recon_figure(image: np.ndarray, recon: np.ndarray, mask: np.ndarray,

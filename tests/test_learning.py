@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ssgan.checkpoint import load_checkpoint
+from ssgan.metrics.segmentation import iou_counts, mean_iou, pixel_frequencies
 from ssgan.rundir import latest_checkpoint
 from ssgan.synthetic import SyntheticFaces
 
@@ -49,16 +50,9 @@ def data_batch(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
     return img, torch.from_numpy(np.stack([lab for _, lab in items])).long()
 
 
-def frequencies(labels: torch.Tensor, k: int) -> torch.Tensor:
-    return torch.bincount(labels.flatten(), minlength=k).double() / labels.numel()
-
-
-def miou(pred: torch.Tensor, target: torch.Tensor, classes: tuple[int, ...]) -> float:
-    ious = []
-    for c in classes:
-        p, t = pred == c, target == c
-        ious.append(float((p & t).sum()) / max(1, int((p | t).sum())))
-    return float(np.mean(ious))
+def miou(pred: torch.Tensor, target: torch.Tensor, k: int) -> float:
+    """Mean IoU over the MEASURED classes (a class missing from both maps scores 0), all maps pooled."""
+    return float(mean_iou(iou_counts(pred, target, k).sum(0), classes=MEASURED))
 
 
 def train_reader(k: int, size: int) -> nn.Module:
@@ -98,12 +92,12 @@ def test_tiny_model_learns_faces_with_matching_masks(tmp_path):
     mask = torch.cat([f.seg for f in fake]).argmax(1)
 
     _, data_lab = data_batch(N_EVAL, cfg.size, seed=0)
-    want, got = frequencies(data_lab, cfg.seg_dim), frequencies(mask, cfg.seg_dim)
+    want, got = pixel_frequencies(data_lab, cfg.seg_dim), pixel_frequencies(mask, cfg.seg_dim)
     reader = train_reader(cfg.seg_dim, cfg.size)
     with torch.no_grad():
         held_img, held_lab = data_batch(128, cfg.size, seed=2)
-        reader_miou = miou(reader(held_img).argmax(1), held_lab, MEASURED)
-        agreement = miou(reader(rgb).argmax(1), mask, MEASURED)
+        reader_miou = miou(reader(held_img).argmax(1), held_lab, cfg.seg_dim)
+        agreement = miou(reader(rgb).argmax(1), mask, cfg.seg_dim)
     present = [(mask == c).flatten(1).any(1).float().mean().item() for c in SMALL]
     report = (f"data {want.numpy().round(3)}, G-EMA {got.numpy().round(3)}, eyes/mouth present in "
               f"{present}, mask-vs-image mIoU {agreement:.3f} (reader on held-out data {reader_miou:.3f})")

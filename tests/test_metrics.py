@@ -27,7 +27,14 @@ from ssgan.metrics import (
 from ssgan.metrics import inception as I
 from ssgan.metrics.class_frequencies import class_frequencies
 from ssgan.metrics.mask_agreement import mask_agreement
-from ssgan.metrics.metric_utils import Probes, class_areas, mask_agreement_counts, to_uint8
+from ssgan.metrics.metric_utils import Probes, to_uint8
+from ssgan.metrics.segmentation import (
+    class_areas,
+    iou_counts,
+    mask_agreement_counts,
+    mean_iou,
+    pixel_frequencies,
+)
 from ssgan.synthetic import export_synthetic
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
@@ -127,6 +134,20 @@ def test_class_areas_and_frequencies_hand_made():
     # generated frequencies (25, 12.5, 62.5) % vs real (50, 50, 0) %: TV = (25 + 37.5 + 62.5) / 200
     assert values[""] == pytest.approx(0.625)
     assert extra["generated_percent"] == [25.0, 12.5, 62.5]
+
+
+def test_pixel_frequencies_and_mean_iou_hand_made():
+    labels = torch.tensor([[[0, 0], [1, 2]], [[2, 2], [2, 2]]])  # 8 pixels: 2 of class 0, 1 of 1, 5 of 2
+    assert pixel_frequencies(labels, 4).tolist() == [0.25, 0.125, 0.625, 0.0]
+    pred = torch.tensor([[[0, 0], [1, 1]]])
+    target = torch.tensor([[[0, 1], [1, 1]]])
+    counts = iou_counts(pred, target, 4)
+    assert counts.tolist() == [[[1, 2, 0, 0], [2, 3, 0, 0]]]  # per map: intersections, unions
+    assert mean_iou(counts).tolist() == pytest.approx([(1 / 2 + 2 / 3) / 2])  # classes 2, 3 absent
+    assert mean_iou(counts, classes=(1, 2)).tolist() == pytest.approx([(2 / 3 + 0) / 2])  # 2 expected
+    assert mean_iou(counts.sum(0)).item() == pytest.approx((1 / 2 + 2 / 3) / 2)
+    with pytest.raises(ValueError, match="different shapes"):
+        iou_counts(pred, target[:, :1], 4)
 
 
 def test_mask_agreement_hand_made():

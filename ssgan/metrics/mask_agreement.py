@@ -10,11 +10,10 @@ that occur (union > 0), in [0, 1], higher is better. No real data, no pretrained
 from __future__ import annotations
 
 from ssgan.metrics.metric_utils import MetricOptions, Probes
+from ssgan.metrics.segmentation import mean_iou
 
 
 def mask_agreement(gen: Probes, real: Probes | None, opts: MetricOptions) -> tuple[dict[str, float], dict]:
     inter, union = gen.agreement.double()
-    seen = union > 0
-    iou = inter[seen] / union[seen]
     per_class = [round(float(i / u), 4) if u > 0 else None for i, u in zip(inter, union)]
-    return {"": float(iou.mean())}, {"per_class_iou": per_class}
+    return {"": float(mean_iou(gen.agreement))}, {"per_class_iou": per_class}

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from ssgan.distributed import gather_objects
 from ssgan.generator import SemanticGenerator
 from ssgan.metrics.inception import FIDInceptionV3
+from ssgan.metrics.segmentation import class_areas, mask_agreement_counts
 
 PREPROCESSING = "uint8, nv-bilinear-299, (x-128)/128; v1"
 PROBES = ("features", "logits", "areas", "agreement")
@@ -57,25 +58,6 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return images
     return (images.float() * 127.5 + 128).clamp_(0, 255).to(torch.uint8)
-
-
-def class_areas(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-image class areas in percent, (N, K) float64, from class-index maps (N, H, W)."""
-    n = labels.shape[0]
-    flat = labels.reshape(n, -1).long()
-    counts = torch.zeros(n, num_classes, dtype=torch.float64, device=labels.device)
-    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float64))
-    return counts * (100.0 / flat.shape[1])
-
-
-def mask_agreement_counts(fine: torch.Tensor, coarse: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(2, K) int64: per class, the pixels where both masks say k (intersection) and where either
-    does (union). ``fine`` (N, H, W) and ``coarse`` (N, S, S) class maps, S divides H."""
-    up = coarse.repeat_interleave(fine.shape[-2] // coarse.shape[-2], -2)
-    up = up.repeat_interleave(fine.shape[-1] // coarse.shape[-1], -1)
-    k = torch.arange(num_classes, device=fine.device).view(-1, 1, 1, 1)
-    a, b = fine[None] == k, up[None] == k
-    return torch.stack([(a & b).sum((1, 2, 3)), (a | b).sum((1, 2, 3))]).cpu()
 
 
 @dataclass
