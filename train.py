@@ -534,7 +534,7 @@ def train(args: argparse.Namespace, info: DistInfo) -> int:
             if step % args.ckpt_every == 0 or last or stop["requested"]:
                 save(step)
             if metrics is not None:
-                metrics.maybe_evaluate(step, args.batch)
+                metrics.maybe_evaluate(step, args.batch, last)
             if stop["requested"]:
                 say(f"stopped at step {step}; checkpoint {last_good[0]}; continue with --resume")
                 return 130

@@ -45,7 +45,7 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_with_metrics(tmp_path_factory):
     out = tmp_path_factory.mktemp("metrics") / "run"
-    assert train.main([*BASE, *METRICS, "--steps", "4", "--ckpt-every", "2", "--keep", "1",
+    assert train.main([*BASE, *METRICS, "--steps", "5", "--ckpt-every", "2", "--keep", "2",
                        "--out", str(out)]) == 0
     return out
 
@@ -58,16 +58,17 @@ def test_train_writes_metrics_jsonl_and_best_checkpoints(run_with_metrics):
     out = run_with_metrics
     recs = records(out)
     assert [(r["step"], r["metric"]) for r in recs] == [
-        (s, m) for s in (2, 4) for m in ("maskfd8", "maskiou8", "maskfreq8")]
+        (s, m) for s in (2, 4, 5) for m in ("maskfd8", "maskiou8", "maskfreq8")]  # every 2, and the last
     for r in recs:
         assert set(r) == {"step", "kimg", "metric", "value", "seconds"}
         assert r["kimg"] == pytest.approx(r["step"] * 4 / 1000) and r["seconds"] > 0
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
-    # --keep 1 rotated the step checkpoints but left the best ones; listing ignores them
-    assert ckpts == ["0000004.safetensors", "best-maskfd8.safetensors", "best-maskfreq8.safetensors",
-                     "best-maskiou8.safetensors"]
-    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["0000004.safetensors"]
-    assert latest_checkpoint(out / "checkpoints").name == "0000004.safetensors"
+    # --keep 2 rotated the step checkpoints but left the best ones; listing ignores them
+    assert ckpts == ["0000004.safetensors", "0000005.safetensors", "best-maskfd8.safetensors",
+                     "best-maskfreq8.safetensors", "best-maskiou8.safetensors"]
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["0000004.safetensors",
+                                                                       "0000005.safetensors"]
+    assert latest_checkpoint(out / "checkpoints").name == "0000005.safetensors"
     fd = [r for r in recs if r["metric"] == "maskfd8"]
     best = min(fd, key=lambda r: r["value"])
     ck = load_checkpoint(out / "checkpoints" / "best-maskfd8.safetensors")
@@ -83,7 +84,7 @@ def test_resume_keeps_metrics_and_best(run_with_metrics, tmp_path):
     assert train.main([*BASE, *METRICS, "--steps", "6", "--ckpt-every", "2", "--keep", "1", "--out", str(out),
                        "--resume"]) == 0
     steps = [r["step"] for r in records(out)]
-    assert steps == [2, 2, 2, 4, 4, 4, 6, 6, 6]
+    assert steps == [2, 2, 2, 4, 4, 4, 5, 5, 5, 6, 6, 6]
 
 
 def test_metrics_do_not_change_training(run_with_metrics, tmp_path):

@@ -89,9 +89,10 @@ class TrainingMetrics:
             self.best[value_name] = value
         return better
 
-    def maybe_evaluate(self, step: int, global_batch: int) -> dict[str, float] | None:
-        """Evaluate at multiples of ``every``: log, update the best checkpoints; returns the values."""
-        if step % self.every:
+    def maybe_evaluate(self, step: int, global_batch: int, last: bool = False) -> dict[str, float] | None:
+        """Evaluate at multiples of ``every`` and at the run's ``last`` step: log, update the best
+        checkpoints; returns the values."""
+        if step % self.every and not last:
             return None
         was_training = self.G_ema.training
         res = self.evaluator.evaluate([s.name for s in self.specs])
