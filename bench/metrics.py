@@ -30,8 +30,9 @@ why. The JSON (``--json``) is rewritten after each part (``complete`` false unti
 records the budget used (``budget``: n, check_n, batch, repeats).
 
 ``--dry-run`` (the GPU session's CPU dry run): the CUDA run's parts on CPU at toy sizes (the tiny
-preset, random Inception weights unless ``--inception`` is given, batch 2, fid8_full, one repeat):
-it checks the plumbing; its figures are not GPU figures.
+preset, :class:`ToyExtractor` instead of the Inception network, so no precision check, batch 2,
+fid4_full, one repeat, the fast path without Triton's upfirdn2d (:data:`DRY_RUN_OPS`)): it
+checks the plumbing; its figures are not GPU figures.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ from ssgan.metrics import (
 from ssgan.metrics.metric_utils import allow_tf32
 
 TOLERANCE = 0.005
+#: the fast path's Triton ops in a dry run (under the interpreter upfirdn2d costs ~10 s per tiny image)
+DRY_RUN_OPS = ("bias_act", "fuse", "grouped_mlp")
 RANDOM_WEIGHTS = {"path": None, "format": "random weights: timings only (the speed does not depend on them)",
                   "sha256": None}
 
@@ -90,6 +93,22 @@ def random_extractor() -> FIDInceptionV3:
         if isinstance(m, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     return net.requires_grad_(False).eval()
+
+
+class ToyExtractor(torch.nn.Module):
+    """A stand-in for the FID network (dry runs, tests): a fixed random 3→``features`` 1×1
+    convolution, ReLU and global mean; uint8 images (N, 3, H, W) in, (N, features) out."""
+
+    def __init__(self, features: int = 16):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, features, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(images.float() / 255)).mean((2, 3))
+
+
+TOY_WEIGHTS = {"path": None, "format": "dry run: a toy stand-in for the Inception network (ToyExtractor)",
+               "sha256": None}
 
 
 def compare(fast: float, reference: float, tolerance: float = TOLERANCE) -> dict[str, Any]:
@@ -127,14 +146,17 @@ def bench_extractor(extractor: torch.nn.Module, batch: int, device: torch.device
     return out
 
 
-def bench_generation(G: SemanticGenerator, batch: int, device: torch.device, repeats: int) -> dict:
+def bench_generation(G: SemanticGenerator, batch: int, device: torch.device, repeats: int,
+                     triton_ops: tuple[str, ...] | None = None) -> dict:
+    """img/s of G on the fast path (``triton_ops`` on Triton, None: all) and on the fp32 reference."""
     z = torch.randn(batch, G.style_dim, device=device)
-    out = {"batch": batch, "resolution": G.config.size}
+    out = {"batch": batch, "resolution": G.config.size,
+           "triton_ops": "all" if triton_ops is None else triton_ops}
     for name, fast, backend in (("fast", True, "triton"), ("fp32", False, "reference")):
         def run(fast: bool = fast) -> None:
             with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=fast):
                 G.synthesize(G.layout([z]))
-        with use_backend(backend):
+        with use_backend(backend, triton_ops if fast else None):
             out[f"images_per_s_{name}"] = images_per_s(run, batch, device, repeats)
     return out
 
@@ -153,7 +175,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="real-data loader processes (default: all CPUs; built-in data renders on the CPU)")
     p.add_argument("--json", default=None, metavar="OUT", help="rewritten after each part")
     p.add_argument("--dry-run", action="store_true",
-                   help="the CUDA run's parts on CPU at toy sizes (tiny preset, batch 2, fid8_full): "
+                   help="the CUDA run's parts on CPU at toy sizes (tiny preset, toy extractor, fid4_full): "
                         "plumbing only")
     return p.parse_args(argv)
 
@@ -177,9 +199,8 @@ def choose_extractor(inception: str | None, device: torch.device) -> tuple[torch
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.dry_run:
-        args.device, args.batch, args.repeats, args.n, args.check_n = "cpu", 2, 1, 8, 8
+        args.device, args.batch, args.repeats, args.n, args.check_n = "cpu", 2, 1, 4, 4
         args.workers = 0 if args.workers is None else args.workers
-        args.inception = args.inception or "random"
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device is available; nothing was measured", file=sys.stderr)
@@ -187,7 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cuda = device.type == "cuda"
     batch = args.batch or (64 if cuda else 16)
     try:
-        extractor, info, no_check = choose_extractor(args.inception, device)
+        extractor, info, no_check = (
+            (ToyExtractor().to(device), TOY_WEIGHTS, "dry run: no Inception network is loaded")
+            if args.dry_run else choose_extractor(args.inception, device))
     except InceptionError as e:
         print(f"error: {e} (or --inception random: timing only)", file=sys.stderr)
         return 2
@@ -211,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         torch.manual_seed(0)
         G = SemanticGenerator(preset("tiny" if args.dry_run else "celeba-256")).to(device).eval()
-        report["generation"] = bench_generation(G, batch, device, args.repeats)
+        report["generation"] = bench_generation(G, batch, device, args.repeats,
+                                                DRY_RUN_OPS if args.dry_run else None)
         print(f"generation: {report['generation']}")
         save()
         dataset = open_dataset(args.data, None, None, G.config.size, G.config.seg_dim, length=args.n)

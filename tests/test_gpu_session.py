@@ -51,14 +51,18 @@ def test_stage_list_in_priority_order():
     assert len(names) <= 8, "$OUT brings back at most 8 files: one per stage"
 
 
-def test_stages_option_selects_stages_in_priority_order(tmp_path):
+def test_stages_option_selects_stages_in_priority_order():
     assert listed_stages("--stages", "invert,learning,metrics") == ["learning", "metrics", "invert"]
     assert listed_stages("--stages", "env") == ["env"]
     for bad, message in (("invert,nope", "no stage 'nope'"), ("", "at least one stage")):
         proc = subprocess.run(["bash", str(SCRIPT), "--list", "--stages", bad], capture_output=True,
                               text=True)
         assert proc.returncode == 2 and message in proc.stderr and not proc.stdout
-    # a dry run of one cheap stage runs that stage alone and summarises it alone
+
+
+@pytest.mark.slow
+def test_stages_option_dry_run_of_one_stage(tmp_path):
+    """A dry run of one cheap stage runs that stage alone and summarises it alone."""
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "OUT")}
     env["PYTHON"] = sys.executable
     proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--stages", "invert", "--out", str(tmp_path)],
