@@ -28,7 +28,7 @@ STAGE_KEYS = {
     "cuda_tests": {"summary", "counts", "failed", "exit_code", "complete"},
     "train_512": {"device", "peak_tflops", "benchmarks", "timing", "lazy_every", "complete"},
     "learning": {"device", "config", "initial", "runs", "comparison", "pass", "complete"},
-    "metrics": {"weights", "budget", "extractor", "generation", "precision_check", "fid8_full", "complete"},
+    "metrics": {"weights", "budget", "extractor", "generation", "precision_check", "fid4_full", "complete"},
     "invert": {"device", "budget", "benchmarks", "complete"},
 }
 STAGES = ["env", "kernels", "train_256", "cuda_tests", "train_512", "learning", "metrics", "invert"]
@@ -135,11 +135,13 @@ def test_dry_run_session(tmp_path):
     metrics = reports["metrics"]
     check = metrics["precision_check"]
     assert check["skipped"] and "Inception weights" in check["reason"]
-    assert metrics["budget"]["n"] == 8 and metrics["generation"]["images_per_s_fast"] > 0
-    fid = metrics["fid8_full"]
+    assert metrics["budget"]["n"] == 4 and metrics["generation"]["images_per_s_fast"] > 0
+    fid = metrics["fid4_full"]
     assert fid["with_real_statistics"]["seconds"] > 0 and fid["real_statistics_cached"]["seconds"] > 0
     (inv,) = reports["invert"]["benchmarks"]
     assert inv["name"] == "invert_32" and inv["reference_s"] > 0 and "ssgan" in inv["errors"]
+    for gist in ("fast vs reference G-EMA masks", "FID fast vs fp32 skipped", "invert_32: "):
+        assert gist in summary, gist
 
     rendered = subprocess.run([sys.executable, "-m", "bench.table", str(out)], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout
