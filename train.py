@@ -178,11 +178,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help=f"default: {TINY_LR} for the tiny preset (its default run then shows faces with eyes "
                         f"and mouths in {DEFAULT_STEPS} steps), the paper's {TC.lr} otherwise")
     g.add_argument("--betas", type=float, nargs=2, default=list(TC.betas))
-    g.add_argument("--r1-img", "--r1_img", type=_float_or_auto, default="auto",
+    g.add_argument("--r1-img", "--r1_img", type=float_or_auto, default="auto",
                    help="R1 weight on D's image gradients; auto: the paper's 10 for the celeba presets, "
                         f"{T.R1_PER_PIXEL}·size²/batch otherwise (tiny at batch 8: 0.16), because R1's "
                         "scale grows with the pixel count (ssgan.training.r1_auto)")
-    g.add_argument("--r1-seg", "--r1_seg", type=_float_or_auto, default="auto",
+    g.add_argument("--r1-seg", "--r1_seg", type=float_or_auto, default="auto",
                    help="R1 weight on D's mask gradients; auto: 100 × the auto --r1-img (the paper's "
                         "1000 for the celeba presets)")
     g.add_argument("--d-reg-every", "--d_reg_every", type=int, default=TC.d_reg_every)
@@ -202,7 +202,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _float_or_auto(text: str) -> float | str:
+def float_or_auto(text: str) -> float | str:
     if text == "auto":
         return text
     try:

@@ -9,6 +9,8 @@
 #                                                   # bench/results/ (default: a new temp folder);
 #                                                   # budget and caps x SSGAN_DRY_CAP_FACTOR (4)
 #   bash bench/gpu_session.sh --list                # the stages and their caps
+#   bash bench/gpu_session.sh --stages learning,metrics,invert   # only these stages (any mode above;
+#                                                   # they run in the script's order, with the budget)
 #
 # A stage is one line: `stage NAME CAP_SECONDS COMMAND...`; the command is run as
 # `COMMAND --json FILE` (plus `--dry-run` in a dry run), must write FILE (rewriting it as parts
@@ -22,13 +24,14 @@ export PYTHONUNBUFFERED=1 TRITON_CACHE_AUTOTUNING=1
 PY=${PYTHON:-python3}
 BUDGET=${SSGAN_SESSION_BUDGET:-480}
 MIN_STAGE=30  # seconds: a stage with less time left than this is skipped
-mode=gpu out= scale=1
+mode=gpu out= scale=1 only= selecting=
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) mode=dry scale=${SSGAN_DRY_CAP_FACTOR:-4} ;;
         --list) mode=list ;;
         --out) out=$2; shift ;;
-        *) echo "usage: $0 [--dry-run [--out DIR] | --list]" >&2; exit 2 ;;
+        --stages) only=${2:-} selecting=1; shift ;;
+        *) echo "usage: $0 [--dry-run [--out DIR] | --list] [--stages NAME[,NAME...]]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -48,10 +51,12 @@ ensure_ssgan() {  # ssgan.kernels importable: as installed, else installed offli
     "$PY" -c "import ssgan.kernels"
 }
 
-names=()
+names=() known=() collecting=
 BUDGET=$((BUDGET * scale)) t0=$SECONDS
 stage() {  # stage NAME CAP_SECONDS COMMAND...
     local name=$1 cap=$(($2 * scale)); shift 2
+    if [ -n "$collecting" ]; then known+=("$name"); return; fi
+    [ -z "$selecting" ] || [[ ",$only," == *",$name,"* ]] || return 0  # not selected by --stages
     names+=("$name")
     if [ "$mode" = list ]; then printf '%-12s %4s s  %s\n' "$name" "$cap" "$*"; return; fi
     local file="$results/$name$suffix.json" log="$logs/$name.log"
@@ -78,8 +83,17 @@ stages() {  # priority order; "if time is left" stages go last and are skipped w
     stage train_256   170  "$PY" -m bench.train --resolutions 256 --profile
     stage cuda_tests   90  "$PY" -m bench.cuda_tests
     stage train_512   150  "$PY" -m bench.train --resolutions 512
+    stage learning    150  "$PY" -m bench.learning --kimg 4 --no-seed-spread
+    stage metrics     120  "$PY" -m bench.metrics --n 5000 --check-n 1000
+    stage invert      120  "$PY" -m bench.invert --resolutions 512 --steps 100
 }
 
+collecting=1 && stages && collecting=
+for name in ${only//,/ }; do
+    [[ " ${known[*]} " == *" $name "* ]] || {
+        echo "--stages: no stage '$name'; the stages are: ${known[*]}" >&2; exit 2; }
+done
+[ -z "$selecting" ] || [ -n "${only//,/}" ] || { echo "--stages: give at least one stage name" >&2; exit 2; }
 if [ "$mode" = list ]; then stages; exit 0; fi
 ensure_ssgan || { echo "ssgan.kernels cannot be imported: nothing was run" >&2; exit 1; }
 if [ "$mode" = dry ]; then

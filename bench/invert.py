@@ -4,6 +4,7 @@ Usage (on a CUDA machine, from the repository root)::
 
     python -m bench.invert [--json OUT.json] [--resolutions 256,512 --batch 8 --steps 400]
     python -m bench.invert --device cpu --preset tiny --resolutions 32    # CPU figure of the tiny preset
+    python -m bench.invert --dry-run --json OUT.json     # the GPU session's dry run (CPU, toy sizes)
 
 Per resolution (celeba-256 / celeba-512 configurations, random weights: the cost does not depend
 on them), ``--batch`` targets rendered by the model itself are inverted for ``--steps`` steps
@@ -17,7 +18,10 @@ search), device synchronised at both ends. Two paths:
 
 On CPU only the reference path runs (the Triton ops need a GPU); without CUDA and without
 ``--device cpu`` it exits with status 2 and measures nothing. Target (issue 11): a batch of 8 at
-512 px, 400 steps, in under 60 s on one H100.
+512 px, 400 steps, in under 60 s on one H100. The JSON (``--json``) is rewritten after each
+measured path (``complete`` false until the last); its ``budget`` records the resolutions, batch,
+steps and warm-up used. ``--dry-run`` (the GPU session's CPU dry run): the tiny preset at 32 px
+on CPU, batch 2, 2 steps after a 1-step warm-up: it checks the plumbing, not the speed.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ from ssgan.generator import SemanticGenerator
 
 NO_CUDA_MESSAGE = "no CUDA device: the inversion benchmark only runs on a GPU; nothing was measured"
 PRESET_FOR = {256: "celeba-256", 512: "celeba-512"}
-PATHS = {"reference": {"backend": "reference", "precision": "fp32"},
-         "ssgan": {"backend": "triton", "precision": "bf16"}}
+# measured in this order: a run stopped at the GPU session's cap keeps the fast path's figure
+PATHS = {"ssgan": {"backend": "triton", "precision": "bf16"},
+         "reference": {"backend": "reference", "precision": "fp32"}}
 TARGET_S = 60.0  # batch 8, 512 px, 400 steps on one H100
 
 
@@ -116,7 +121,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--device", default="cuda", help="cuda, or cpu (reference path only)")
     p.add_argument("--preset", default=None, help="a preset instead of celeba-<res> (e.g. tiny on CPU)")
-    return p.parse_args(argv)
+    p.add_argument("--dry-run", action="store_true",
+                   help="CPU, tiny preset at 32 px, batch 2, 2 steps: the GPU session's dry run (plumbing)")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.device, args.preset, args.resolutions = "cpu", "tiny", "32"
+        args.batch, args.steps, args.warmup = 2, 2, 1
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,33 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    records = []
-    for res in [int(r) for r in args.resolutions.split(",") if r.strip()]:
-        name = args.preset or PRESET_FOR.get(res, "celeba-256")
-        cfg = preset(name).replace(size=res) if not args.preset else preset(name)
-        torch.manual_seed(0)
-        G = SemanticGenerator(cfg).to(dev).eval()
-        images = E.render(G, E.sample_latents(G, args.batch, seed=1, truncation=0.7)).rgb.clamp(-1, 1)
-        measured = {}
-        for path, opts in PATHS.items():
-            if not cuda and opts["backend"] == "triton":
-                measured[path] = {"error": "not run: the Triton ops need a GPU"}
-                continue
-            log(f"[{cfg.size}px] {path}: {args.steps} steps, batch {args.batch}")
-            try:
-                if cuda:
-                    torch.cuda.reset_peak_memory_stats(dev)
-                s = time_search(G, images, args.steps, args.warmup, opts["backend"], opts["precision"], sync)
-                peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None
-                measured[path] = {"s": s, "peak_mib": peak}
-                log(f"[{cfg.size}px] {path}: {s:.1f} s ({s / args.batch:.2f} s per image)")
-            except torch.cuda.OutOfMemoryError as e:
-                measured[path] = {"error": f"out of memory: {str(e).splitlines()[0]}"}
-            finally:
-                if cuda:
-                    torch.cuda.empty_cache()
-        records.append(make_record(cfg.size, args.batch, args.steps, name, measured["reference"],
-                                   measured["ssgan"]))
     env = environment()
     report = {**env, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "what": "latent search of ssgan invert (no generator tuning): wall time of the whole search, "
@@ -169,14 +153,54 @@ def main(argv: Sequence[str] | None = None) -> int:
               "data": "targets rendered by the (random-weight) model itself, resident on the device",
               "reference": "reference backend, fp32 (no TF32), eager",
               "ssgan": "triton backend, generator under bf16 autocast, TF32 allowed",
-              "benchmarks": records}
+              "budget": {"resolutions": args.resolutions, "batch": args.batch, "steps": args.steps,
+                         "warmup": args.warmup},
+              "dry_run": args.dry_run, "benchmarks": [], "complete": False}
     if not cuda:
         report["note"] = "CPU run: reference path only; no GPU figures exist until this runs on a GPU"
-    print(format_table(report))
+    path = None
     if args.json or cuda:
         path = args.json or default_path(env["device"]).with_name(
             f"invert-{slug(env['device'])}-{_dt.date.today().isoformat()}.json")
-        print(f"wrote {write_json(report, path)}")
+
+    def save(benchmarks: list[dict], complete: bool) -> None:
+        report["benchmarks"], report["complete"] = benchmarks, complete
+        if path is not None:
+            write_json(report, path)
+
+    records = []
+    for res in [int(r) for r in args.resolutions.split(",") if r.strip()]:
+        name = args.preset or PRESET_FOR.get(res, "celeba-256")
+        cfg = preset(name).replace(size=res) if not args.preset else preset(name)
+        torch.manual_seed(0)
+        G = SemanticGenerator(cfg).to(dev).eval()
+        images = E.render(G, E.sample_latents(G, args.batch, seed=1, truncation=0.7)).rgb.clamp(-1, 1)
+        measured: dict[str, dict] = {}
+        for path_name, opts in PATHS.items():
+            if not cuda and opts["backend"] == "triton":
+                measured[path_name] = {"error": "not run: the Triton ops need a GPU"}
+                continue
+            log(f"[{cfg.size}px] {path_name}: {args.steps} steps, batch {args.batch}")
+            try:
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats(dev)
+                s = time_search(G, images, args.steps, args.warmup, opts["backend"], opts["precision"], sync)
+                peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None
+                measured[path_name] = {"s": s, "peak_mib": peak}
+                log(f"[{cfg.size}px] {path_name}: {s:.1f} s ({s / args.batch:.2f} s per image)")
+            except torch.cuda.OutOfMemoryError as e:
+                measured[path_name] = {"error": f"out of memory: {str(e).splitlines()[0]}"}
+            finally:
+                if cuda:
+                    torch.cuda.empty_cache()
+            partial = make_record(cfg.size, args.batch, args.steps, name, measured.get("reference", {}),
+                                  measured.get("ssgan", {}))
+            save(records + [partial], False)  # a search stopped later keeps this one
+        records.append(partial)
+    save(records, True)
+    print(format_table(report))
+    if path is not None:
+        print(f"wrote {path}")
     return 0
 
 

@@ -5,6 +5,7 @@ Usage (from the repository root)::
 
     python -m bench.learning                    # CUDA: tiny preset, 32 px, batch 16, 16 kimg per path
     TRITON_INTERPRET=1 python -m bench.learning --device cpu   # CPU: 16 px, 10 steps (see below)
+    TRITON_INTERPRET=1 python -m bench.learning --dry-run --json OUT.json   # the GPU session's dry run
 
 * ``reference``: ``SSGAN_BACKEND=reference`` ops, fp32 (no TF32), eager;
 * ``fast``: the Triton ops, bf16 autocast (fp32 weights and losses), the D- and G-step forwards
@@ -13,12 +14,15 @@ Usage (from the repository root)::
 Both paths start from the same initial weights (seed), see the same batches of the built-in
 dataset (``SyntheticFaces``, the sampler of ``train.py``) and draw their latents from identically
 seeded generators; each iteration is ``train.py``'s (``bench.train.StepRunner``: D, lazy R1, G,
-lazy path length, G-EMA). On CPU the fast path runs under ``TRITON_INTERPRET=1`` with the
-``aot_eager`` compile backend and only ``fuse`` on Triton (``--triton-ops``; under the interpreter
-``upfirdn2d`` needs about a second per call and ``grouped_mlp``'s bf16 emulation minutes per
-step), on the tiny preset at 16 px for 10 steps of batch 4 (~40 s per step with ``fuse``, plus
-~2.5 min of compilation, on a busy 2-core machine). The two paths' trajectories diverge after the first
-rounding difference (a GAN is chaotic), so what must agree is what they learn, not the weights:
+lazy path length, G-EMA) with ``train.py``'s defaults for new runs: R1 weights fitted to the size
+and batch (``--r1-img auto --r1-seg auto``: :func:`ssgan.training.r1_auto`) and the G-EMA
+ramp-up (``train.DEFAULT_EMA_RAMPUP``, :func:`ssgan.training.ema_beta`). On CPU the fast path
+runs under ``TRITON_INTERPRET=1`` with the ``aot_eager`` compile backend and only ``fuse`` on
+Triton (``--triton-ops``; under the interpreter ``upfirdn2d`` needs about a second per call and
+``grouped_mlp``'s bf16 emulation minutes per step), on the tiny preset at 16 px for 10 steps of
+batch 4 (~40 s per step with ``fuse``, plus ~2.5 min of compilation, on a busy 2-core machine).
+The two paths' trajectories diverge after the first rounding difference (a GAN is chaotic), so
+what must agree is what they learn, not the weights:
 
 Mask measures (:func:`mask_measures`, on G-EMA and on G, fixed latents, fixed noise):
 
@@ -35,8 +39,11 @@ from step to step, so two runs drift apart on G long before their averages (G-EM
 differ only by chance land apart, for context (on CPU, 200 steps: L1 between the paths' G
 frequencies 0.18, between the two seeds' 1.39).
 
-Writes JSON to ``--json`` (default ``bench/results/learning-<device>-<date>.json``) and, when
-``$OUT`` is set, a copy there.
+Writes JSON to ``--json`` (default ``bench/results/learning-<device>-<date>.json``), rewritten
+after each run (``complete`` false until the last), and, when ``$OUT`` is set, a copy there.
+``--dry-run`` (the GPU session's CPU dry run): the CPU budget cut to 2 steps of batch 4, 16
+latents measured, no Triton op, no seed-spread run; it exits 0 whatever the verdict (two steps
+prove the plumbing, not the learning).
 """
 
 from __future__ import annotations
@@ -59,11 +66,12 @@ from bench.timing import environment
 from bench.train import StepRunner
 from ssgan import training as T
 from ssgan.config import SSGANConfig, preset
-from ssgan.data import label_to_mask
+from ssgan.data import images_to_float, label_to_mask
 from ssgan.generator import SemanticGenerator
 from ssgan.loader import make_step_loader
 from ssgan.metrics.segmentation import mask_agreement_counts, mean_iou, pixel_frequencies
 from ssgan.synthetic import SyntheticFaces
+from train import DEFAULT_EMA_RAMPUP, float_or_auto
 
 PATHS = {
     "reference": {"backend": "reference", "precision": "fp32", "compile": False},
@@ -72,9 +80,6 @@ PATHS = {
 CPU_TRITON_OPS = ("fuse",)  # cheap enough under the Triton interpreter for a CPU training run
 #: 16 px variant of the tiny preset for CPU runs (same widths, one up-sampling stage fewer)
 CPU_CONFIG = preset("tiny").replace(size=16, coarse_size=8)
-#: R1 weights for the 32 px tiny model (issue 8: the paper's 10 / 1000 stop masks from learning
-#: eyes and mouths at this size)
-R1_IMG, R1_SEG = 0.16, 16.0
 TOL_FREQ_L1 = 0.10  # L1 between the two paths' class-frequency vectors (fraction of pixels moved)
 TOL_MIOU = 0.10  # absolute difference of the fine-vs-coarse mIoUs
 
@@ -154,7 +159,7 @@ def train_path(path: str, cfg: SSGANConfig, tc: T.TrainConfig, dataset: Syntheti
     t0 = time.perf_counter()
     every = max(1, steps // 10)
     for i, item in zip(range(steps), loader):
-        runner.real = item["image"].to(device, non_blocking=True)
+        runner.real = images_to_float(item["image"].to(device, non_blocking=True))  # uint8 travels
         runner.mask = label_to_mask(item["label"].to(device, non_blocking=True), cfg.seg_dim)
         runner.iteration(i)
         if log and ((i + 1) % every == 0 or i + 1 == steps):
@@ -180,8 +185,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-eval", type=int, default=None,
                    help="fixed latents measured (default: 512 on CUDA, 64 on CPU)")
-    p.add_argument("--r1-img", type=float, default=R1_IMG)
-    p.add_argument("--r1-seg", type=float, default=R1_SEG)
+    p.add_argument("--r1-img", type=float_or_auto, default="auto",
+                   help="R1 weight on D's image gradients; auto: as train.py (ssgan.training.r1_auto)")
+    p.add_argument("--r1-seg", type=float_or_auto, default="auto",
+                   help="R1 weight on D's mask gradients; auto: as train.py (ssgan.training.r1_auto)")
+    p.add_argument("--ema-rampup", type=float, default=DEFAULT_EMA_RAMPUP,
+                   help="G-EMA ramp-up (ssgan.training.ema_beta; train.py's default for new runs)")
     p.add_argument("--tol-freq", type=float, default=TOL_FREQ_L1)
     p.add_argument("--tol-miou", type=float, default=TOL_MIOU)
     p.add_argument("--seed-spread", action=argparse.BooleanOptionalAction, default=None,
@@ -191,7 +200,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         f"{','.join(CPU_TRITON_OPS)} on CPU; of {','.join(OPS)})")
     p.add_argument("--json", default=None,
                    help="output path (default bench/results/learning-<device>-<date>.json)")
-    return p.parse_args(argv)
+    p.add_argument("--dry-run", action="store_true",
+                   help="CPU, 2 steps of batch 4, 16 latents, no Triton op, no seed spread: checks the "
+                        "plumbing (the GPU session's dry run); exit 0 whatever the verdict")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.device, args.kimg, args.n_eval, args.seed_spread = "cpu", 0.008, 16, False
+        args.triton_ops = "" if args.triton_ops is None else args.triton_ops
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,7 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_spread = cuda if args.seed_spread is None else args.seed_spread
     ops = (tuple(o for o in args.triton_ops.split(",") if o) if args.triton_ops is not None
            else None if cuda else CPU_TRITON_OPS)
-    tc = T.TrainConfig(r1_img=args.r1_img, r1_seg=args.r1_seg)
+    r1 = T.r1_auto(cfg, batch)
+    r1_img, r1_seg = (r1[j] if v == "auto" else v for j, v in enumerate((args.r1_img, args.r1_seg)))
+    tc = T.TrainConfig(r1_img=r1_img, r1_seg=r1_seg, ema_rampup=args.ema_rampup)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -226,47 +244,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     initial = mask_measures(SemanticGenerator(cfg).to(dev), z, data_freqs)  # the runs' common start
     log(f"training {steps} steps of batch {batch} ({steps * batch / 1000:g} kimg) at {cfg.size} px on "
-        f"{dev} per path")
-    runs: dict[str, dict] = {}
-    plan = [("reference", "reference", args.seed), ("fast", "fast", args.seed)]
-    if seed_spread:
-        plan.append(("reference_seed+1", "reference", args.seed + 1))
-    for name, path, seed in plan:
-        runner, seconds = train_path(path, cfg, tc, dataset, steps, batch, dev, seed, ops, log)
-        runs[name] = {"path": path, "seed": seed, "seconds": seconds,
-                      "last_losses": {k: float(v) for k, v in runner.losses.items()},
-                      "g_ema": mask_measures(runner.G_ema, z, data_freqs),
-                      "g": mask_measures(runner.G, z, data_freqs)}
-        del runner
-    comparison = {which: compare(runs["reference"][which], runs["fast"][which], args.tol_freq, args.tol_miou)
-                  for which in ("g_ema", "g")}
+        f"{dev} per path, R1 γ {tc.r1_img:g} / {tc.r1_seg:g}, EMA ramp-up {tc.ema_rampup:g}")
     env = environment()
     compiler = "inductor" if cuda else "aot_eager, TRITON_INTERPRET=1"
+    runs: dict[str, dict] = {}
     report = {
         "device": env["device"], "commit": env["commit"], "torch": env["torch"], "triton": env["triton"],
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "dry_run": args.dry_run,
         "config": {**cfg.to_dict(), "batch": batch, "steps": steps, "kimg": steps * batch / 1000,
-                   "r1_img": tc.r1_img, "r1_seg": tc.r1_seg, "n_eval": n_eval, "data": "SyntheticFaces"},
+                   "r1_img": tc.r1_img, "r1_seg": tc.r1_seg, "ema_rampup": tc.ema_rampup, "n_eval": n_eval,
+                   "seed_spread": seed_spread, "data": "SyntheticFaces"},
         "paths": {"reference": "reference ops, fp32, eager",
                   "fast": (f"triton ops ({'all' if ops is None else ', '.join(ops) or 'none'}), bf16 "
                            f"autocast, torch.compile ({compiler})")},
         "data_frequencies": [round(float(f), 5) for f in data_freqs],
         "initial": initial,
         "runs": runs,
-        "comparison": comparison,
-        "pass": comparison["g_ema"]["pass"],
         "criterion": "the G-EMA comparison; G's is for information",
+        "complete": False,
     }
-    if seed_spread:
-        report["seed_spread"] = {which: compare(runs["reference"][which], runs["reference_seed+1"][which],
-                                                args.tol_freq, args.tol_miou) for which in ("g_ema", "g")}
-    print(format_summary(report))
     path = Path(args.json) if args.json else default_path(env["device"]).with_name(
         f"learning-{slug(env['device'])}-{_dt.date.today().isoformat()}.json")
-    print(f"wrote {write_json(report, path)}")
-    if os.environ.get("OUT"):
+    plan = [("reference", "reference", args.seed), ("fast", "fast", args.seed)]
+    if seed_spread:
+        plan.append(("reference_seed+1", "reference", args.seed + 1))
+    for name, kind, seed in plan:
+        runner, seconds = train_path(kind, cfg, tc, dataset, steps, batch, dev, seed, ops, log)
+        runs[name] = {"path": kind, "seed": seed, "seconds": seconds,
+                      "last_losses": {k: float(v) for k, v in runner.losses.items()},
+                      "g_ema": mask_measures(runner.G_ema, z, data_freqs),
+                      "g": mask_measures(runner.G, z, data_freqs)}
+        del runner
+        if name in ("fast", "reference_seed+1"):  # compared with the reference run
+            key = "comparison" if name == "fast" else "seed_spread"
+            report[key] = {which: compare(runs["reference"][which], runs[name][which], args.tol_freq,
+                                          args.tol_miou) for which in ("g_ema", "g")}
+        if name == "fast":
+            report["pass"] = report["comparison"]["g_ema"]["pass"]
+        report["complete"] = len(runs) == len(plan)
+        write_json(report, path)  # after each run: a run stopped later keeps what finished
+    print(format_summary(report))
+    print(f"wrote {path}")
+    if os.environ.get("OUT") and not args.dry_run:
         print(f"wrote {write_json(report, Path(os.environ['OUT']) / path.name)}")
-    return 0 if report["pass"] else 1
+    return 0 if report["pass"] or args.dry_run else 1
 
 
 def format_summary(report: dict) -> str:

@@ -87,7 +87,7 @@ def _f(v, spec: str) -> str:
 
 
 def headline(report: dict) -> str:
-    """The one-line gist of a stage's JSON (generic for stages it does not know)."""
+    """The one-line gist of a stage's JSON (empty for stages it does not know)."""
     from bench.table import kind
 
     k = kind(report)
@@ -101,6 +101,26 @@ def headline(report: dict) -> str:
                 f"TFLOP/s; parity {verdict}")
     if k == "cuda_tests":
         return f"pytest -m cuda: {report.get('summary')}"
+    stage = report.get("stage")
+    if stage == "learning" and report.get("comparison"):
+        c = report["comparison"]["g_ema"]
+        return (f"fast vs reference G-EMA masks {'PASS' if c['pass'] else 'FAIL'}: class-frequency L1 "
+                f"{c['frequency_l1_between']:.3f}, ΔmIoU {c['miou_difference']:.3f} "
+                f"({report['config']['kimg']:g} kimg per path)")
+    if stage == "metrics" and report.get("extractor"):
+        ext, gen = report["extractor"], report.get("generation") or {}
+        fid = next(({"name": n, **v} for n, v in report.items() if n.startswith("fid")), {})
+        check = report.get("precision_check") or {}
+        verdict = ("-" if not check else "skipped" if check.get("skipped")
+                   else f"{'ok' if check['ok'] else 'FAILED'} ({100 * check['relative_change']:.2f} %)")
+        return (f"extractor {_f(ext.get('images_per_s_tf32', ext.get('images_per_s_fp32')), '.0f')} img/s, "
+                f"G {_f(gen.get('images_per_s_fast'), '.0f')} img/s; {fid.get('name', 'fid')} "
+                f"{_f((fid.get('with_real_statistics') or {}).get('seconds'), '.0f')} s; "
+                f"FID fast vs fp32 {verdict}")
+    if stage == "invert":
+        return "; ".join(f"{r['name']}: {_f(r.get('reference_s'), '.1f')} -> {_f(r.get('ssgan_s'), '.1f')} s "
+                         f"(batch {r['config']['batch']}, {r['config']['steps']} steps)"
+                         for r in report.get("benchmarks") or [])
     records = {(r.get("name"), (r.get("config") or {}).get("dtype")): r
                for r in report.get("benchmarks") or []}
     if ("local_generators_fwd_bwd", "bf16") in records:

@@ -129,8 +129,9 @@ class StepRunner:
                                                self.gen)
         self.losses.update(out)
 
-    def ema(self) -> None:
-        T.ema_update(self.G_ema, self.G, T.ema_beta(self.tc, self.batch, 0))
+    def ema(self, i: int = 0) -> None:
+        """G-EMA update after iteration ``i`` (``i · batch`` images seen before it, as train.py)."""
+        T.ema_update(self.G_ema, self.G, T.ema_beta(self.tc, self.batch, i * self.batch))
 
     def iteration(self, i: int, clock: PhaseClock | None = None) -> None:
         """Iteration ``i``; ``clock`` (optional) is marked at the start of each phase and at the end."""
@@ -148,7 +149,7 @@ class StepRunner:
                 mark("pl")
                 self.pl()
             mark("ema")
-            self.ema()
+            self.ema(i)
             mark(None)
 
     @property

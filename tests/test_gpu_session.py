@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from bench import learning as BL
 from bench import session, table
 from bench import train as BT
+from ssgan import training as T
+from train import DEFAULT_EMA_RAMPUP
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu_session.sh"
@@ -23,7 +27,11 @@ STAGE_KEYS = {
     "train_256": {"device", "peak_tflops", "benchmarks", "timing", "lazy_every", "complete"},
     "cuda_tests": {"summary", "counts", "failed", "exit_code", "complete"},
     "train_512": {"device", "peak_tflops", "benchmarks", "timing", "lazy_every", "complete"},
+    "learning": {"device", "config", "initial", "runs", "comparison", "pass", "complete"},
+    "metrics": {"weights", "budget", "extractor", "generation", "precision_check", "fid4_full", "complete"},
+    "invert": {"device", "budget", "benchmarks", "complete"},
 }
+STAGES = ["env", "kernels", "train_256", "cuda_tests", "train_512", "learning", "metrics", "invert"]
 COMMON_RECORD = {"name", "config", "reference_ms", "ssgan_ms", "speedup", "reference_peak_mib",
                  "ssgan_peak_mib", "memory_ratio"}
 KERNEL_RECORD = COMMON_RECORD | {"ssgan_tflops", "pct_of_peak", "gflop"}
@@ -31,15 +39,40 @@ TRAIN_RECORD = COMMON_RECORD | {"images_per_s", "mfu", "model_gflop_per_iteratio
                                 "ssgan_profile"}
 
 
-def listed_stages() -> list[str]:
-    out = subprocess.run(["bash", str(SCRIPT), "--list"], capture_output=True, text=True, check=True).stdout
+def listed_stages(*args: str) -> list[str]:
+    out = subprocess.run(["bash", str(SCRIPT), "--list", *args], capture_output=True, text=True,
+                         check=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def test_stage_list_in_priority_order():
     names = listed_stages()
-    assert names[:5] == ["env", "kernels", "train_256", "cuda_tests", "train_512"]
+    assert names == STAGES
     assert len(names) <= 8, "$OUT brings back at most 8 files: one per stage"
+
+
+def test_stages_option_selects_stages_in_priority_order():
+    assert listed_stages("--stages", "invert,learning,metrics") == ["learning", "metrics", "invert"]
+    assert listed_stages("--stages", "env") == ["env"]
+    for bad, message in (("invert,nope", "no stage 'nope'"), ("", "at least one stage")):
+        proc = subprocess.run(["bash", str(SCRIPT), "--list", "--stages", bad], capture_output=True,
+                              text=True)
+        assert proc.returncode == 2 and message in proc.stderr and not proc.stdout
+
+
+@pytest.mark.slow
+def test_stages_option_dry_run_of_one_stage(tmp_path):
+    """A dry run of one cheap stage runs that stage alone and summarises it alone."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "OUT")}
+    env["PYTHON"] = sys.executable
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--stages", "invert", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["invert-dry-run.json"]
+    report = json.loads((tmp_path / "invert-dry-run.json").read_text())
+    assert report["status"] == "ok" and report["complete"] and report["budget"]["steps"] == 2
+    summary = proc.stdout[proc.stdout.rindex("GPU session summary"):]
+    assert "invert" in summary and not any(f"\n{name} " in summary for name in STAGES if name != "invert")
 
 
 @pytest.mark.slow
@@ -88,6 +121,27 @@ def test_dry_run_session(tmp_path):
     assert profile["window_iterations"] == 2 and 0 < len(profile["kernels"]) <= 25
     assert reports["train_512"]["benchmarks"][0]["ssgan_profile"] is None
     assert "deselected" in reports["cuda_tests"]["summary"] and reports["cuda_tests"]["counts"]["skipped"] > 0
+
+    learning = reports["learning"]
+    assert set(learning["runs"]) == {"reference", "fast"} and learning["config"]["steps"] == 2
+    cfg = learning["config"]  # trained as train.py trains a new run: auto R1, G-EMA ramp-up
+    assert (cfg["r1_img"], cfg["r1_seg"]) == T.r1_auto(BL.CPU_CONFIG, cfg["batch"])
+    assert cfg["ema_rampup"] == DEFAULT_EMA_RAMPUP > 0
+    for run in learning["runs"].values():  # with the ramp-up, G-EMA follows G from the first steps
+        assert BL.frequency_l1(torch.tensor(run["g_ema"]["class_frequencies"]),
+                               torch.tensor(run["g"]["class_frequencies"])) < 0.02
+    assert learning["comparison"]["g_ema"] == BL.compare(learning["runs"]["reference"]["g_ema"],
+                                                        learning["runs"]["fast"]["g_ema"])
+    metrics = reports["metrics"]
+    check = metrics["precision_check"]
+    assert check["skipped"] and "Inception weights" in check["reason"]
+    assert metrics["budget"]["n"] == 4 and metrics["generation"]["images_per_s_fast"] > 0
+    fid = metrics["fid4_full"]
+    assert fid["with_real_statistics"]["seconds"] > 0 and fid["real_statistics_cached"]["seconds"] > 0
+    (inv,) = reports["invert"]["benchmarks"]
+    assert inv["name"] == "invert_32" and inv["reference_s"] > 0 and "ssgan" in inv["errors"]
+    for gist in ("fast vs reference G-EMA masks", "FID fast vs fp32 skipped", "invert_32: "):
+        assert gist in summary, gist
 
     rendered = subprocess.run([sys.executable, "-m", "bench.table", str(out)], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout
