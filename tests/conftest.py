@@ -1,11 +1,19 @@
-"""Test set-up: without a GPU, Triton kernels run under its interpreter (set before any import)."""
+"""Test set-up: without a GPU, Triton kernels run under its interpreter (set before any import);
+metric caches in a temporary folder."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Real-data statistics of the metrics go to a throw-away cache, never the user's ~/.cache/ssgan
+# (training runs in the tests evaluate the default metric; subprocesses inherit this too).
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ssgan-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 import pytest  # noqa: E402
 
