@@ -36,7 +36,8 @@ from collections.abc import Callable, Sequence
 import torch
 from ssgan.kernels import use_backend
 
-from bench.kernels import default_path, slug, write_json
+from bench.kernels import default_path, slug
+from bench.session import fmt, write_json
 from bench.timing import environment
 from ssgan import editing as E
 from ssgan import inversion as I
@@ -95,19 +96,16 @@ def make_record(resolution: int, batch: int, steps: int, cfg_name: str, ref: dic
 
 
 def format_table(report: dict) -> str:
-    def f(v, spec):
-        return "-" if v is None else format(v, spec)
-
     lines = [f"device {report['device']}  commit {report['commit']}",
              f"{'benchmark':12s} {'batch':>5s} {'steps':>5s} {'ref s':>8s} {'ssgan s':>8s} {'speedup':>8s} "
              f"{'ref s/img':>9s} {'s/img':>7s} {'img/s':>7s}"]
     for r in report["benchmarks"]:
         c = r["config"]
         speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
-        lines.append(f"{r['name']:12s} {c['batch']:5d} {c['steps']:5d} {f(r['reference_s'], '8.1f')} "
-                     f"{f(r['ssgan_s'], '8.1f')} {speedup:>8s} "
-                     f"{f(r['reference_s_per_image'], '9.2f')} {f(r['ssgan_s_per_image'], '7.2f')} "
-                     f"{f(r['ssgan_images_per_s'] or r['reference_images_per_s'], '7.3f')}")
+        lines.append(f"{r['name']:12s} {c['batch']:5d} {c['steps']:5d} {fmt(r['reference_s'], '8.1f')} "
+                     f"{fmt(r['ssgan_s'], '8.1f')} {speedup:>8s} "
+                     f"{fmt(r['reference_s_per_image'], '9.2f')} {fmt(r['ssgan_s_per_image'], '7.2f')} "
+                     f"{fmt(r['ssgan_images_per_s'] or r['reference_images_per_s'], '7.3f')}")
     return "\n".join(lines)
 
 

@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 from ssgan.kernels import fuse, grouped_mlp, modulated_weights, use_backend
 
-from bench.session import write_json
+from bench.session import fmt, write_json
 from bench.timing import environment, matmul_tflops, peak_mib, time_ms
 
 NO_CUDA_MESSAGE = "no CUDA device: GPU benchmarks only run on a GPU; nothing was measured"
@@ -398,10 +398,6 @@ def make_report(records: list[dict], env: dict, peak_tflops: dict, extra: dict |
     return report
 
 
-def _fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def format_table(report: dict) -> str:
     """A readable table of the report."""
     head = (f"{'benchmark':26s} {'dtype':5s} {'ref ms':>9s} {'ssgan ms':>9s} {'speedup':>8s} "
@@ -411,11 +407,11 @@ def format_table(report: dict) -> str:
     for r in report["benchmarks"]:
         c = r["config"]
         lines.append(
-            f"{r['name']:26s} {c['dtype']:5s} {_fmt(r['reference_ms'], '9.3f')} "
-            f"{_fmt(r['ssgan_ms'], '9.3f')} "
-            f"{_fmt(r['speedup'], '7.2f')}x {_fmt(r['reference_peak_mib'], '9.1f')} "
-            f"{_fmt(r['ssgan_peak_mib'], '10.1f')} {_fmt(r['memory_ratio'], '6.2f')} "
-            f"{_fmt(r['ssgan_tflops'], '8.1f')} {_fmt(r['pct_of_peak'], '7.1f')}")
+            f"{r['name']:26s} {c['dtype']:5s} {fmt(r['reference_ms'], '9.3f')} "
+            f"{fmt(r['ssgan_ms'], '9.3f')} "
+            f"{fmt(r['speedup'], '7.2f')}x {fmt(r['reference_peak_mib'], '9.1f')} "
+            f"{fmt(r['ssgan_peak_mib'], '10.1f')} {fmt(r['memory_ratio'], '6.2f')} "
+            f"{fmt(r['ssgan_tflops'], '8.1f')} {fmt(r['pct_of_peak'], '7.1f')}")
     if report["benchmarks"]:
         c = report["benchmarks"][0]["config"]
         lines.append(f"config B={c['B']} K={c['K']} L={c['L']} C={c['C']} F={c['F']} S={c['S']} "

@@ -82,7 +82,8 @@ def finish(name: str, path: Path, rc: int | None, cap_s: float, wall_s: float, l
     return report
 
 
-def _f(v, spec: str) -> str:
+def fmt(v, spec: str) -> str:
+    """``v`` formatted with ``spec``, or "-" when it was not measured (None)."""
     return "-" if v is None else format(v, spec)
 
 
@@ -97,7 +98,7 @@ def headline(report: dict) -> str:
                if not r.get("ok")]
         verdict = "ok" if report.get("parity_ok") else "FAILED " + ",".join(bad) if bad else "incomplete"
         return (f"{dev.get('name')} ({dev.get('sm_count')} SMs, driver {dev.get('driver')}): copy "
-                f"{_f(c.get('copy_gb_per_s'), '.4g')} GB/s, bf16 {_f(c.get('bf16_matmul_tflops'), '.4g')} "
+                f"{fmt(c.get('copy_gb_per_s'), '.4g')} GB/s, bf16 {fmt(c.get('bf16_matmul_tflops'), '.4g')} "
                 f"TFLOP/s; parity {verdict}")
     if k == "cuda_tests":
         return f"pytest -m cuda: {report.get('summary')}"
@@ -113,27 +114,29 @@ def headline(report: dict) -> str:
         check = report.get("precision_check") or {}
         verdict = ("-" if not check else "skipped" if check.get("skipped")
                    else f"{'ok' if check['ok'] else 'FAILED'} ({100 * check['relative_change']:.2f} %)")
-        return (f"extractor {_f(ext.get('images_per_s_tf32', ext.get('images_per_s_fp32')), '.0f')} img/s, "
-                f"G {_f(gen.get('images_per_s_fast'), '.0f')} img/s; {fid.get('name', 'fid')} "
-                f"{_f((fid.get('with_real_statistics') or {}).get('seconds'), '.0f')} s; "
+        return (f"extractor {fmt(ext.get('images_per_s_tf32', ext.get('images_per_s_fp32')), '.0f')} img/s, "
+                f"G {fmt(gen.get('images_per_s_fast'), '.0f')} img/s; {fid.get('name', 'fid')} "
+                f"{fmt((fid.get('with_real_statistics') or {}).get('seconds'), '.0f')} s; "
                 f"FID fast vs fp32 {verdict}")
     if stage == "invert":
-        return "; ".join(f"{r['name']}: {_f(r.get('reference_s'), '.1f')} -> {_f(r.get('ssgan_s'), '.1f')} s "
+        return "; ".join(f"{r['name']}: {fmt(r.get('reference_s'), '.1f')} -> "
+                         f"{fmt(r.get('ssgan_s'), '.1f')} s "
                          f"(batch {r['config']['batch']}, {r['config']['steps']} steps)"
                          for r in report.get("benchmarks") or [])
     records = {(r.get("name"), (r.get("config") or {}).get("dtype")): r
                for r in report.get("benchmarks") or []}
     if ("local_generators_fwd_bwd", "bf16") in records:
         r = records[("local_generators_fwd_bwd", "bf16")]
-        return (f"local generators fwd+bwd bf16: {_f(r['speedup'], '.1f')}x faster, "
-                f"{_f(r['memory_ratio'], '.1f')}x less memory ({len(records)} records)")
+        return (f"local generators fwd+bwd bf16: {fmt(r['speedup'], '.1f')}x faster, "
+                f"{fmt(r['memory_ratio'], '.1f')}x less memory ({len(records)} records)")
     if k == "train":
         parts = []
         for (n, _), r in records.items():
             if n != "train_step":
-                parts.append(f"{n}: {_f(r.get('reference_ms'), '.0f')} -> {_f(r.get('ssgan_ms'), '.0f')} ms "
-                             f"({_f(r.get('speedup'), '.2f')}x, mem {_f(r.get('memory_ratio'), '.2f')}x, "
-                             f"MFU {_f(None if r.get('mfu') is None else 100 * r['mfu'], '.1f')}%)")
+                parts.append(f"{n}: {fmt(r.get('reference_ms'), '.0f')} -> "
+                             f"{fmt(r.get('ssgan_ms'), '.0f')} ms "
+                             f"({fmt(r.get('speedup'), '.2f')}x, mem {fmt(r.get('memory_ratio'), '.2f')}x, "
+                             f"MFU {fmt(None if r.get('mfu') is None else 100 * r['mfu'], '.1f')}%)")
         return "; ".join(parts)
     return ""
 
@@ -147,7 +150,7 @@ def summary(directory: Path, suffix: str, names: Sequence[str]) -> str:
         report = load(directory / f"{name}{suffix}.json")
         reports[name] = report
         status = report.get("status", "no JSON")
-        wall = f"{_f(report.get('wall_s'), '.0f')}/{_f(report.get('cap_s'), '.0f')} s"
+        wall = f"{fmt(report.get('wall_s'), '.0f')}/{fmt(report.get('cap_s'), '.0f')} s"
         lines.append(f"{name:12s} {status:10s} {wall:>11s}  {headline(report)}"[:160])
     dry = any(r.get("dry_run") for r in reports.values())
     head = [("DRY RUN: " if dry else "") + f"GPU session summary ({directory})", "-" * 78]

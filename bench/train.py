@@ -60,7 +60,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from bench.kernels import device_peak
-from bench.session import write_json
+from bench.session import fmt, write_json
 from bench.timing import PhaseClock, environment
 from ssgan import training as T
 from ssgan.config import SSGANConfig, preset
@@ -356,18 +356,15 @@ def make_report(records: list[dict], env: dict, peak: dict, extra: dict | None =
 
 
 def format_table(report: dict) -> str:
-    def f(v, spec):
-        return "-" if v is None else format(v, spec)
-
     lines = [f"device {report.get('device')}  commit {report.get('commit')}",
              f"{'benchmark':16s} {'ref ms':>9s} {'ssgan ms':>9s} {'speedup':>8s} {'img/s':>8s} "
              f"{'s/kimg':>7s} {'ref MiB':>9s} {'ssgan MiB':>10s} {'MFU':>6s}"]
     for r in report["benchmarks"]:
-        lines.append(f"{r['name']:16s} {f(r['reference_ms'], '9.1f')} {f(r['ssgan_ms'], '9.1f')} "
-                     f"{f(r['speedup'], '7.2f')}x {f(r['images_per_s'], '8.1f')} "
-                     f"{f(r['sec_per_kimg'], '7.2f')} "
-                     f"{f(r['reference_peak_mib'], '9.0f')} {f(r['ssgan_peak_mib'], '10.0f')} "
-                     f"{f(None if r['mfu'] is None else 100 * r['mfu'], '5.1f')}%")
+        lines.append(f"{r['name']:16s} {fmt(r['reference_ms'], '9.1f')} {fmt(r['ssgan_ms'], '9.1f')} "
+                     f"{fmt(r['speedup'], '7.2f')}x {fmt(r['images_per_s'], '8.1f')} "
+                     f"{fmt(r['sec_per_kimg'], '7.2f')} "
+                     f"{fmt(r['reference_peak_mib'], '9.0f')} {fmt(r['ssgan_peak_mib'], '10.0f')} "
+                     f"{fmt(None if r['mfu'] is None else 100 * r['mfu'], '5.1f')}%")
     return "\n".join(lines)
 
 
