@@ -5,7 +5,7 @@ Usage (from the repository root; runs on any machine, CPU only)::
     python -m bench.data [--json OUT.json] [--sizes 256,512] [--n 24] [--batches 12] [--flops-from OLD.json]
 
 Per training resolution (256, 512) and source, the images per second that ONE loader process
-delivers through the training loader (:func:`ssgan.loader.make_step_loader` with
+delivers through the training loader (:func:`ssgan.data.loader.make_step_loader` with
 ``workers=0``: decode, resize, random flip, collate into uint8 batches — exactly what each
 worker process does), measured on this machine per second of the process's CPU time (a worker
 with a core of its own; ``images_per_s_wall`` is per second of wall time, lower on a shared
@@ -16,7 +16,7 @@ machine):
 * ``cache``: ``--cache`` (:class:`ssgan.data.CachedDataset`: decoded once into memory; the rate
   is then slicing, flipping and collating).
 
-The items are :class:`ssgan.synthetic.SyntheticFaces` (13 classes) written as files. The report also
+The items are :class:`ssgan.data.synthetic.SyntheticFaces` (13 classes) written as files. The report also
 states the bytes one item takes through pinned memory (uint8 image + label) against the float32
 image + one-hot mask the loader shipped before.
 
@@ -46,10 +46,10 @@ from PIL import Image
 
 from bench.kernels import PEAK_TFLOPS, write_json
 from bench.timing import environment
-from ssgan.config import preset
 from ssgan.data import CachedDataset, FolderDataset
-from ssgan.loader import make_step_loader
-from ssgan.synthetic import SyntheticFaces
+from ssgan.data.loader import make_step_loader
+from ssgan.data.synthetic import SyntheticFaces
+from ssgan.model.config import preset
 
 SOURCES = ("png", "jpeg", "cache")
 PRESET_FOR = {256: "celeba-256", 512: "celeba-512"}

@@ -42,12 +42,7 @@ ensure_ssgan() {  # ssgan.kernels importable: as installed, else installed offli
     "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . &&
         "$PY" -c "import ssgan.kernels" && return 0
     echo "pip could not install ssgan: importing it from the source tree instead"
-    local site
-    site=$(mktemp -d)/site && mkdir -p "$site/ssgan" || return 1
-    ln -s "$PWD"/ssgan/*.py "$site/ssgan/" && ln -s "$PWD/kernels" "$site/ssgan/kernels" || return 1
-    # the link farm holds ssgan with kernels/ inside (pyproject's package-dir mapping); PYTHONSAFEPATH
-    # keeps the current directory's ssgan/ (without kernels) from shadowing it
-    export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONSAFEPATH=1
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     "$PY" -c "import ssgan.kernels"
 }
 

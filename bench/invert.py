@@ -8,7 +8,7 @@ Usage (on a CUDA machine, from the repository root)::
 
 Per resolution (celeba-256 / celeba-512 configurations, random weights: the cost does not depend
 on them), ``--batch`` targets rendered by the model itself are inverted for ``--steps`` steps
-(:func:`ssgan.inversion.invert_latents`, default loss: MS-SSIM perceptual + MSE + mean-latent
+(:func:`ssgan.edit.inversion.invert_latents`, default loss: MS-SSIM perceptual + MSE + mean-latent
 term; LPIPS-VGG would add a VGG16 forward/backward at 256 px per step). The timed window is the
 whole search, after a warm-up search of ``--warmup`` steps (Triton autotuning, cuDNN algorithm
 search), device synchronised at both ends. Two paths:
@@ -34,16 +34,16 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from ssgan.kernels import use_backend
 
 from bench.kernels import default_path, slug
 from bench.session import fmt, write_json
 from bench.timing import environment
-from ssgan import editing as E
-from ssgan import inversion as I
-from ssgan import training as T
-from ssgan.config import preset
-from ssgan.generator import SemanticGenerator
+from ssgan.edit import editing as E
+from ssgan.edit import inversion as I
+from ssgan.kernels import use_backend
+from ssgan.model.config import preset
+from ssgan.model.generator import SemanticGenerator
+from ssgan.train import steps as T
 
 NO_CUDA_MESSAGE = "no CUDA device: the inversion benchmark only runs on a GPU; nothing was measured"
 PRESET_FOR = {256: "celeba-256", 512: "celeba-512"}

@@ -51,10 +51,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ssgan.kernels import fuse, grouped_mlp, modulated_weights, use_backend
 
 from bench.session import fmt, write_json
 from bench.timing import environment, matmul_tflops, peak_mib, time_ms
+from ssgan.kernels import fuse, grouped_mlp, modulated_weights, use_backend
 
 NO_CUDA_MESSAGE = "no CUDA device: GPU benchmarks only run on a GPU; nothing was measured"
 GROUPS = ("local_generators", "grouped_mlp", "fusion")

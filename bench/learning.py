@@ -9,14 +9,14 @@ Usage (from the repository root)::
 
 * ``reference``: ``SSGAN_BACKEND=reference`` ops, fp32 (no TF32), eager;
 * ``fast``: the Triton ops, bf16 autocast (fp32 weights and losses), the D- and G-step forwards
-  under ``torch.compile`` (inductor on CUDA), R1 / path length eager (``ssgan.training``).
+  under ``torch.compile`` (inductor on CUDA), R1 / path length eager (``ssgan.train.steps``).
 
 Both paths start from the same initial weights (seed), see the same batches of the built-in
 dataset (``SyntheticFaces``, the sampler of ``train.py``) and draw their latents from identically
 seeded generators; each iteration is ``train.py``'s (``bench.train.StepRunner``: D, lazy R1, G,
 lazy path length, G-EMA) with ``train.py``'s defaults for new runs: R1 weights fitted to the size
-and batch (``--r1-img auto --r1-seg auto``: :func:`ssgan.training.r1_auto`) and the G-EMA
-ramp-up (``train.DEFAULT_EMA_RAMPUP``, :func:`ssgan.training.ema_beta`). On CPU the fast path
+and batch (``--r1-img auto --r1-seg auto``: :func:`ssgan.train.steps.r1_auto`) and the G-EMA
+ramp-up (``train.DEFAULT_EMA_RAMPUP``, :func:`ssgan.train.steps.ema_beta`). On CPU the fast path
 runs under ``TRITON_INTERPRET=1`` with the ``aot_eager`` compile backend and only ``fuse`` on
 Triton (``--triton-ops``; under the interpreter ``upfirdn2d`` needs about a second per call and
 ``grouped_mlp``'s bf16 emulation minutes per step), on the tiny preset at 16 px for 10 steps of
@@ -58,20 +58,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from ssgan.kernels import use_backend
-from ssgan.kernels.backend import OPS
 
 from bench.kernels import default_path, slug, write_json
 from bench.timing import environment
 from bench.train import StepRunner
-from ssgan import training as T
-from ssgan.config import SSGANConfig, preset
 from ssgan.data import images_to_float, label_to_mask
-from ssgan.generator import SemanticGenerator
-from ssgan.loader import make_step_loader
+from ssgan.data.loader import make_step_loader
+from ssgan.data.synthetic import SyntheticFaces
+from ssgan.kernels import use_backend
+from ssgan.kernels.backend import OPS
 from ssgan.metrics.segmentation import mask_agreement_counts, mean_iou, pixel_frequencies
-from ssgan.synthetic import SyntheticFaces
-from train import DEFAULT_EMA_RAMPUP, float_or_auto
+from ssgan.model.config import SSGANConfig, preset
+from ssgan.model.generator import SemanticGenerator
+from ssgan.train import steps as T
+from ssgan.train.loop import DEFAULT_EMA_RAMPUP, float_or_auto
 
 PATHS = {
     "reference": {"backend": "reference", "precision": "fp32", "compile": False},
@@ -186,11 +186,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-eval", type=int, default=None,
                    help="fixed latents measured (default: 512 on CUDA, 64 on CPU)")
     p.add_argument("--r1-img", type=float_or_auto, default="auto",
-                   help="R1 weight on D's image gradients; auto: as train.py (ssgan.training.r1_auto)")
+                   help="R1 weight on D's image gradients; auto: as train.py (ssgan.train.steps.r1_auto)")
     p.add_argument("--r1-seg", type=float_or_auto, default="auto",
-                   help="R1 weight on D's mask gradients; auto: as train.py (ssgan.training.r1_auto)")
+                   help="R1 weight on D's mask gradients; auto: as train.py (ssgan.train.steps.r1_auto)")
     p.add_argument("--ema-rampup", type=float, default=DEFAULT_EMA_RAMPUP,
-                   help="G-EMA ramp-up (ssgan.training.ema_beta; train.py's default for new runs)")
+                   help="G-EMA ramp-up (ssgan.train.steps.ema_beta; train.py's default for new runs)")
     p.add_argument("--tol-freq", type=float, default=TOL_FREQ_L1)
     p.add_argument("--tol-miou", type=float, default=TOL_MIOU)
     p.add_argument("--seed-spread", action=argparse.BooleanOptionalAction, default=None,

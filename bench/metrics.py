@@ -47,12 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ssgan.kernels import use_backend
 
 from bench.kernels import write_json
 from bench.timing import environment
 from ssgan import SemanticGenerator, preset
 from ssgan.data import open_dataset
+from ssgan.kernels import use_backend
 from ssgan.metrics import (
     Evaluator,
     FIDInceptionV3,

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from ssgan.kernels import bias_act, upfirdn2d, use_backend
 
 from bench.kernels import (
     CHECK_FACTOR,
@@ -36,6 +35,7 @@ from bench.kernels import (
     make_cases,
     rel_error,
 )
+from ssgan.kernels import bias_act, upfirdn2d, use_backend
 
 OPS = ("grouped_mlp", "fuse", "bias_act", "upfirdn2d")
 PARITY_DTYPES = ("fp32", "bf16")

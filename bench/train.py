@@ -55,17 +55,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from ssgan.kernels import use_backend
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from bench.kernels import device_peak
 from bench.session import fmt, write_json
 from bench.timing import PhaseClock, environment
-from ssgan import training as T
-from ssgan.config import SSGANConfig, preset
-from ssgan.discriminator import DualBranchDiscriminator
-from ssgan.generator import SemanticGenerator
+from ssgan.kernels import use_backend
+from ssgan.model.config import SSGANConfig, preset
+from ssgan.model.discriminator import DualBranchDiscriminator
+from ssgan.model.generator import SemanticGenerator
+from ssgan.train import steps as T
 
 NO_CUDA_MESSAGE = "no CUDA device: the training benchmark only runs on a GPU; nothing was measured"
 DATA_NOTE = "synthetic images and masks resident on the device (no data-loader cost)"

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssgan.config import preset
-from ssgan.rundir import SAMPLE_MIN_PIXELS
-from ssgan.synthetic import SyntheticFaces
+from ssgan.data.synthetic import SyntheticFaces
+from ssgan.model.config import preset
+from ssgan.train.rundir import SAMPLE_MIN_PIXELS
 from ssgan.visualize import PALETTE, grid, resize_nearest, save_png
 
 

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from ssgan.classes import ClassInfo
-from ssgan.config import SSGANConfig
+from ssgan.model.config import SSGANConfig
 
 FORMAT = "ssgan"
 FORMAT_VERSION = "1"
@@ -513,8 +513,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     with the differing fields. Modules are built on CPU, filled strictly, then moved to ``device``;
     ``g_ema`` is put in eval mode. Optimiser states stay on CPU (``load_state_dict`` moves them).
     """
-    from ssgan.discriminator import DualBranchDiscriminator
-    from ssgan.generator import SemanticGenerator
+    from ssgan.model.discriminator import DualBranchDiscriminator
+    from ssgan.model.generator import SemanticGenerator
 
     path = Path(path)
     raw = _read_raw(path)
@@ -549,8 +549,8 @@ def convert_official(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
     The state dicts are checked against freshly built modules (strict names and shapes) before
     anything is written."""
-    from ssgan.discriminator import DualBranchDiscriminator
-    from ssgan.generator import SemanticGenerator
+    from ssgan.model.discriminator import DualBranchDiscriminator
+    from ssgan.model.generator import SemanticGenerator
 
     src, dst = Path(src), Path(dst)
     if _sniff(src) == "safetensors":

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from ssgan import visualize as V
-from ssgan.config import parse_class_list
+from ssgan.model.config import parse_class_list
 
-#: CelebAMask-HQ's classes in the order of SPEC.md (and of ``ssgan.celebamask.CELEBAMASK_PARTS``).
+#: CelebAMask-HQ's classes in the order of SPEC.md (and of ``ssgan.data.celebamask.CELEBAMASK_PARTS``).
 CELEBAMASK_NAMES: tuple[str, ...] = (
     "background", "skin", "eyes", "brows", "mouth", "nose", "ears", "hair", "neck", "cloth",
     "eyeglasses", "hat", "earrings",
@@ -151,7 +151,7 @@ def find_classes(*folders: str | Path | None) -> Path | None:
 
 def classes_overrides(info: ClassInfo, path: Path, given: dict[str, tuple[Any, str]]
                       ) -> dict[str, tuple[Any, str]]:
-    """``given`` (see :func:`ssgan.config.config_overrides`) plus the class count and transparent
+    """``given`` (see :func:`ssgan.model.config.config_overrides`) plus the class count and transparent
     classes of a classes.json at ``path``; where both set a field and disagree: ``ClassesError``
     naming both."""
     out = dict(given)

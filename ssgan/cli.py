@@ -21,10 +21,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ssgan import editing as E
 from ssgan import visualize as V
 from ssgan.checkpoint import CheckpointError, convert_official, inspect_checkpoint, load_checkpoint
 from ssgan.classes import ClassesError, ClassInfo
+from ssgan.edit import editing as E
 
 
 class CLIError(Exception):
@@ -236,12 +236,12 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         print(f"wrote {out}")
 
 
-# ----- inversion and attribute editing (ssgan.inversion, ssgan.directions) ----------------------
+# ----- inversion and attribute editing (ssgan.edit.inversion, ssgan.edit.directions) ----------------------
 def cmd_invert(args: argparse.Namespace) -> None:
     from ssgan.data import DatasetError
-    from ssgan.inversion import InversionConfig, invert_photos
-    from ssgan.perceptual import PerceptualWeightsError, load_perceptual
-    from ssgan.photos import load_photos
+    from ssgan.edit.inversion import InversionConfig, invert_photos
+    from ssgan.edit.perceptual import PerceptualWeightsError, load_perceptual
+    from ssgan.edit.photos import load_photos
 
     if args.batch < 1:
         raise CLIError("--batch must be >= 1")
@@ -303,7 +303,7 @@ def _attribute_labels(path: Path, attribute: str) -> dict[str, int]:
 
 
 def cmd_direction(args: argparse.Namespace) -> None:
-    from ssgan.directions import fit_direction
+    from ssgan.edit.directions import fit_direction
 
     info = inspect_checkpoint(args.ckpt)
     cfg = info["config"]
@@ -342,7 +342,7 @@ def _strengths(text: str) -> list[float]:
 
 
 def cmd_edit(args: argparse.Namespace) -> None:
-    from ssgan.directions import edit
+    from ssgan.edit.directions import edit
 
     G, names = _load_g(args)
     cfg = G.config

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,18 +18,16 @@ from ssgan import visualize as V
 from ssgan.checkpoint import load_checkpoint
 from ssgan.classes import ClassesError, ClassInfo, read_classes
 from ssgan.cli import main as cli
-from ssgan.config import add_config_flags, config_overrides, resolve_config
 from ssgan.data import images_to_float
-from ssgan.data import main as data_main
-from ssgan.datatools import colors_to_index, inspect_folder
-from ssgan.loader import StepBatchSampler, make_step_loader
-from ssgan.rundir import latest_checkpoint
-from ssgan.synthetic import SyntheticFaces, export_synthetic
+from ssgan.data.__main__ import main as data_main
+from ssgan.data.loader import StepBatchSampler, make_step_loader
+from ssgan.data.synthetic import SyntheticFaces, export_synthetic
+from ssgan.data.tools import colors_to_index, inspect_folder
+from ssgan.model.config import add_config_flags, config_overrides, resolve_config
+from ssgan.train import loop as train
+from ssgan.train.rundir import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ssgan_train_script_any", ROOT / "train.py")
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
 
 NAMES = ["background", "face", "eyes", "mouth", "glasses", "box", "triangle", "disc"]
 RUN = ["--batch", "4", "--steps", "2", "--device", "cpu", "--log-every", "1", "--sample-every", "100"]

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from ssgan import DualBranchDiscriminator, SemanticGenerator, SSGANConfig, preset
-from ssgan import editing as E
 from ssgan import visualize as V
 from ssgan.checkpoint import load_checkpoint, save_checkpoint
 from ssgan.cli import main
+from ssgan.edit import editing as E
 
 CFG = preset("tiny")
 K, SIZE, NL, D = CFG.seg_dim, CFG.size, CFG.n_latent, CFG.style_dim

@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ssgan.celebamask import celebamask_labels
-from ssgan.data import CachedDataset, DatasetError, FolderDataset, label_to_mask, main, open_dataset
-from ssgan.synthetic import SyntheticFaces, export_synthetic
+from ssgan.data import CachedDataset, DatasetError, FolderDataset, label_to_mask, open_dataset
+from ssgan.data.__main__ import main
+from ssgan.data.celebamask import celebamask_labels
+from ssgan.data.synthetic import SyntheticFaces, export_synthetic
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -323,7 +324,7 @@ def test_open_dataset_choices(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_training_loader_batches(workers):
-    from ssgan.loader import make_step_loader
+    from ssgan.data.loader import make_step_loader
 
     ds = SyntheticFaces(16, 10, seg_dim=6)
     it = iter(make_step_loader(ds, 4, workers=workers, seed=1))
@@ -418,8 +419,8 @@ def test_step_loader_ships_uint8_labels_only():
     """The training loader's items: uint8 image + uint8 label (no float one-hot mask); the mask built
     from it with label_to_mask equals the dataset's own, flipped items included."""
     from ssgan.data import images_to_float, label_to_mask
-    from ssgan.loader import FlipIndexed
-    from ssgan.synthetic import SyntheticFaces
+    from ssgan.data.loader import FlipIndexed
+    from ssgan.data.synthetic import SyntheticFaces
 
     ds = SyntheticFaces(32, 8, seg_dim=5)
     w = FlipIndexed(ds)

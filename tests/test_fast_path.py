@@ -1,4 +1,4 @@
-"""The fast training step (``ssgan.training.StepForwards``): compiled without graph breaks or
+"""The fast training step (``ssgan.train.steps.StepForwards``): compiled without graph breaks or
 recompiles, bf16 autocast wiring, no host synchronisation, and one full training iteration with
 the Triton ops (interpreter) against the reference backend.
 
@@ -14,12 +14,13 @@ import re
 import pytest
 import torch
 import torch._dynamo
-from ssgan.kernels import fuse, use_backend
 
-from ssgan import DualBranchDiscriminator, SemanticGenerator, losses, preset
-from ssgan import training as T
-from ssgan.config import SSGANConfig
-from ssgan.latents import mix_with_choice
+from ssgan import DualBranchDiscriminator, SemanticGenerator, preset
+from ssgan.kernels import fuse, use_backend
+from ssgan.model.config import SSGANConfig
+from ssgan.model.latents import mix_with_choice
+from ssgan.train import losses
+from ssgan.train import steps as T
 
 TINY = preset("tiny")
 MICRO = SSGANConfig(size=8, style_dim=32, n_mlp=2, channel_max=8, seg_dim=3, local_layers=3,

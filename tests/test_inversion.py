@@ -1,4 +1,4 @@
-"""ssgan.inversion and ssgan.directions on a small random generator: inverting images generated
+"""ssgan.edit.inversion and ssgan.edit.directions on a small random generator: inverting images generated
 from known latents (plain, mask-guided, with generator tuning), the metrics, and directions."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from ssgan.kernels import use_backend
 
 from ssgan import SemanticGenerator, SSGANConfig, preset
-from ssgan import directions as Dn
-from ssgan import editing as E
-from ssgan import inversion as I
-from ssgan import latents as L
+from ssgan.edit import directions as Dn
+from ssgan.edit import editing as E
+from ssgan.edit import inversion as I
+from ssgan.kernels import use_backend
+from ssgan.model import latents as L
 
 CFG = SSGANConfig(size=16, style_dim=32, n_mlp=2, channel_multiplier=1, seg_dim=3, local_layers=3,
                   local_channel=8, base_layers=1, depth_layers=2, coarse_size=8, coarse_channel=16,

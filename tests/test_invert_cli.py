@@ -3,7 +3,6 @@ from a short ``train.py`` run, and their one-line errors for bad input."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,11 +12,12 @@ import torch
 from PIL import Image
 from test_cli import OFFICIAL_CFG, _fails, _official_pt, _png
 
-from ssgan import directions as Dn
-from ssgan import editing as E
-from ssgan import latents as L
 from ssgan.checkpoint import load_checkpoint
 from ssgan.cli import main
+from ssgan.edit import directions as Dn
+from ssgan.edit import editing as E
+from ssgan.model import latents as L
+from ssgan.train import loop as train
 
 ROOT = Path(__file__).resolve().parents[1]
 K, SIZE = OFFICIAL_CFG.seg_dim, OFFICIAL_CFG.size
@@ -164,9 +164,6 @@ def test_invert_bad_input(converted, tmp_path, capsys):
 
 
 def test_invert_and_edit_a_train_py_checkpoint(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("ssgan_train_script_inv", ROOT / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
     run = tmp_path / "run"
     assert train.main(["--preset", "tiny", "--batch", "2", "--length", "4", "--steps", "1", "--device", "cpu",
                        "--out", str(run)]) == 0

@@ -3,6 +3,7 @@ then the device default."""
 
 import pytest
 import torch
+
 from ssgan.kernels import backend_for, use_backend
 from ssgan.kernels.backend import OPS
 

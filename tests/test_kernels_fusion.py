@@ -6,6 +6,7 @@ TRITON_INTERPRET=1); with one, the same tests run the compiled kernels on CUDA t
 
 import pytest
 import torch
+
 from ssgan.kernels import fuse, fuse_reference, fusion_weights, use_backend
 from ssgan.kernels import fusion as fz
 

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+
 from ssgan.kernels import local_mlp, use_backend
 from ssgan.kernels.local_mlp import (
     grouped_mlp,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from ssgan.kernels import bias_act, bias_act_reference, upfirdn2d, upfirdn2d_reference, use_backend
 
 # CPU tensors under the interpreter; with a GPU the same tests run the compiled kernels on CUDA
@@ -275,7 +276,7 @@ def test_model_layers_r1_style_penalty_matches_reference(monkeypatch):
     """The model's own layers (upsampling styled conv with noise, then a D residual block: all
     three blur paddings, bias_act with and without noise) under both backends, including the
     double backward of an R1-style gradient penalty."""
-    from ssgan import layers
+    from ssgan.model import layers
 
     conv = layers.FixedStyledConv(3, 5, 3, upsample=True)
     with torch.no_grad():

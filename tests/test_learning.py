@@ -13,7 +13,6 @@ presets' R1 weights (--r1-img 10 --r1-seg 1000) they have no eyes or mouths (0.7
 0 / 0, mIoU 0.34).
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ssgan.checkpoint import load_checkpoint
+from ssgan.data.synthetic import SyntheticFaces
 from ssgan.metrics.segmentation import iou_counts, mean_iou, pixel_frequencies
-from ssgan.rundir import latest_checkpoint
-from ssgan.synthetic import SyntheticFaces
+from ssgan.train import loop as train
+from ssgan.train.rundir import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ssgan_train_script", ROOT / "train.py")
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
 
 STEPS, BATCH, LR = 900, 8, 0.004  # the budget: the default run (tiny, lr 0.004) for 900 of its 1200 steps
 N_EVAL = 256  # fixed latents for the measures

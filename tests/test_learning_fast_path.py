@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench import learning as BL
-from ssgan.generator import SemanticGenerator
+from ssgan.model.generator import SemanticGenerator
 
 
 def test_frequency_l1():

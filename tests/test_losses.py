@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from ssgan import losses
-from ssgan import training as T
+from ssgan.train import losses
+from ssgan.train import steps as T
 
 # softplus(x) = log(1 + e^x), by hand:
 SP_0 = 0.6931471805599453  # log 2
@@ -168,7 +168,7 @@ def test_ema_beta_rampup_values():
 
 
 def test_r1_auto():
-    from ssgan.config import preset
+    from ssgan.model.config import preset
 
     for name in ("celeba-256", "celeba-512"):
         assert T.r1_auto(preset(name), 32) == T.R1_PAPER == (10, 1000)

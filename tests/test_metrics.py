@@ -12,6 +12,7 @@ import torch
 
 from ssgan import SemanticGenerator, preset
 from ssgan.data import FolderDataset, open_dataset
+from ssgan.data.synthetic import export_synthetic
 from ssgan.metrics import (
     Evaluator,
     MetricError,
@@ -35,7 +36,6 @@ from ssgan.metrics.segmentation import (
     mean_iou,
     pixel_frequencies,
 )
-from ssgan.synthetic import export_synthetic
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
 

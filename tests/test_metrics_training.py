@@ -3,7 +3,6 @@ no effect on training, DDP) and ``ssgan metrics`` on a checkpoint from a short r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,15 +15,13 @@ import torch
 from ssgan.checkpoint import load_checkpoint
 from ssgan.cli import main as cli
 from ssgan.data import open_dataset
+from ssgan.data.synthetic import export_synthetic
 from ssgan.metrics import compute
 from ssgan.metrics.inception import default_weights
-from ssgan.rundir import latest_checkpoint, list_checkpoints
-from ssgan.synthetic import export_synthetic
+from ssgan.train import loop as train
+from ssgan.train.rundir import latest_checkpoint, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ssgan_train_script_metrics", ROOT / "train.py")
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
 
 BASE = ["--preset", "tiny", "--batch", "4", "--length", "16", "--device", "cpu", "--log-every", "2"]
 METRICS = ["--metrics", "maskfd8,maskiou8,maskfreq8", "--metrics-every", "2"]

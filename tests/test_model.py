@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ssgan import DualBranchDiscriminator, SemanticGenerator, SSGANConfig, preset
-from ssgan.latents import expand_index, expand_latents, mix_styles, replace_codes, truncate
+from ssgan.model.latents import expand_index, expand_latents, mix_styles, replace_codes, truncate
 
 # K = 3 classes, L = 4 layers, 1 base code, depth tapped after 2 layers; class 2 transparent.
 SMALL = SSGANConfig(size=32, style_dim=32, n_mlp=2, channel_max=32, seg_dim=3, local_layers=4,

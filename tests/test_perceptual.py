@@ -1,4 +1,4 @@
-"""ssgan.perceptual: MS-SSIM against hand-worked values and a plain NumPy reference; LPIPS-VGG
+"""ssgan.edit.perceptual: MS-SSIM against hand-worked values and a plain NumPy reference; LPIPS-VGG
 loaded from random weights in the accepted file formats, and one-line errors for other files."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssgan import perceptual as P
+from ssgan.edit import perceptual as P
 
 # ----- MS-SSIM ----------------------------------------------------------------------------------
 

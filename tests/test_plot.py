@@ -1,8 +1,7 @@
-"""Training curves (ssgan.plot): curves.png written and redrawn by a short train.py run, the
-redraw budget, overlaying runs with ``python -m ssgan.plot``, one-line errors for bad input, the
+"""Training curves (ssgan.train.plot): curves.png written and redrawn by a short train.py run, the
+redraw budget, overlaying runs with ``python -m ssgan.train.plot``, one-line errors for bad input, the
 smoothing, and TensorBoard event files (``train.py --tensorboard``)."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,12 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssgan import plot
+from ssgan.train import loop as train
+from ssgan.train import plot
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ssgan_train_script_plot", ROOT / "train.py")
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
 
 BASE = ["--preset", "tiny", "--batch", "4", "--length", "16", "--d-reg-every", "2", "--g-reg-every", "2",
         "--device", "cpu", "--ckpt-every", "100", "--sample-every", "3"]
@@ -97,7 +94,7 @@ def test_broken_drawing_never_stops_training(tmp_path, capsys):
     writer = plot.CurveWriter(tmp_path / "no-such-run")
     assert not writer.update() and not writer.update(final=True)
     err = capsys.readouterr().err
-    assert err.count("warning") == 1 and "python -m ssgan.plot" in err and not writer.enabled
+    assert err.count("warning") == 1 and "python -m ssgan.train.plot" in err and not writer.enabled
 
 
 def test_overlay_two_runs(tmp_path, capsys):

@@ -2,7 +2,6 @@
 data errors, image-only data, and a two-process DDP run (gloo, CPU)."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -15,16 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ssgan import DualBranchDiscriminator, SemanticGenerator, losses, preset
-from ssgan import training as T
+from ssgan import DualBranchDiscriminator, SemanticGenerator, preset
 from ssgan.checkpoint import load_checkpoint
-from ssgan.rng import seed_everything
-from ssgan.rundir import SAMPLE_MIN_PIXELS, list_checkpoints
+from ssgan.train import loop as train
+from ssgan.train import losses
+from ssgan.train import steps as T
+from ssgan.train.rng import seed_everything
+from ssgan.train.rundir import SAMPLE_MIN_PIXELS, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ssgan_train_script", ROOT / "train.py")
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
 
 # tiny, fast, and every regularisation path exercised
 BASE = ["--preset", "tiny", "--batch", "4", "--length", "16", "--d-reg-every", "2", "--g-reg-every", "2",

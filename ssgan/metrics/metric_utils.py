@@ -39,9 +39,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ssgan.distributed import gather_objects
-from ssgan.generator import SemanticGenerator
 from ssgan.metrics.inception import FIDInceptionV3
 from ssgan.metrics.segmentation import class_areas, mask_agreement_counts
+from ssgan.model.generator import SemanticGenerator
 
 PREPROCESSING = "uint8, nv-bilinear-299, (x-128)/128; v1"
 PROBES = ("features", "logits", "areas", "agreement")

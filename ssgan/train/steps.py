@@ -1,8 +1,8 @@
 """The optimisation pieces that ``train.py`` composes: hyper-parameters, optimisers, EMA, latent
 sampling, the four optimisation steps, their compiled forwards and precision, and the bookkeeping
-of losses and non-finite values. The rest of the loop lives in :mod:`ssgan.loader` (data order),
-:mod:`ssgan.rng` (seeding, RNG capture), :mod:`ssgan.distributed` (DDP helpers) and
-:mod:`ssgan.rundir` (logs, checkpoint rotation, sample grids).
+of losses and non-finite values. The rest of the loop lives in :mod:`ssgan.data.loader` (data order),
+:mod:`ssgan.train.rng` (seeding, RNG capture), :mod:`ssgan.distributed` (DDP helpers) and
+:mod:`ssgan.train.rundir` (logs, checkpoint rotation, sample grids).
 
 Behaviour follows the official ``train.py`` of SemanticStyleGAN (SPEC.md, "Training"):
 
@@ -50,10 +50,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ssgan import latents as L
-from ssgan import losses
-from ssgan.config import PRESETS, SSGANConfig
-from ssgan.generator import SemanticGenerator, Synthesis
+from ssgan.model import latents as L
+from ssgan.model.config import PRESETS, SSGANConfig
+from ssgan.model.generator import SemanticGenerator, Synthesis
+from ssgan.train import losses
 
 #: Gradient synchronisation called after each backward (e.g. :func:`ssgan.distributed.sync_grads`),
 #: or None.

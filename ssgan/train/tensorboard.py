@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ssgan.plot import METRICS, read_jsonl
+from ssgan.train.plot import METRICS, read_jsonl
 
 INSTALL_HINT = "--tensorboard needs the tensorboard package: pip install tensorboard"
 GROUPS = {

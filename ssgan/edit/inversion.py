@@ -10,7 +10,7 @@ steps, the learning rate following the official ramp: lr(t) = lr · ½(1 − cos
     loss = λ_p · P(pool(G(w)), pool(x)) + λ_mse · mean (G(w) − x)² + λ_mean · mean (w − w̄)²
            [+ λ_seg · mean_p CE(seg(w)_p, label_p)   with a label map: mask guidance]
 
-P is the perceptual distance (:mod:`ssgan.perceptual`: LPIPS-VGG from a weights file, else
+P is the perceptual distance (:mod:`ssgan.edit.perceptual`: LPIPS-VGG from a weights file, else
 1 − MS-SSIM), pool the average pool to 256 px (images of at most 256 px are left as they are).
 Defaults (official): λ_p = 1, λ_mse = 0.1, λ_mean = 1, 400 steps, lr 0.1; λ_seg = 0.1 is ours.
 The per-image losses are summed, so each image's codes get the gradient of their own loss:
@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ssgan import editing as E
 from ssgan import visualize as V
 from ssgan.checkpoint import save_checkpoint
-from ssgan.generator import SemanticGenerator, Synthesis
+from ssgan.edit import editing as E
+from ssgan.edit.perceptual import LPIPSVGG, MSSSIMDistance, ScriptedLPIPS, ms_ssim
+from ssgan.edit.photos import Photos
 from ssgan.metrics.segmentation import iou_counts, mean_iou
-from ssgan.perceptual import LPIPSVGG, MSSSIMDistance, ScriptedLPIPS, ms_ssim
-from ssgan.photos import Photos
+from ssgan.model.generator import SemanticGenerator, Synthesis
 
 PRECISIONS = ("fp32", "bf16")
 

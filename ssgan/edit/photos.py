@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from ssgan.data import IMAGE_SUFFIXES, DatasetError
-
-_PIL_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError
 
 
 @dataclass
@@ -74,7 +72,7 @@ def read_photo(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(im), original
-    except _PIL_ERRORS as e:
+    except PIL_ERRORS as e:
         raise DatasetError(f"cannot read image {path}: {e} (re-export it as PNG or JPEG)") from None
 
 
@@ -96,7 +94,7 @@ def read_label(path: Path, image: Path, image_size: tuple[int, int], size: int, 
                                else lm)
     except DatasetError:
         raise
-    except _PIL_ERRORS as e:
+    except PIL_ERRORS as e:
         raise DatasetError(f"cannot read label {path}: {e} (re-export it as an index PNG)") from None
     top = int(label.max())
     if top >= seg_dim:

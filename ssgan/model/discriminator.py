@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ssgan.config import SSGANConfig
-from ssgan.layers import ConvLayer, EqualLinear, ResBlock
+from ssgan.model.config import SSGANConfig
+from ssgan.model.layers import ConvLayer, EqualLinear, ResBlock
 
 
 def _branch(cfg: SSGANConfig, in_channel: int) -> nn.Sequential:

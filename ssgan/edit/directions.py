@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssgan import editing as E
-from ssgan import latents as L
 from ssgan import visualize as V
-from ssgan.config import SSGANConfig
-from ssgan.generator import SemanticGenerator
+from ssgan.edit import editing as E
+from ssgan.model import latents as L
+from ssgan.model.config import SSGANConfig
+from ssgan.model.generator import SemanticGenerator
 
 
 def code_index(cfg: SSGANConfig, classes: Sequence[int] | None = None) -> list[int]:
@@ -104,7 +104,7 @@ def edit(G: SemanticGenerator, latent: np.ndarray | torch.Tensor, direction: np.
     classes the direction touches, or every code if it touches the base codes). Returns ``frames``
     (image | mask per strength; small models enlarged by :func:`ssgan.visualize.enlarge`),
     ``latents`` (S, n_latent, D), ``classes``, and per strength the change against the unedited
-    latent (:func:`ssgan.editing.change`): ``diff`` heat maps, ``inside`` / ``outside`` means."""
+    latent (:func:`ssgan.edit.editing.change`): ``diff`` heat maps, ``inside`` / ``outside`` means."""
     cfg = G.config
     src = E.as_latent(latent, G)[:1]
     if classes is None and not np.abs(np.asarray(direction))[:cfg.base_layers].any():

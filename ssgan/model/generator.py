@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgan import latents as L
-from ssgan.config import SSGANConfig
 from ssgan.kernels import fuse, grouped_mlp, modulated_weights
-from ssgan.layers import (
+from ssgan.model import latents as L
+from ssgan.model.config import SSGANConfig
+from ssgan.model.layers import (
     EqualLinear,
     FixedStyledConv,
     PixelNorm,

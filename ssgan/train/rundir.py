@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssgan.generator import SemanticGenerator
+from ssgan.model.generator import SemanticGenerator
 from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ssgan.data import DatasetError, _ItemDataset, _to_item
+from ssgan.data.base import DatasetError, ItemDataset, to_item
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -91,9 +91,9 @@ class FlipIndexed(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         flip, i = divmod(int(index), self.n)
         ds = self.dataset
-        if isinstance(ds, _ItemDataset) and not ds.hflip:  # no mask is built at all
+        if isinstance(ds, ItemDataset) and not ds.hflip:  # no mask is built at all
             image, label = ds._load(i)
-            return _to_item(image, label, ds.seg_dim, bool(flip), masks=False)
+            return to_item(image, label, ds.seg_dim, bool(flip), masks=False)
         item = {k: v for k, v in ds[i].items() if k != "mask"}
         if "label" in item:
             item["label"] = item["label"].to(torch.uint8)

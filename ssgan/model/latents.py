@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ssgan.config import SSGANConfig
+from ssgan.model.config import SSGANConfig
 
 
 def expand_index(cfg: SSGANConfig) -> torch.Tensor:

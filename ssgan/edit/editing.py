@@ -1,6 +1,6 @@
 """Editing operations behind the command line, as functions returning numpy images and arrays.
 
-Every function takes a :class:`~ssgan.generator.SemanticGenerator` and works with *compact* W+
+Every function takes a :class:`~ssgan.model.generator.SemanticGenerator` and works with *compact* W+
 latents, (N, n_latent, D) with n_latent = base + 2K: the base codes, then per class k a shape code
 (index base + 2k) and a texture code (base + 2k + 1). A plain sample's compact code is its mapped,
 truncated w repeated n_latent times, so a saved latent fed back with ``input_is_latent=True``
@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ssgan import latents as L
 from ssgan import visualize as V
-from ssgan.generator import SemanticGenerator, Synthesis
+from ssgan.model import latents as L
+from ssgan.model.generator import SemanticGenerator, Synthesis
 
 
 class Sample(NamedTuple):

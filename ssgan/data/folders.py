@@ -1,154 +1,20 @@
-"""Training data: image/label folders, an in-memory cache, :func:`open_dataset` and the
-``python -m ssgan.data`` command line. The built-in procedural dataset is in :mod:`ssgan.synthetic`,
-the CelebAMask-HQ label converter in :mod:`ssgan.celebamask`.
-
-Every dataset here and in :mod:`ssgan.synthetic` yields a dict per item (SPEC.md, "Training"):
-
-* ``'image'``: float tensor ``(3, H, W)`` scaled to ``[-1, 1]``;
-* ``'mask'``: float tensor ``(K, H, W)``, the label one-hot per class, scaled to ``[-1, 1]``
-  (1 where the pixel belongs to the class, -1 elsewhere);
-* ``'label'``: long tensor ``(H, W)`` of class indices in ``[0, K)``.
-
-Image-only data (:class:`FolderDataset` with ``labels=None``, used for domain adaptation) yields
-``'image'`` alone: the keys ``'mask'`` and ``'label'`` are absent.
-
-The training loader (:func:`ssgan.loader.make_step_loader`) ships leaner items: a uint8 image
-``(3, H, W)`` and a uint8 label, a quarter and a 4K-th of the float bytes; the loop turns them
-into the above on the device with :func:`images_to_float` and :func:`label_to_mask`.
-
-Command line::
-
-    python -m ssgan.data celebamask ANNO_DIR OUT_DIR [--size 512] [--workers N]
-    python -m ssgan.data synthetic OUT_DIR [--n 1000] [--size 64] [--seg-dim 5] [--seed 0]
-    python -m ssgan.data from-colors LABELS_DIR OUT_DIR --colors classes.json   (ssgan.datatools)
-    python -m ssgan.data inspect DIR [--size 256] [--png inspect.png]           (ssgan.datatools)
-"""
+"""Image/label folders, the in-memory cache and :func:`open_dataset` (what ``--data``,
+``--images`` and ``--labels`` describe). The item format is in :mod:`ssgan.data.base`."""
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "CachedDataset",
-    "DatasetError",
-    "FolderDataset",
-    "images_to_float",
-    "label_to_mask",
-    "main",
-    "open_dataset",
-]
-
-#: Image file suffixes that :class:`FolderDataset` reads (case-insensitive).
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-# Errors PIL raises for unreadable, truncated or hostile files.
-_PIL_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-class DatasetError(ValueError):
-    """Bad training data: the message names the offending file(s) and how to fix them."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Item conversion shared by all datasets
-# ------------------------------------------------------------------------------------------------
-
-
-def label_to_mask(label: torch.Tensor, seg_dim: int) -> torch.Tensor:
-    """One-hot mask scaled to ``[-1, 1]`` from class indices.
-
-    ``label``: integer tensor ``(H, W)`` or ``(N, H, W)``; returns float ``(K, H, W)`` or
-    ``(N, K, H, W)`` on the same device. Handy to expand labels on the GPU.
-    """
-    classes = torch.arange(seg_dim, device=label.device, dtype=label.dtype).view(seg_dim, 1, 1)
-    return (label.unsqueeze(-3) == classes).float().mul_(2).sub_(1)
-
-
-def images_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (any shape, e.g. ``(N, 3, H, W)``) -> float32 in ``[-1, 1]``: x / 127.5 − 1,
-    on their own device (the training loop calls it after the copy to the GPU). Bit-identical to
-    the float items of the datasets (:func:`_to_item` does the same float32 operations in NumPy);
-    floating-point input is returned unchanged."""
-    if images.is_floating_point():
-        return images
-    return images.float().div_(127.5).sub_(1)
-
-
-def _to_item(
-    image: np.ndarray, label: np.ndarray | None, seg_dim: int, flip: bool, masks: bool = True
-) -> dict[str, torch.Tensor]:
-    """uint8 ``(H, W, 3)`` image and uint8 ``(H, W)`` label -> the item dict (see module doc).
-
-    ``masks=False``: what the training loader ships: ``image`` stays uint8 ``(3, H, W)``, no
-    ``mask``, ``label`` stays uint8 (the device makes the rest with :func:`images_to_float` and
-    :func:`label_to_mask`).
-
-    Done in NumPy: several times faster than the same ops in torch on the CPU of a worker.
-    """
-    if flip:
-        image = image[:, ::-1]
-        label = None if label is None else label[:, ::-1]
-    if not masks:
-        item = {"image": torch.from_numpy(np.array(image.transpose(2, 0, 1), dtype=np.uint8, order="C"))}
-        if label is not None:  # np.array copies: a decoded file's arrays are read-only
-            item["label"] = torch.from_numpy(np.array(label, dtype=np.uint8, order="C"))
-        return item
-    img = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
-    img /= 127.5
-    img -= 1
-    item = {"image": torch.from_numpy(img)}
-    if label is not None:
-        lab = np.ascontiguousarray(label)
-        mask = (lab[None] == np.arange(seg_dim, dtype=lab.dtype)[:, None, None]).astype(np.float32)
-        mask *= 2
-        mask -= 1
-        item["mask"] = torch.from_numpy(mask)
-        item["label"] = torch.from_numpy(lab.astype(np.int64))
-    return item
-
-
-class _ItemDataset(Dataset):
-    """Base: subclasses provide ``_load(i) -> (uint8 image (H,W,3), uint8 label (H,W) | None)``
-    without any flip; this class applies the optional random horizontal flip and builds the dict.
-
-    Attributes every subclass sets: ``size`` (H = W), ``seg_dim`` (K), ``hflip`` and
-    ``has_labels`` (False for image-only data).
-    """
-
-    size: int
-    seg_dim: int
-    hflip: bool
-    has_labels: bool
-
-    def __len__(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:  # pragma: no cover
-        raise NotImplementedError
-
-    def _check_index(self, index: int) -> int:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for a dataset of {n} items")
-        return index % n
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        index = self._check_index(int(index))
-        image, label = self._load(index)
-        flip = self.hflip and bool(torch.rand(()) < 0.5)
-        return _to_item(image, label, self.seg_dim, flip)
-
+from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError, ItemDataset, scan_folder
+from ssgan.data.synthetic import SyntheticFaces
 
 # ------------------------------------------------------------------------------------------------
 # Image / label folders
@@ -160,19 +26,6 @@ def _names(paths: Sequence[Path], limit: int = 5) -> str:
     return shown + (f", ... ({len(paths)} in all)" if len(paths) > limit else f" ({len(paths)} in all)")
 
 
-def _scan(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
-    """stem -> file for the files of ``folder`` (not recursive) whose suffix is in ``suffixes``."""
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in suffixes:
-            continue
-        if p.stem in found:
-            raise DatasetError(
-                f"two {what} files share the stem {p.stem!r}: {found[p.stem]} and {p}; "
-                f"keep one of them (files are matched by stem)"
-            )
-        found[p.stem] = p
-    return found
 
 
 def _same_area(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -180,7 +33,7 @@ def _same_area(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(a[0] * b[1] - a[1] * b[0]) <= 0.01 * a[0] * b[1]
 
 
-class FolderDataset(_ItemDataset):
+class FolderDataset(ItemDataset):
     """Images (and their label maps) from two folders, matched by file stem.
 
     * ``images``: files ending in .png/.jpg/.jpeg/.webp/.bmp (not recursive; hidden files and
@@ -217,7 +70,7 @@ class FolderDataset(_ItemDataset):
         self.images_dir = Path(images)
         if not self.images_dir.is_dir():
             raise DatasetError(f"image folder {self.images_dir} does not exist or is not a folder")
-        image_files = _scan(self.images_dir, IMAGE_SUFFIXES, "image")
+        image_files = scan_folder(self.images_dir, IMAGE_SUFFIXES, "image")
         if not image_files:
             raise DatasetError(
                 f"no images in {self.images_dir} (looked for {', '.join(IMAGE_SUFFIXES)} files directly "
@@ -238,7 +91,7 @@ class FolderDataset(_ItemDataset):
     def from_files(cls, image_files: Sequence[Path], label_files: Sequence[Path] | None, size: int,
                    seg_dim: int) -> FolderDataset:
         """A dataset of already matched files (no folder scan, no header check; hflip off): for
-        tools that check files one by one (``ssgan.datatools.inspect_folder``)."""
+        tools that check files one by one (``ssgan.data.tools.inspect_folder``)."""
         ds = cls.__new__(cls)
         ds.size, ds.seg_dim, ds.hflip = int(size), int(seg_dim), False
         ds.image_files = list(image_files)
@@ -262,7 +115,7 @@ class FolderDataset(_ItemDataset):
                 f"label folder {folder} holds non-PNG files: {_names(lossy)}; labels must be PNGs of "
                 f"class indices (lossy formats corrupt them); re-export them as PNG"
             )
-        label_files = _scan(folder, (".png",), "label")
+        label_files = scan_folder(folder, (".png",), "label")
         if not label_files:
             raise DatasetError(f"no label PNGs in {folder}; add <stem>.png per image or omit labels")
         missing = [image_files[s] for s in sorted(set(image_files) - set(label_files))]
@@ -309,7 +162,7 @@ class FolderDataset(_ItemDataset):
         try:
             with Image.open(path) as im:
                 isize = im.size
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             raise self._bad_image(path, e) from e
         if self.label_files is None:
             return
@@ -317,7 +170,7 @@ class FolderDataset(_ItemDataset):
         try:
             with Image.open(lpath) as lm:
                 lmode, lsize, bands = lm.mode, lm.size, len(lm.getbands())
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             raise DatasetError(f"cannot read label {lpath}: {e} (re-export or delete it)") from e
         if lmode not in ("L", "P"):
             raise self._label_mode_error(lpath, lmode, bands)
@@ -338,7 +191,7 @@ class FolderDataset(_ItemDataset):
                 if im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.LANCZOS)
                 image = np.asarray(im)
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             raise self._bad_image(path, e) from e
         if self.label_files is None:
             return image, None
@@ -362,7 +215,7 @@ class FolderDataset(_ItemDataset):
                     label = np.asarray(lm.resize((size, size), Image.Resampling.NEAREST))
         except DatasetError:
             raise
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             raise DatasetError(f"cannot read label {lpath}: {e} (re-export or delete it)") from e
         return image, label.astype(np.uint8, copy=False)
 
@@ -380,7 +233,7 @@ def _physical_memory() -> int | None:
 
 
 class _RawView(Dataset):
-    def __init__(self, base: _ItemDataset):
+    def __init__(self, base: ItemDataset):
         self.base = base
 
     def __len__(self) -> int:
@@ -395,7 +248,7 @@ def _identity(x: Any) -> Any:
     return x
 
 
-class CachedDataset(_ItemDataset):
+class CachedDataset(ItemDataset):
     """Decode a dataset once into uint8 tensors in memory, then serve items without file I/O.
 
     Holds ``images`` (uint8 ``(N, H, W, 3)``) and, with labels, ``labels`` (uint8 ``(N, H, W)``):
@@ -407,9 +260,9 @@ class CachedDataset(_ItemDataset):
     the cache copy-on-write.
     """
 
-    def __init__(self, dataset: _ItemDataset, *, workers: int = 0, max_bytes: int | None = None,
+    def __init__(self, dataset: ItemDataset, *, workers: int = 0, max_bytes: int | None = None,
                  progress: bool = False):
-        if not isinstance(dataset, _ItemDataset):
+        if not isinstance(dataset, ItemDataset):
             raise TypeError(f"CachedDataset wraps the datasets of ssgan.data, not {type(dataset).__name__}")
         self.size, self.seg_dim, self.hflip = dataset.size, dataset.seg_dim, dataset.hflip
         self.has_labels = dataset.has_labels
@@ -462,11 +315,11 @@ def open_dataset(
     *,
     cache: bool = False,
     cache_workers: int = 0,
-) -> _ItemDataset:
+) -> ItemDataset:
     """The dataset the command-line options describe.
 
-    * nothing (or ``data="synthetic"`` when no such folder exists): :class:`~ssgan.synthetic.SyntheticFaces`
-      of ``length`` items drawn with ``seed``;
+    * nothing (or ``data="synthetic"`` when no such folder exists):
+      :class:`~ssgan.data.synthetic.SyntheticFaces` of ``length`` items drawn with ``seed``;
     * ``data=DIR``: images from ``DIR/images``, labels from ``DIR/labels`` when that folder
       exists, otherwise image-only data;
     * ``images`` / ``labels``: explicit folders, overriding those under ``data``; ``images``
@@ -474,12 +327,10 @@ def open_dataset(
 
     ``cache=True`` wraps the result in :class:`CachedDataset` (see its memory needs).
     """
-    from ssgan.synthetic import SyntheticFaces  # here: ssgan.synthetic imports this module
-
     if data is None and images is None:
         if labels is not None:
             raise DatasetError("a label folder was given without images; pass --images or --data too")
-        ds: _ItemDataset = SyntheticFaces(size, length, seed, seg_dim, hflip=hflip)
+        ds: ItemDataset = SyntheticFaces(size, length, seed, seg_dim, hflip=hflip)
     elif data == "synthetic" and images is None and labels is None and not Path(data).exists():
         ds = SyntheticFaces(size, length, seed, seg_dim, hflip=hflip)
     else:
@@ -505,50 +356,3 @@ def open_dataset(
     if cache:
         ds = CachedDataset(ds, workers=cache_workers, progress=True)
     return ds
-
-
-# ------------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ssgan.data {celebamask,synthetic,from-colors,inspect} ...``; returns the exit
-    status (the last two live in :mod:`ssgan.datatools`)."""
-    parser = argparse.ArgumentParser(prog="python -m ssgan.data", description="Prepare training data.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("celebamask", help="CelebAMask-HQ part masks -> 13-class label PNGs")
-    p.add_argument("anno_dir", help="the CelebAMask-HQ-mask-anno folder (subfolders 0 .. 14)")
-    p.add_argument("out_dir", help="where to write <id>.png labels (e.g. DATA/labels)")
-    p.add_argument("--size", type=int, default=512, help="mask size in pixels (default 512)")
-    p.add_argument("--workers", type=int, default=0, help="parallel processes (default 0: this one)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    s = sub.add_parser("synthetic", help="write the built-in dataset as images/ and labels/ folders")
-    s.add_argument("out_dir")
-    s.add_argument("--n", type=int, default=1000)
-    s.add_argument("--size", type=int, default=64)
-    s.add_argument("--seg-dim", type=int, default=5)
-    s.add_argument("--seed", type=int, default=0)
-    from ssgan import datatools  # here: the subcommands' modules import this one
-    from ssgan.celebamask import celebamask_labels
-    from ssgan.synthetic import export_synthetic
-
-    datatools.add_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        if args.command in datatools.COMMANDS:
-            return datatools.run(args)
-        if args.command == "celebamask":
-            n = celebamask_labels(args.anno_dir, args.out_dir, args.size, not args.quiet, args.workers)
-            print(f"wrote {n} labels to {args.out_dir}")
-        else:
-            export_synthetic(args.out_dir, args.n, args.size, args.seed, args.seg_dim)
-            print(f"wrote {args.n} images and labels to {args.out_dir}")
-    except (DatasetError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssgan.data import _ItemDataset
+from ssgan.data.base import ItemDataset
 
 
 def _value_noise(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cells: int) -> np.ndarray:
@@ -34,7 +34,7 @@ def _stripes(x: np.ndarray, y: np.ndarray, angle: float, period: float, phase: f
     return np.sin(2 * math.pi * t / period + phase)
 
 
-class SyntheticFaces(_ItemDataset):
+class SyntheticFaces(ItemDataset):
     """Procedural "faces" for tests and CPU training: no download, any resolution.
 
     Item ``i`` is drawn from a NumPy generator seeded with ``(seed, i)`` only, so it is

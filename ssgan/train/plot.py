@@ -1,9 +1,9 @@
 """Training curves: ``OUT/curves.png``, redrawn by ``train.py`` at its log steps, and
 
-    python -m ssgan.plot RUN_DIR [RUN_DIR ...] [--out curves.png] [--smooth 0.6]
+    python -m ssgan.train.plot RUN_DIR [RUN_DIR ...] [--out curves.png] [--smooth 0.6]
 
 to overlay runs (legend: the run folders' names). Reads ``RUN_DIR/stats.jsonl`` (one record per
-log step: the loss terms of ``ssgan.training.LOSS_KEYS``, ``sec_per_kimg``, against ``kimg``)
+log step: the loss terms of ``ssgan.train.steps.LOSS_KEYS``, ``sec_per_kimg``, against ``kimg``)
 and, when it exists, ``RUN_DIR/metrics.jsonl`` (one record per evaluation:
 ``{"step", "kimg", "metric", "value", "seconds"}``; one panel per metric name).
 
@@ -277,7 +277,7 @@ class CurveWriter:
         except Exception as e:  # a plot must never end a training run
             self.enabled = False
             print(f"warning: could not draw {self.path} ({type(e).__name__}: {e}); training goes on "
-                  f"without curves (draw them later with: python -m ssgan.plot {self.folder})",
+                  f"without curves (draw them later with: python -m ssgan.train.plot {self.folder})",
                   file=sys.stderr)
             return False
         took = time.perf_counter() - now
@@ -288,7 +288,7 @@ class CurveWriter:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ssgan.plot", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m ssgan.train.plot", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="train.py run folders (with stats.jsonl)")
     p.add_argument("--out", default=CURVES, help="PNG to write")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssgan.data import _PIL_ERRORS, DatasetError
+from ssgan.data.base import PIL_ERRORS, DatasetError
 
 #: CelebAMask-HQ part -> class of SPEC.md, in paint order (later parts overwrite earlier ones),
 #: as in the official SemanticStyleGAN ``data/preprocess_celeba.py``.
@@ -39,7 +39,7 @@ def _celebamask_one(job: tuple[int, dict[str, Path], Path, int]) -> None:
                 on = np.asarray(im.convert("L")) >= 128
         except DatasetError:
             raise
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             raise DatasetError(f"cannot read mask {path}: {e} (re-download or re-extract it)") from e
         label[on] = cls
     Image.fromarray(label).save(out_dir / f"{ident}.png")

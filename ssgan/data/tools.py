@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from ssgan import visualize as V
 from ssgan.classes import ClassesError, ClassInfo, default_names, find_classes, read_classes
-from ssgan.data import _PIL_ERRORS, IMAGE_SUFFIXES, DatasetError, FolderDataset, _scan
+from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError, scan_folder
+from ssgan.data.folders import FolderDataset
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,7 +114,7 @@ def from_colors(labels_dir: str | Path, out_dir: str | Path, colors: str | Path,
     _, table = read_colors(colors)
     if not src.is_dir():
         raise DatasetError(f"label folder {src} does not exist or is not a folder")
-    files = _scan(src, IMAGE_SUFFIXES, "label")
+    files = scan_folder(src, IMAGE_SUFFIXES, "label")
     if not files:
         raise DatasetError(f"no label images in {src} (looked for {', '.join(IMAGE_SUFFIXES)} files)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -125,7 +126,7 @@ def from_colors(labels_dir: str | Path, out_dir: str | Path, colors: str | Path,
             try:
                 with Image.open(path) as im:
                     rgb = np.asarray(im.convert("RGB"))
-            except _PIL_ERRORS as e:
+            except PIL_ERRORS as e:
                 raise DatasetError(f"cannot read label {path}: {e} (re-export or delete it)") from e
             Image.fromarray(colors_to_index(rgb, table, path)).save(tmp / f"{stem}.png")
         if out.exists():
@@ -174,8 +175,8 @@ def inspect_folder(root: str | Path, size: int = 256, seg_dim: int | None = None
                            f"{root}/labels and {root}/classes.json)")
     classes_file = find_classes(root)
     info = read_classes(classes_file) if classes_file else None
-    images = _scan(img_dir, IMAGE_SUFFIXES, "image")
-    labels = _scan(lab_dir, IMAGE_SUFFIXES, "label") if lab_dir.is_dir() else None
+    images = scan_folder(img_dir, IMAGE_SUFFIXES, "image")
+    labels = scan_folder(lab_dir, IMAGE_SUFFIXES, "label") if lab_dir.is_dir() else None
     report = Report(root, info or ClassInfo(()), classes_file, len(images), len(labels or {}))
     if labels is not None:
         report.problems += [f"{images[s]}: no label {lab_dir}/{s}.png"
@@ -196,7 +197,7 @@ def inspect_folder(root: str | Path, size: int = 256, seg_dim: int | None = None
             try:
                 with Image.open(path) as im:
                     sizes[im.size] += 1
-            except _PIL_ERRORS:
+            except PIL_ERRORS:
                 pass
     for i in tqdm(range(len(ds)), desc="inspect", unit="img", disable=not progress):
         try:
@@ -205,7 +206,7 @@ def inspect_folder(root: str | Path, size: int = 256, seg_dim: int | None = None
         except DatasetError as e:
             report.problems.append(str(e))
             continue
-        except _PIL_ERRORS as e:
+        except PIL_ERRORS as e:
             report.problems.append(f"cannot read {ds.image_files[i]} or its label: {e}")
             continue
         report.good.append(i)
