@@ -28,7 +28,8 @@ resumed run (``resume=True``: the encoder, its Adam state and the step from the 
 continues exactly where the interrupted one would have.
 
 **Outputs**: the encoder file (atomic, every ``ckpt_every`` steps and at the end), ``stats.jsonl``
-(one line per ``log_every`` steps: every loss term, PSNR of the trained pass, s/step), and a
+(one line per ``log_every`` steps: every loss term, PSNR of the trained pass, s/step, the
+process CPU seconds so far), and a
 reconstruction grid PNG (rows: targets, the first half generator samples and the rest real
 images; columns: target | w̄ | pass 1 | pass N).
 """
@@ -174,13 +175,14 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
     _frozen(G)
     perceptual = (perceptual or MSSSIMDistance()).to(device)
     digest = EN.generator_digest(G)
-    start_step, optim_state = 0, None
+    start_step, optim_state, spent = 0, None, {"train_seconds": 0.0, "train_cpu_seconds": 0.0}
     if resume:
         if not out.is_file():
             raise EN.EncoderError(f"cannot resume: {out} does not exist; drop --resume to start a new "
                                   f"encoder")
         encoder, info = EN.load_encoder(out, G, digest)
         start_step, optim_state = info["step"], info["optim_state"]
+        spent = {k: float(info["meta"].get(k, 0.0)) for k in spent}
         say(f"resuming {out} at step {start_step}")
     encoder = encoder or EN.LatentEncoder.from_generator(G)
     encoder.train().requires_grad_(True)
@@ -202,7 +204,14 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
     file_meta = {"trained_by": "ssgan encoder train", "train": asdict(cfg), **(meta or {})}
     bar = tqdm(range(start_step, cfg.steps), desc="train encoder", unit="step", disable=not progress,
                initial=start_step, total=cfg.steps)
-    t0, tick = time.perf_counter(), time.perf_counter()
+    t0, tick, cpu0 = time.perf_counter(), time.perf_counter(), time.process_time()
+
+    def save(step_done: int) -> None:
+        cost = {"train_seconds": spent["train_seconds"] + time.perf_counter() - t0,
+                "train_cpu_seconds": spent["train_cpu_seconds"] + time.process_time() - cpu0}
+        EN.save_encoder(out, encoder, G, optimizer=optim, step=step_done, meta={**file_meta, **cost},
+                        digest=digest)
+
     last: dict[str, Any] = {}
     acc: dict[str, list[float]] = {}
     step = start_step
@@ -233,7 +242,8 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
             if done % cfg.log_every == 0 or done == cfg.steps:
                 now = time.perf_counter()
                 last = {"step": done, **{k: float(np.mean(v)) for k, v in acc.items()},
-                        "s_per_step": (now - tick) / len(acc["total"])}
+                        "s_per_step": (now - tick) / len(acc["total"]),
+                        "cpu_seconds": spent["train_cpu_seconds"] + time.process_time() - cpu0}
                 logger.log(last)
                 acc, tick = {}, now
                 bar.set_postfix(loss=f"{last['total']:.4f}", psnr=f"{last['psnr']:.2f}")
@@ -241,12 +251,13 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
                 V.save_png(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png")
                 encoder.train()
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                EN.save_encoder(out, encoder, G, optimizer=optim, step=done, meta=file_meta, digest=digest)
+                save(done)
     finally:
         logger.close()
     if cfg.steps <= start_step:  # nothing to do: still leave the files
-        EN.save_encoder(out, encoder, G, optimizer=optim, step=start_step, meta=file_meta, digest=digest)
+        save(start_step)
         V.save_png(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png")
     encoder.eval()
-    return {"steps": cfg.steps - start_step, "seconds": time.perf_counter() - t0, "last": last,
+    return {"steps": cfg.steps - start_step, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - cpu0, "last": last,
             "encoder": encoder, "s_per_step": last.get("s_per_step", math.nan)}
