@@ -23,6 +23,10 @@ P is the perceptual distance of :mod:`ssgan.edit.perceptual` (1 − MS-SSIM, or 
 weights file), pool the average pool to 256 px, as :func:`ssgan.edit.inversion.image_losses`.
 Adam (lr 1e-3 by default, β = (0.9, 0.999)).
 
+**Budget.** ``cpu_minutes`` > 0 stops the run (saving everything) once the process has used that
+much CPU time, counted across resumes: on a shared machine the CPU time, not the wall time, is
+what the run cost.
+
 **Reproducibility.** The batch of step s is drawn from generators seeded with (seed, s) only, so a
 resumed run (``resume=True``: the encoder, its Adam state and the step from the output file)
 continues exactly where the interrupted one would have.
@@ -74,6 +78,7 @@ class EncoderTrainConfig:
     log_every: int = 25
     sample_every: int = 250
     ckpt_every: int = 250
+    cpu_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -85,6 +90,8 @@ class EncoderTrainConfig:
             raise ValueError("--lr must be > 0")
         if not 0 <= self.real_fraction < 1:
             raise ValueError("real_fraction must lie in [0, 1)")
+        if self.cpu_minutes < 0:
+            raise ValueError("--cpu-minutes must be >= 0 (0: no limit)")
         if min(self.log_every, self.sample_every, self.ckpt_every) < 1:
             raise ValueError("log, sample and checkpoint intervals must be >= 1")
 
@@ -250,8 +257,21 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
             if done % cfg.sample_every == 0 or done == cfg.steps:
                 V.save_png(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png")
                 encoder.train()
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            used = spent["train_cpu_seconds"] + time.process_time() - cpu0
+            out_of_time = bool(cfg.cpu_minutes) and used >= 60 * cfg.cpu_minutes
+            if out_of_time and done % cfg.log_every:
+                logger.log({"step": done, **{k: float(np.mean(v)) for k, v in acc.items()},
+                            "s_per_step": (time.perf_counter() - tick) / len(acc["total"]),
+                            "cpu_seconds": used})
+            if out_of_time and done % cfg.sample_every and done != cfg.steps:
+                V.save_png(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png")
+                encoder.train()
+            if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
                 save(done)
+            if out_of_time:
+                say(f"stopped at step {done}: {used / 60:.1f} CPU-minutes used "
+                    f"(--cpu-minutes {cfg.cpu_minutes:g})")
+                break
     finally:
         logger.close()
     if cfg.steps <= start_step:  # nothing to do: still leave the files

@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ssgan import visualize as V
 from ssgan.edit import editing as E
 from ssgan.model import latents as L
 from ssgan.model.generator import SemanticGenerator, Synthesis
 
-__all__ = ["dilate", "change_locality", "locality", "locality_sums"]
+__all__ = ["change_locality", "dilate", "locality", "locality_figure", "locality_sums"]
 
 
 def dilate(region: torch.Tensor, radius: int) -> torch.Tensor:
@@ -65,6 +66,22 @@ def change_locality(source: Synthesis, result: Synthesis, classes: Sequence[int]
     when nothing changed."""
     s = locality_sums(source, result, classes, radius)
     return {"share": _share(s), "area": s["region_pixels"] / s["pixels"]}
+
+
+def locality_figure(source: Synthesis, result: Synthesis, classes: Sequence[int],
+                    radius: int = 2) -> tuple[np.ndarray, list[float]]:
+    """One row per edit: before | after | heat map of d | the region R (white), small models
+    enlarged; and each edit's share (NaN where nothing changed). What ``mix --diff`` and
+    ``edit --diff`` write."""
+    s = locality_sums(source, result, classes, radius)
+    d, region = s["d"], s["region"]
+    shares = [float(d[i][region[i]].sum() / d[i].sum()) if d[i].sum() > 0 else math.nan
+              for i in range(d.shape[0])]
+    mask = np.repeat((region.numpy()[..., None] * 255).astype(np.uint8), 3, -1)
+    rows = [V.to_uint8(source.rgb.float().clamp(-1, 1)), V.to_uint8(result.rgb.float().clamp(-1, 1)),
+            V.heatmap(d), mask]
+    tiles = np.stack([t[i] for i in range(d.shape[0]) for t in rows])
+    return V.grid(V.enlarge(tiles), ncol=4), shares
 
 
 @torch.no_grad()
