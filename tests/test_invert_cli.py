@@ -100,7 +100,7 @@ def test_direction_and_edit(inverted, tmp_path, capsys):
     csv = tmp_path / "attrs.csv"
     csv.write_text("name,smiling,old\nface0.png,1,no\nface1,0,yes\nface2,1,no\n")
     assert main(["direction", str(d / "conv.safetensors"), "--latents", str(out / "latent"),
-                 "--labels", str(csv), "--attribute", "smiling", "--classes", "1",
+                 "--attributes", str(csv), "--attribute", "smiling", "--classes", "1",
                  "--out", str(tmp_path / "smile.npy")]) == 0
     assert "3 latents (2 positive)" in capsys.readouterr().out
     direction = np.load(tmp_path / "smile.npy")
@@ -122,7 +122,7 @@ def test_direction_and_edit(inverted, tmp_path, capsys):
     assert _png(tmp_path / "edit" / "edit.png").shape == (3 * 128 + 4, 2 * 128 + 2, 3)
     # errors name the file / column
     assert "no column 'happy'" in _fails(["direction", str(d / "conv.safetensors"),
-                                          "--latents", str(out / "latent"), "--labels", str(csv),
+                                          "--latents", str(out / "latent"), "--attributes", str(csv),
                                           "--attribute", "happy", "--out",
                                           str(tmp_path / "x.npy")], capsys)
     np.save(tmp_path / "bad.npy", np.zeros((3, 3), np.float32))
