@@ -50,7 +50,7 @@ COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, Classes
 #: Errors about a path the user named, reported as one line "PATH: reason" when they carry the path.
 FILE_ERRORS: tuple[tuple[type[OSError], str], ...] = (
     (FileNotFoundError, "no such file"), (PermissionError, "permission denied"),
-    (IsADirectoryError, "is a folder, not a file"),
+    (IsADirectoryError, "is a folder, not a file"), (FileExistsError, "exists and is not a folder"),
     (NotADirectoryError, "a part of this path is a file, not a folder"))
 
 

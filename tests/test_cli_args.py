@@ -132,3 +132,12 @@ def test_a_missing_named_file_is_one_line(ckpt, tmp_path, monkeypatch, capsys):
         main(["components", ckpt, "--outdir", str(tmp_path), "--device", "cpu"])
     assert info.value.code == 2
     assert capsys.readouterr().err == f"ssgan: error: {tmp_path / 'gone.png'}: no such file\n"
+
+
+def test_an_outdir_that_is_a_file_is_one_line(ckpt, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit) as info:
+        main(["components", ckpt, "--outdir", str(tmp_path / "taken"), "--device", "cpu"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "taken" in err, err
