@@ -15,7 +15,8 @@ Adding a subcommand
    ``add_generator``, ``add_device``, ``add_outdir``, ``add_seed``, ``add_truncation``,
    ``add_quiet``, ``add_classes``, or ``add_common`` for all of them) instead of spelling them again,
    gives every other argument a help text, and sets ``func`` (``q.set_defaults(func=cmd_name)``);
-   ``func(args)`` returns nothing on success.
+   ``func(args)`` returns None on success, or an exit status (e.g. a training loop's ``main``
+   that already reported a failure and returns 2).
 2. Bad input is reported by raising :class:`ssgan.cliargs.CLIError` (or an error class listed in the
    module's ``ERRORS`` tuple, e.g. ``ERRORS = (DatasetError,)``): it becomes one line
    ``ssgan: error: …`` and exit status 2. Anything else is a bug and keeps its traceback.
@@ -72,18 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ssgan`` console script; returns 0 on success, exits 2 on bad input (one
-    line on stderr). Any other exception is a bug and propagates with its traceback."""
+    """Entry point of the ``ssgan`` console script; returns 0 on success (or the status the command
+    returned), exits 2 on bad input (one line on stderr). Any other exception is a bug and
+    propagates with its traceback."""
     try:
         args = build_parser().parse_args(argv)
-        args.func(args)
+        status = args.func(args)
     except expected_errors() as e:
         _fail(str(e))
     except tuple(t for t, _ in FILE_ERRORS) as e:
         if e.filename is None:  # not about a file the user named: a bug
             raise
         _fail(f"{e.filename}: {next(r for t, r in FILE_ERRORS if isinstance(e, t))}")
-    return 0
+    return int(status or 0)
 
 
 def _fail(message: str) -> None:

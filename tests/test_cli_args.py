@@ -141,3 +141,10 @@ def test_an_outdir_that_is_a_file_is_one_line(ckpt, tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "taken" in err, err
+
+
+def test_a_command_may_return_its_exit_status(ckpt, tmp_path, monkeypatch):
+    from ssgan.edit import commands
+
+    monkeypatch.setattr(commands, "cmd_components", lambda args: 3)
+    assert main(["components", ckpt, "--outdir", str(tmp_path), "--device", "cpu"]) == 3
