@@ -1,6 +1,6 @@
 """The README's encoder picture: photo | encoder reconstruction | edit | difference map.
 
-    python docs/make_encoder_figure.py --ckpt G.safetensors --encoder enc.safetensors   # -> docs/encoder_edit.png
+    python docs/make_encoder_figure.py --ckpt G.safetensors --encoder enc.safetensors  # encoder_edit.png
 
 Rows: held-out items of the built-in dataset (seed 1: neither the generator nor the encoder saw
 them). The reconstruction is the encoder's alone (5 passes, no optimisation). The edit copies one

@@ -184,3 +184,111 @@ def test_locality_of_mix_on_a_random_generator(G):
 def test_psnr_helper_reused():  # the training log's PSNR is inversion's
     x = torch.zeros(1, 3, 4, 4)
     assert float(psnr(x + 0.2, x)) == pytest.approx(10 * np.log10(4 / 0.04))
+
+
+# ----- the command line -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, G):
+    from ssgan.checkpoint import save_checkpoint
+
+    d = tmp_path_factory.mktemp("enc_cli")
+    save_checkpoint(d / "g.safetensors", TINY, g_ema=G)
+    save_checkpoint(d / "other.safetensors", TINY, g_ema=_g(seed=2))
+    _photos(G, d / "photos", n=2)
+    return d
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    from ssgan.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_encoder_train_then_invert_from_it(files, tmp_path, capsys):
+    d = files
+    train = ["encoder", "train", d / "g.safetensors", "--outdir", tmp_path / "enc", "--batch", 2, "--device",
+             "cpu", "--quiet"]
+    code, out, err = _run([*train, "--steps", 2, "--data", "synthetic"], capsys)
+    assert code == 0, err
+    enc = tmp_path / "enc" / "encoder.safetensors"
+    assert enc.is_file() and (tmp_path / "enc" / "stats.jsonl").is_file()
+    assert (tmp_path / "enc" / "recon.png").is_file()
+    code, _, err = _run([*train, "--steps", 3], capsys)
+    assert code == 2 and "exists; pass --resume" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _run([*train, "--steps", 3, "--resume"], capsys)
+    assert code == 0 and "resuming" in err and EN.load_encoder(enc, _g())[1]["step"] == 3
+    # encoder only: --steps 0
+    code, out, err = _run(["invert", d / "g.safetensors", "--encoder", enc, "--images", d / "photos",
+                           "--steps", 0, "--outdir", tmp_path / "inv", "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    assert "from the encoder" in out
+    metrics = json.loads((tmp_path / "inv" / "metrics.json").read_text())
+    assert metrics["encoder"]["path"] == str(enc) and set(metrics["images"]) == {"p0", "p1"}
+    assert (tmp_path / "inv" / "recon" / "p0.png").is_file()
+    assert (tmp_path / "inv" / "latent" / "p1.npy").is_file()
+    # then optimisation and tuning from its start
+    code, _, err = _run(["invert", d / "g.safetensors", "--encoder", enc, "--images", d / "photos",
+                         "--steps", 2, "--finetune-steps", 1, "--outdir", tmp_path / "inv2", "--device",
+                         "cpu", "--quiet"], capsys)
+    assert code == 0 and (tmp_path / "inv2" / "generator.safetensors").is_file(), err
+
+
+def test_invert_with_encoder_bad_input(files, tmp_path, capsys):
+    d = files
+    enc = EN.save_encoder(tmp_path / "enc.safetensors", EN.LatentEncoder.from_generator(
+        _g(), EN.EncoderConfig.for_generator(TINY, mean_samples=64)), _g())
+
+    def invert(*extra):
+        return ["invert", d / "g.safetensors", "--outdir", tmp_path / "o", "--device", "cpu", "--quiet",
+                "--encoder", enc, *extra]
+
+    code, _, err = _run(["invert", d / "other.safetensors", "--encoder", enc, "--images", d / "photos",
+                         "--outdir", tmp_path / "x", "--device", "cpu"], capsys)
+    assert code == 2 and "another generator" in err and str(enc) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing written
+    code, _, err = _run(invert("--images", d / "photos", "--steps", -1), capsys)
+    assert code == 2 and "steps must be >= 0" in err
+    # a greyscale photo and a truncated one among good ones: the good ones are inverted, status 2
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for p in (d / "photos").iterdir():
+        (mixed / p.name).write_bytes(p.read_bytes())
+    Image.fromarray(np.full((32, 32), 9, np.uint8), mode="L").save(mixed / "grey.png")
+    (mixed / "cut.png").write_bytes((d / "photos" / "p0.png").read_bytes()[:40])
+    Image.fromarray(np.full((48, 48, 3), 90, np.uint8)).save(mixed / "big.png")
+    code, _, err = _run(invert("--images", mixed, "--steps", 0), capsys)
+    lines = err.strip().splitlines()
+    assert code == 2
+    assert any("grey.png" in line and "greyscale" in line and line.startswith("ssgan: error:")
+               for line in lines)
+    assert any("cut.png" in line and "cannot read image" in line for line in lines)
+    assert any("big.png is 48x48; resized to 32x32" in line for line in lines)
+    assert sorted(p.stem for p in (tmp_path / "o" / "latent").iterdir()) == ["big", "p0", "p1"]
+    assert not list((tmp_path / "o").rglob("*.tmp"))
+
+
+def test_mix_and_edit_write_the_difference_map(files, tmp_path, capsys, G):
+    d = files
+    lat = E.sample_latents(G, 2, seed=3).numpy()
+    np.save(tmp_path / "a.npy", lat[0])
+    np.save(tmp_path / "b.npy", lat[1])
+    code, out, err = _run(["mix", d / "g.safetensors", "--source", tmp_path / "a.npy", "--reference",
+                           tmp_path / "b.npy", "--classes", "1", "--outdir", tmp_path / "mix", "--diff",
+                           "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "share of |result - source| inside" in out
+    fig = np.asarray(Image.open(tmp_path / "mix" / "mix_diff.png"))
+    assert fig.shape[1] == 4 * 128 + 3 * 2  # before | after | heat map | region, enlarged
+    direction = np.zeros((TINY.n_latent, TINY.style_dim), np.float32)
+    direction[3] = 1
+    np.save(tmp_path / "d.npy", direction)
+    code, out, err = _run(["edit", d / "g.safetensors", "--latent", tmp_path / "a.npy", "--direction",
+                           tmp_path / "d.npy", "--strength", "0,4", "--outdir", tmp_path / "edit", "--diff",
+                           "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "edit" / "edit_diff.png").is_file() and "share of" in out

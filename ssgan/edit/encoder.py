@@ -51,7 +51,6 @@ from ssgan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ssgan.edit import editing as E
 from ssgan.model.config import SSGANConfig
 from ssgan.model.generator import SemanticGenerator, Synthesis
-from ssgan.train.loop import param_digest
 
 KIND = "ssgan-encoder"
 PREFIX = "encoder."
@@ -230,6 +229,8 @@ def pass_flops(G: SemanticGenerator, encoder: LatentEncoder) -> dict[str, float]
 # ----- files --------------------------------------------------------------------------------------
 def generator_digest(G: SemanticGenerator) -> str:
     """sha256 of G's parameters and buffers: what an encoder file is tied to."""
+    from ssgan.train.loop import param_digest  # the training loop's digest; imported when needed
+
     return param_digest(G)
 
 
