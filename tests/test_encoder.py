@@ -292,3 +292,17 @@ def test_mix_and_edit_write_the_difference_map(files, tmp_path, capsys, G):
                            "--device", "cpu"], capsys)
     assert code == 0, err
     assert (tmp_path / "edit" / "edit_diff.png").is_file() and "share of" in out
+
+
+def test_bench_encoder_dry_run(tmp_path):
+    from bench import encoder as bench
+
+    assert bench.main(["--dry-run", "--quiet", "--json", str(tmp_path / "e.json")]) == 0
+    report = json.loads((tmp_path / "e.json").read_text())
+    methods = [r["method"] for r in report["rows"]]
+    assert methods == ["mean latent", "encoder x1", "encoder x5", "optimisation 2", "optimisation 4",
+                       "encoder x5 + 2", "encoder x5 + 2 + PTI 1"]
+    for r in report["rows"]:
+        # mean PSNR >= the PSNR of the mean MSE (Jensen), both from the same per-image errors
+        assert r["psnr"] >= 10 * np.log10(1 / r["mse"]) - 1e-9 and 0 < r["ms_ssim"] <= 1
+    assert report["dry_run"] and report["targets"]["seed"] == 1 and report["flops"]["this_model"]["ratio"] < 0.3
