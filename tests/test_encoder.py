@@ -304,5 +304,6 @@ def test_bench_encoder_dry_run(tmp_path):
                        "encoder x5 + 2", "encoder x5 + 2 + PTI 1"]
     for r in report["rows"]:
         # mean PSNR >= the PSNR of the mean MSE (Jensen), both from the same per-image errors
-        assert r["psnr"] >= 10 * np.log10(1 / r["mse"]) - 1e-9 and 0 < r["ms_ssim"] <= 1
-    assert report["dry_run"] and report["targets"]["seed"] == 1 and report["flops"]["this_model"]["ratio"] < 0.3
+        assert r["psnr"] >= 10 * np.log10(1 / r["mse"]) - 1e-9 and 0 <= r["ms_ssim"] <= 1
+    assert report["dry_run"] and report["targets"]["seed"] == 1
+    assert report["flops"]["this_model"]["ratio"] < 0.3
