@@ -21,7 +21,9 @@ computed once beforehand and shared (rendering for the scores is not timed). Met
 * ``encoder ×5 + 100 + PTI``: then ``--pti-steps`` steps of pivotal tuning
   (:func:`ssgan.edit.inversion.tune_generator`) on all n images (0 skips it).
 
-The JSON also holds the FLOPs of one encoder pass and of one generator forward at this model's
+The JSON also holds the edit locality of the generator (:func:`ssgan.metrics.locality.locality`,
+``--locality-n`` latents, mix of each class's codes, all and texture only, with the baseline),
+the FLOPs of one encoder pass and of one generator forward at this model's
 size and, unless ``--no-flops-256``, for the ``celeba-256`` configuration (random weights), the
 encoder's training cost from its file, the machine and the versions. On a shared CPU the times
 are wall times of this process among others: compare them with each other, not across machines.
@@ -47,6 +49,7 @@ from ssgan.data import SyntheticFaces
 from ssgan.edit import editing as E
 from ssgan.edit import encoder as EN
 from ssgan.edit import inversion as I
+from ssgan.metrics.locality import locality
 from ssgan.model.config import preset
 from ssgan.model.generator import SemanticGenerator
 
@@ -142,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true",
                    help="random tiny model and encoder, 2 images, a few steps: checks the plumbing in "
                         "seconds")
+    p.add_argument("--locality-n", type=int, default=64, help="latents of the locality measure (0: skip)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -154,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta: dict = {"note": "dry run: random generator and encoder"}
         args.n, steps, args.refine, args.pti_steps = 2, [2, 4], 2, min(args.pti_steps, 1)
         args.no_flops_256 = True
+        args.locality_n = min(args.locality_n, 2)
     else:
         if not args.ckpt or not args.encoder:
             print("error: --ckpt and --encoder are required (or --dry-run)", file=sys.stderr)
@@ -174,6 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     rows = run(G, encoder, images, args.batch, steps, args.refine, args.pti_steps, not args.quiet, say)
     flops = {"this_model": EN.pass_flops(G, encoder)}
+    local = {}
+    for part in ("all", "texture") if args.locality_n else ():
+        local[part] = locality(G, n=args.locality_n, part=part, progress=not args.quiet)
+        r = local[part]
+        say(f"locality (mix, {part}): share {r['share']:.3f}, baseline {r['baseline_share']:.3f}, area "
+            f"{r['area']:.3f}; per class share/baseline " + ", ".join(
+                f"{k}: {v['share']:.2f}/{v['baseline_share']:.2f}" for k, v in r["per_class"].items()))
     if not args.no_flops_256:
         flops["celeba-256"] = flops_256()
     report = {"name": "encoder", "dry_run": args.dry_run,
@@ -182,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "load_average": os.getloadavg(), "threads": args.threads,
               "checkpoint": args.ckpt, "encoder": args.encoder, "encoder_info": meta,
               "targets": {"dataset": "SyntheticFaces", "seed": args.data_seed, "n": args.n, "size": cfg.size},
-              "batch": args.batch, "rows": rows, "flops": flops,
+              "batch": args.batch, "rows": rows, "flops": flops, "locality": local,
               "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
     say(table(rows))
     say(f"FLOPs per pass: encoder {flops['this_model']['encoder_flops'] / 1e6:.1f} M vs generator "
