@@ -15,7 +15,8 @@ of N edits is
 
 An edit that changes nothing outside C's masks scores 1. A change spread evenly over the image
 scores ≈ area: that is the **baseline** measured beside it, the same regions with *every* code
-moved (w' = the other latent). :func:`locality` runs both for each class over N random latents.
+moved (w' = the other latent). :func:`locality` runs both for each class over N random latents;
+a class that no render shows (empty R) has no share and is left out of the mean over classes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def locality_sums(source: Synthesis, result: Synthesis, classes: Sequence[int],
 
 
 def _share(s: dict[str, float]) -> float:
-    return s["inside"] / s["total"] if s["total"] > 0 else math.nan
+    """NaN when nothing changed or the class is drawn nowhere (no region to be local to)."""
+    return s["inside"] / s["total"] if s["total"] > 0 and s["region_pixels"] > 0 else math.nan
 
 
 def change_locality(source: Synthesis, result: Synthesis, classes: Sequence[int],
