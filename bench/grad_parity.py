@@ -41,9 +41,9 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from ssgan import SemanticGenerator
-from ssgan.config import SSGANConfig
 from ssgan.kernels import use_backend
-from ssgan.layers import FixedStyledConv
+from ssgan.model.config import SSGANConfig
+from ssgan.model.layers import FixedStyledConv
 
 # The official (CelebAMask-HQ) layer layout at 64 px: K = 13 classes, L = 10 layers, C = 64,
 # F = 512, style 512, 8 mapping layers, channel_max 512, transparent classes 10 and 12. coarse_size

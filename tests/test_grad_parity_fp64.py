@@ -16,7 +16,7 @@ import pytest
 import ssgan.kernels.fusion as fusion_module
 from bench.grad_parity import EPS32, compare, table
 from ssgan import SemanticGenerator
-from ssgan.config import SSGANConfig
+from ssgan.model.config import SSGANConfig
 
 # Small enough for the interpreter (~8 s a run), with everything the path has: several classes,
 # a transparent one, residual refinement, three render-net stages (six noisy convs).
