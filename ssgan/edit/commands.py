@@ -303,7 +303,8 @@ PART_HELP = "which codes of the classes: shape, texture or both"
 def _add_diff(q: argparse.ArgumentParser, name: str) -> None:
     q.add_argument("--diff", action="store_true",
                    help=f"also write {name}: before | after | |difference| | the classes' masks dilated by "
-                        f"--radius px, and print the share of the change inside them (edit locality)")
+                        f"--radius px, and print the share of the change inside them (edit locality); "
+                        f"default: only diff.png")
     q.add_argument("--radius", type=int, default=2, help="dilation of the masks for --diff, in pixels")
 
 

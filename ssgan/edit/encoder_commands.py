@@ -66,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("encoder", help="a ReStyle-style encoder for a generator (then: invert --encoder)",
                        description="Encoders that map a photo to compact W+ codes in a few passes; "
                                    "'ssgan invert CKPT --encoder FILE' uses one.")
-    actions = q.add_subparsers(dest="encoder_command", required=True, metavar="ACTION")
+    actions = q.add_subparsers(dest="encoder_command", required=True, metavar="ACTION",
+                               help="train: train an encoder for CKPT's generator")
     t = actions.add_parser(
         "train", help="train an encoder against CKPT's frozen generator",
         description="Train on the generator's own samples (known codes: latent L2 and mask cross-entropy "
@@ -75,9 +76,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(atomically, every --ckpt-every steps), stats.jsonl and recon.png (target | mean | "
                     "pass 1 | pass N).")
     A.add_checkpoint(t)
-    A.add_outdir(t, help="folder for encoder.safetensors, stats.jsonl and recon.png", required=False)
+    A.add_outdir(t, help="folder for encoder.safetensors, stats.jsonl and recon.png (default: none; give "
+                         "it or --out)", required=False)
     t.add_argument("--out", metavar="FILE", help="the encoder file instead of OUTDIR/encoder.safetensors "
-                                                 "(<stem>.stats.jsonl and <stem>.recon.png beside it)")
+                                                 "(<stem>.stats.jsonl and <stem>.recon.png beside it; "
+                                                 "default: none)")
     t.add_argument("--data", metavar="DIR", help="real images (DIR/images, or 'synthetic': the built-in "
                                                  "dataset) for half of each batch; default: none")
     t.add_argument("--steps", type=int, default=EncoderTrainConfig.steps, help="training steps")
@@ -96,8 +99,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--sample-every", type=int, default=EncoderTrainConfig.sample_every,
                    help="recon.png interval")
     t.add_argument("--ckpt-every", type=int, default=EncoderTrainConfig.ckpt_every, help="save interval")
-    t.add_argument("--resume", action="store_true", help="continue the encoder file (weights, Adam, step)")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing encoder file")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the encoder file (weights, Adam, step); default: a new encoder")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an existing encoder file (default: refuse)")
     A.add_device(t)
     A.add_seed(t, help="seed of the training batches (and of the mean latent)")
     A.add_quiet(t)
