@@ -137,6 +137,7 @@ def test_bad_photos_are_left_out_with_one_line_each(G, tmp_path):
               for e in photos.errors}
     assert set(errors) == {"clear.png", "cut.png", "grey.png"}
     assert "greyscale" in errors["grey.png"] and "save it as an RGB image" in errors["grey.png"]
+    assert "cannot read" not in errors["grey.png"] and "cannot read" not in errors["clear.png"]
     assert "transparent pixels" in errors["clear.png"] and "flatten" in errors["clear.png"]
     assert "cannot read image" in errors["cut.png"]
     assert all("\n" not in e for e in photos.errors)

@@ -93,6 +93,8 @@ def read_photo(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(im), original
+    except DatasetError:
+        raise
     except PIL_ERRORS as e:
         raise DatasetError(f"cannot read image {path}: {e} (re-export it as PNG or JPEG)") from None
 
