@@ -423,6 +423,8 @@ def train(args: argparse.Namespace, info: DistInfo) -> int:
     last_good = [latest_checkpoint(ckpt_dir)]
     meta = {"args": {k: v for k, v in vars(args).items()}, "train": tc.to_dict(), "world_size": world,
             "global_batch": args.batch, "seed": args.seed, "classes": classes.to_meta()}
+    if metrics is not None:  # best-<metric> checkpoints carry the same metadata
+        metrics.meta = meta
 
     def save(step: int) -> None:
         bad = tracker.first_bad(reduce_min=True)
