@@ -597,7 +597,7 @@ def latest_checkpoint(folder: str | os.PathLike, warn: Callable[[str], None] | N
                 seen = (str(p.resolve()), _stat_key(p))
                 if seen not in _WARNED:  # once per file and state in a process
                     _WARNED.add(seen)
-                    warn(f"skipping {p}: {e}; using the previous checkpoint")
+                    warn(f"{e}; skipped, using an older checkpoint")
             continue
         return p
     return None
