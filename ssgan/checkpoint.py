@@ -13,7 +13,16 @@ keys are prefixed by section:
 The header metadata (str → str) holds ``format``, ``format_version``, ``config`` (JSON of
 :meth:`SSGANConfig.to_dict`), ``sections`` (comma-separated), ``step``, ``meta`` (JSON; train.py puts
 the class names there, ``meta["classes"]``, see :mod:`ssgan.classes`) and, per optimiser, the JSON of
-its non-tensor parts (``param_groups`` and non-tensor per-parameter state).
+its non-tensor parts (``param_groups`` and non-tensor per-parameter state), and ``sha256``: a digest
+of the other metadata and of every tensor's name, dtype, shape and bytes.
+
+Writing never loses a checkpoint: :func:`save_checkpoint` writes a temporary file next to the
+target (:func:`temp_path`), fsyncs it, reads it back against ``sha256`` (:func:`verify_checkpoint`),
+renames it over the target and fsyncs the folder. A run's checkpoints folder (``<step>.safetensors``,
+``latest.safetensors``, ``best-<metric>.safetensors``; see :mod:`ssgan.train.rundir`) is read with
+:func:`list_checkpoints`, :func:`latest_checkpoint` (the newest that verifies; corrupt ones are
+skipped with a warning, killed writes' temporary files removed) and :func:`resolve_checkpoint`
+(a run folder or ``…/checkpoints/latest`` → a file; every loading function accepts them).
 
 Loading never half-succeeds: every problem raises :class:`CheckpointError` with one line naming
 the file and the reason, and modules are built and filled completely before they are returned.
