@@ -51,10 +51,9 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import safetensors
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -270,8 +269,14 @@ def save_checkpoint(path: str | os.PathLike, config: SSGANConfig, *, g_ema: Any 
         if free < need:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         tmp = temp_path(path)
-        safetensors.torch.save_file(flat, str(tmp), metadata=metadata)
-        _fsync_file(tmp, drop_cache=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            write_safetensors(f, flat, metadata)
+            f.flush()
+            os.fsync(f.fileno())
+            if hasattr(os, "posix_fadvise"):  # the read-back then comes from the disk
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         _debug_pause("written")
         verify_checkpoint(tmp, cache=False)  # read back from disk: header, size, sha256
         os.replace(tmp, path)
@@ -319,16 +324,29 @@ def _size(n: int) -> str:
     return f"{n:.1f} TiB"
 
 
-def _fsync_file(path: Path, drop_cache: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        if drop_cache and hasattr(os, "posix_fadvise"):
-            # the read-back then comes from the disk, not from the pages just written
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+def write_safetensors(f: BinaryIO, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+    """Write ``tensors`` (CPU, contiguous) and ``metadata`` to the open binary file ``f`` in the
+    safetensors format: 8-byte little-endian header length, the JSON header padded with spaces to a
+    multiple of 8, then the tensors' bytes, largest dtypes first (so every tensor is aligned), then
+    by name. Written here rather than by ``safetensors.torch.save_file`` so that the caller owns the
+    file (a temporary name it can clean up, fsync on the same descriptor, plain ``OSError``s)."""
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    header: dict[str, Any] = {"__metadata__": dict(metadata)}
+    offset = 0
+    for name in order:
+        t = tensors[name]
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    f.write(struct.pack("<Q", len(text)))
+    f.write(text)
+    for name in order:
+        t = tensors[name]
+        if t.numel():
+            f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
 
 
 def _debug_pause(where: str) -> None:

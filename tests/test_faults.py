@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 
 import pytest
-import safetensors
-import safetensors.torch
 import torch
 from safetensors import safe_open
 
@@ -221,13 +219,15 @@ def test_bad_read_back_keeps_previous(tmp_path, monkeypatch):
     """The disk hands back other bytes than were written: the save fails, the old file stays."""
     path = _small(tmp_path / "ck.safetensors", 1)
     before = path.read_bytes()
-    real = safetensors.torch.save_file
+    real = C.write_safetensors
 
-    def flaky(tensors, filename, metadata=None):
-        real(tensors, filename, metadata=metadata)
-        _flip_byte(Path(filename))
+    def flaky(f, tensors, metadata):
+        real(f, tensors, metadata)
+        f.flush()
+        (tmp,) = _temps(tmp_path)
+        _flip_byte(tmp)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", flaky)
+    monkeypatch.setattr(C, "write_safetensors", flaky)
     with pytest.raises(CheckpointError, match="reading it back failed") as info:
         _small(path, 2)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -238,12 +238,11 @@ def test_disk_full_names_space_and_keeps_previous(tmp_path, monkeypatch):
     path = _small(tmp_path / "ck.safetensors", 1)
     before = path.read_bytes()
 
-    def full(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"partial")
+    def full(f, tensors, metadata):
+        f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr(C, "write_safetensors", full)
     with pytest.raises(CheckpointError) as info:
         _small(path, 2)
     msg = str(info.value)
@@ -266,10 +265,14 @@ def test_unwritable_folder(tmp_path, monkeypatch):
     try:
         if os.access(folder, os.W_OK):  # root ignores the mode: refuse like the file system would
 
-            def refuse(tensors, filename, metadata=None):
-                raise PermissionError(errno.EACCES, "Permission denied", str(filename))
+            real_open = os.open
 
-            monkeypatch.setattr(safetensors.torch, "save_file", refuse)
+            def refuse(file, flags, *a, **k):
+                if Path(file).parent == folder and flags & os.O_CREAT:
+                    raise PermissionError(errno.EACCES, "Permission denied", str(file))
+                return real_open(file, flags, *a, **k)
+
+            monkeypatch.setattr(os, "open", refuse)
         with pytest.raises(CheckpointError, match="not writable") as info:
             _small(path, 2)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
