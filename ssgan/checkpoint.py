@@ -611,7 +611,8 @@ def latest_checkpoint(folder: str | os.PathLike, warn: Callable[[str], None] | N
 
     A newer one that is truncated or corrupt (bad header, wrong size, checksum mismatch) is
     reported through ``warn`` (default: a ``warning:`` line on stderr) naming it, and skipped.
-    Temporary files of killed writes are ignored and deleted (:func:`remove_stale_temps`). Only
+    Temporary files of killed writes are ignored and deleted (:func:`remove_stale_temps`), and a
+    ``latest`` left behind by a kill after a save's rename is moved forward to it. Only
     the header of each candidate is read until one passes; only that one is hashed (once per
     process while it does not change)."""
     warn = warn or _warn
@@ -626,8 +627,60 @@ def latest_checkpoint(folder: str | os.PathLike, warn: Callable[[str], None] | N
                     _WARNED.add(seen)
                     warn(f"{e}; skipped, using an older checkpoint")
             continue
+        with contextlib.suppress(OSError):  # a kill between a save's rename and its link update
+            if _latest_behind(Path(folder), p):
+                update_latest(folder, p)
         return p
     return None
+
+
+def update_latest(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Point ``folder/latest.safetensors`` at ``target`` (a step checkpoint in ``folder``),
+    atomically: a relative symlink made under a temporary name, then renamed over the old one.
+    Where symlinks are unsupported, a hard link of the same name; where neither is, ``latest.txt``
+    holding the file's name (written atomically; :func:`resolve_checkpoint` reads it). Returns the
+    file written."""
+    folder, target = Path(folder), Path(target)
+    link, txt = folder / LATEST, folder / LATEST_TXT
+    for make in (lambda tmp: os.symlink(target.name, tmp), lambda tmp: os.link(target, tmp)):
+        tmp = temp_path(link)
+        try:
+            make(tmp)
+            os.replace(tmp, link)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            continue
+        with contextlib.suppress(OSError):
+            txt.unlink()  # a stand-in from an earlier, link-less attempt
+        _fsync_dir(folder)
+        return link
+    tmp = temp_path(txt)
+    try:
+        tmp.write_text(target.name + "\n", encoding="utf-8")
+        os.replace(tmp, txt)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):
+        link.unlink()  # would name an older checkpoint
+    _fsync_dir(folder)
+    return txt
+
+
+def _latest_behind(folder: Path, newest: Path) -> bool:
+    """Whether an existing ``latest`` (link or latest.txt) names a step older than ``newest``."""
+    link, txt = folder / LATEST, folder / LATEST_TXT
+    if link.is_symlink():
+        named = Path(os.readlink(link)).name
+    elif link.is_file():  # a hard link: which step file is it?
+        named = next((p.name for p in list_checkpoints(folder) if os.path.samefile(p, link)), "")
+    elif txt.is_file():
+        named = txt.read_text(encoding="utf-8").strip()
+    else:
+        return False  # none yet: only a run creates it
+    m = STEP_RE.match(named)
+    return m is None or int(m.group(1)) < int(STEP_RE.match(newest.name).group(1))
 
 
 def resolve_checkpoint(path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> Path:

@@ -330,6 +330,10 @@ def test_latest_link_and_fallbacks(tmp_path, monkeypatch):
     assert rundir.update_latest(tmp_path, rundir.checkpoint_path(tmp_path, 1)).is_symlink()
     assert rundir.update_latest(tmp_path, rundir.checkpoint_path(tmp_path, 2)).is_symlink()
     assert os.readlink(tmp_path / "latest.safetensors") == "0000002.safetensors"  # relative
+    # a kill between a save's rename and the link update: the next look moves latest forward
+    rundir.update_latest(tmp_path, rundir.checkpoint_path(tmp_path, 1))
+    assert latest_checkpoint(tmp_path) == rundir.checkpoint_path(tmp_path, 2)
+    assert os.readlink(tmp_path / "latest.safetensors") == "0000002.safetensors"
     assert load_checkpoint(tmp_path / "latest").step == 2
     assert not _temps(tmp_path)
 

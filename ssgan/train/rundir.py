@@ -7,12 +7,11 @@ that the logs report.
 :func:`update_latest` for the link-less fallbacks) and ``best-<metric>.safetensors`` (G-EMA at the
 best value of a metric, ``ssgan.train.metrics_hook``). Writing and verifying a file, the step names
 and finding the newest valid one are :mod:`ssgan.checkpoint`'s (:func:`checkpoint_path`,
-:func:`list_checkpoints`, :func:`latest_checkpoint`, re-exported here).
+:func:`list_checkpoints`, :func:`latest_checkpoint`, :func:`update_latest`, re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -26,14 +25,12 @@ import numpy as np
 import torch
 
 from ssgan.checkpoint import (
-    LATEST,
-    LATEST_TXT,
     STEP_RE,
     CheckpointError,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
-    temp_path,
+    update_latest,
     verify_checkpoint,
 )
 from ssgan.model.generator import SemanticGenerator
@@ -73,49 +70,6 @@ class JsonlLogger:
 
     def close(self) -> None:
         self._f.close()
-
-
-def update_latest(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Point ``folder/latest.safetensors`` at ``target`` (a step checkpoint in ``folder``),
-    atomically: a relative symlink made under a temporary name, then renamed over the old one.
-    Where symlinks are unsupported, a hard link of the same name; where neither is, ``latest.txt``
-    holding the file's name (written atomically; :func:`ssgan.checkpoint.resolve_checkpoint` reads
-    it). Returns the file written."""
-    folder, target = Path(folder), Path(target)
-    link, txt = folder / LATEST, folder / LATEST_TXT
-    for make in (lambda tmp: os.symlink(target.name, tmp), lambda tmp: os.link(target, tmp)):
-        tmp = temp_path(link)
-        try:
-            make(tmp)
-            os.replace(tmp, link)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            continue
-        with contextlib.suppress(OSError):
-            txt.unlink()  # a stand-in from an earlier, link-less attempt
-        _fsync_folder(folder)
-        return link
-    tmp = temp_path(txt)
-    try:
-        tmp.write_text(target.name + "\n", encoding="utf-8")
-        os.replace(tmp, txt)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):
-        link.unlink()  # would name an older checkpoint
-    _fsync_folder(folder)
-    return txt
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def rotate_checkpoints(folder: str | os.PathLike, keep: int,
