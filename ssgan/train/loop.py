@@ -3,7 +3,7 @@
     python train.py                                   # tiny preset, built-in data, a few CPU minutes
     python train.py --preset celeba-256 --data DIR --batch 32 --steps 150000
     torchrun --standalone --nproc_per_node=8 train.py --preset celeba-256 --data DIR --batch 32
-    python train.py --outdir runs/tiny --resume       # continue from the newest checkpoint
+    python train.py --outdir runs/tiny --steps 2000   # continue that run (--resume auto, the default)
     python train.py --init CelebAMask-HQ-512x512.pt --images metfaces/ --freeze-local --steps 2000
     python train.py --preset celeba-256 --data DIR --size 128 --seg-dim 8 --transparent 6,7  # any data
 
@@ -27,16 +27,23 @@ in checkpoint names counts completed steps (step N is logged after index i = N â
 
 Outputs under ``--outdir`` (alias ``--out``): ``stats.jsonl``, ``curves.png`` (the curves of
 ``ssgan.train.plot``, redrawn at log steps while drawing stays under ~5 % of the run's time, and at
-the end),
-``samples/<step>.png`` (G-EMA on fixed latents: image | mask | coarse mask),
+the end), ``samples/<step>.png`` (G-EMA on fixed latents: image | mask | coarse mask),
 ``checkpoints/<step>.safetensors`` (G, D, G-EMA, optimisers, step, every rank's RNG states, mean
 path length and last loss values, ``ssgan.train.state``; the newest ``--keep`` are kept).
 
 Reproducibility: the batch of step s depends only on (seed, s, global batch) (see
 ``ssgan.data.loader.StepBatchSampler``), all other randomness comes from seeded torch generators
-whose states are checkpointed, so ``--resume`` reproduces an uninterrupted run exactly on CPU with
-the same world size. Ctrl-C finishes the current step (under torchrun: up to the next log step,
-where the ranks agree to stop), writes a checkpoint and exits (a second Ctrl-C aborts at once). Non-
+whose states are checkpointed, so a resumed run reproduces an uninterrupted one exactly on CPU with
+the same world size.
+
+Reliability (README, "Reliability"): ``--resume auto`` (the default) continues from the newest
+valid checkpoint in ``--outdir`` when there is one, so re-running the same command, or torchrun
+restarting its workers (``--max-restarts``), continues the run; ``--resume never`` refuses a folder
+with checkpoints, ``--resume PATH`` continues from that file. SIGTERM or Ctrl-C finishes the
+current step, writes a checkpoint and exits 0; under torchrun the ranks agree after every step
+(``ssgan.distributed.any_rank``: one small gloo all-reduce, no device sync), so the wait is one step
+plus the checkpoint (torchrun sends SIGKILL after ``--shutdown-timeout``, default 30 s). A second
+signal, more than a second later, aborts at once (``ssgan.train.outputs.StopRequest``). Non-
 finite losses are tracked on the device every step without a host sync and checked at each log and
 checkpoint step: the run then stops naming the first bad step and term, and no checkpoint is written
 after it. DDP: gradients are all-reduced by hand after every backward (no DDP wrapper), so R1's and
@@ -109,8 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def train(spec: RunSpec, info: DistInfo) -> int:
     """The run: state, data, then one step and what follows it, until ``--steps`` or a stop."""
     say = info_say(info)
-    for note in spec.notes:
-        say(note)
     if spec.resume_path is not None:
         state = TrainState.resume(spec, load_checkpoint(spec.resume_path), info, say)
     else:
@@ -126,8 +131,8 @@ def train(spec: RunSpec, info: DistInfo) -> int:
     with RunOutputs(spec, state, info, say) as outputs:
         while state.step < spec.steps:
             state.train_step(next(batches))
-            if outputs.after_step(state):
-                return 130
+            if outputs.after_step(state):  # a stop request: checkpoint written
+                return 0
     write_debug_digest(state, info)
     say(f"done: {spec.steps} steps; newest checkpoint {outputs.last_good}")
     return 0

@@ -6,15 +6,17 @@ method: :meth:`RunOutputs.after_step`.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from ssgan.distributed import DistInfo, all_reduce_mean
+from ssgan.distributed import DistInfo, all_reduce_mean, any_rank
 from ssgan.train import steps as T
 from ssgan.train.metrics_hook import TrainingMetrics, default_metrics
 from ssgan.train.plot import CurveWriter
@@ -36,39 +38,77 @@ class NonFiniteError(Exception):
 
 
 class StopRequest:
-    """Ctrl-C (SIGINT): the first one asks the run to stop after the current step (with a
-    checkpoint); a second one raises ``KeyboardInterrupt`` at once. Under torchrun the ranks agree
-    at log steps (:meth:`agree`), so all stop at the same step."""
+    """SIGTERM (what schedulers and torchrun send before stopping a job) and Ctrl-C (SIGINT): the
+    first one asks the run to stop after the current step, write a checkpoint and exit 0. A second
+    one, more than :attr:`DUPLICATE_WINDOW` seconds after the first, ends the process at once (exit
+    128 + the signal number, no checkpoint): a watcher thread reads the signals as they arrive
+    (``signal.set_wakeup_fd``), so this works even while the main thread waits inside a collective.
+    Signals within the window are the same request: a terminal's Ctrl-C reaches torchrun and its
+    workers and torchrun forwards it; Slurm signals every process of a job.
+
+    Under torchrun the ranks agree after every step (:meth:`agree`, one tiny gloo all-reduce), so
+    all of them stop at the same step and a checkpoint is written within one step of the signal."""
+
+    DUPLICATE_WINDOW = 1.0
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, info: DistInfo):
         self.info = info
         self.requested = False
-        self._old: Any = None
+        self._old: dict[int, Any] = {}
+        self._old_wakeup = -1
+        self._pipe: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
 
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        when = "the next log step" if self.info.enabled else "this step"
-        print(f"\nCtrl-C: finishing {when} and saving a checkpoint (again to abort)", file=sys.stderr)
+    def _handle(self, signum: int, frame: Any) -> None:  # main thread, between Python instructions
+        if not self.requested:
+            self.requested = True
+            print(f"\n{signal.Signals(signum).name}: finishing this step, writing a checkpoint and exiting "
+                  f"(send it again to abort at once)", file=sys.stderr)
+
+    def _watch(self, fd: int) -> None:  # watcher thread: sees every signal as it arrives
+        first = None
+        while data := os.read(fd, 64):
+            for signum in data:
+                if signum not in self.SIGNALS:
+                    continue
+                now = time.monotonic()
+                if first is None:
+                    first = now
+                elif now - first > self.DUPLICATE_WINDOW:
+                    os.write(2, f"\n{signal.Signals(signum).name} again: aborting, no checkpoint\n".encode())
+                    os._exit(128 + signum)
 
     def install(self) -> None:
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
+        """Handle SIGINT and SIGTERM (main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
+        self._thread = threading.Thread(target=self._watch, args=(r,), name="ssgan-stop-watch", daemon=True)
+        self._thread.start()
 
     def restore(self) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        """Put back the handlers that were there before :meth:`install`."""
+        if self._pipe is None:
+            return
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        signal.set_wakeup_fd(self._old_wakeup)
+        r, w = self._pipe
+        os.close(w)  # the watcher reads end-of-file and returns
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        os.close(r)
+        self._old, self._pipe, self._thread = {}, None, None
 
     def agree(self) -> bool:
-        """All ranks' requests, OR-ed (a collective: every rank calls it at the same steps)."""
-        if self.info.enabled:
-            flag = torch.tensor([float(self.requested)], device=self.info.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            self.requested = bool(flag.item())
+        """All ranks' requests, OR-ed (a collective: every rank calls it after every step)."""
+        self.requested = any_rank(self.requested)
         return self.requested
 
 
@@ -113,23 +153,23 @@ class RunOutputs:
 
     def after_step(self, state: TrainState) -> bool:
         """Everything due after ``state.step`` was completed, in this order: log, samples, the
-        ranks' agreement on stopping, checkpoint, metrics. True: stop now (a checkpoint was
-        written)."""
+        ranks' agreement on stopping, checkpoint, metrics (skipped when stopping early, to exit
+        soon). True: stop now (a checkpoint was written)."""
         spec, step = self.spec, state.step
         last = step == spec.steps
-        log = step % spec.log_every == 0 or last
         self.bar.update(1)
-        if log:
+        if step % spec.log_every == 0 or last:
             self.log(state)
         if self.info.is_main and (step % spec.sample_every == 0 or last):
             self.write_samples(state)
-        stop = self.stop.agree() if log else self.stop.requested
+        stop = self.stop.agree()
         if step % spec.ckpt_every == 0 or last or stop:
             self.save(state)
-        if self.metrics is not None:
+        if self.metrics is not None and (last or not stop):
             self.metrics.maybe_evaluate(step, spec.batch, last)
         if stop:
-            self.say(f"stopped at step {step}; checkpoint {self.last_good}; continue with --resume")
+            self.say(f"stopped at step {step}; checkpoint {self.last_good}; the same command continues "
+                     f"the run")
         return stop
 
     def log(self, state: TrainState) -> None:

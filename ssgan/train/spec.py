@@ -60,7 +60,7 @@ class RunSpec:
     outdir: Path | None = None  # None: runs/<preset>
     device: str | None = None
     threads: int | None = None
-    resume: bool = False
+    resume: str = "auto"  # auto | never | a checkpoint file (see checked())
     init: str | None = None
     freeze_local: bool = False
     # model flags (add_config_flags: only the given ones, as {dest: value})
@@ -104,7 +104,6 @@ class RunSpec:
     # derived
     world_size: int = 1
     resume_path: Path | None = None
-    notes: tuple[str, ...] = ()  # for rank 0 to print (from_args prints nothing)
 
     # ----- parsing ----------------------------------------------------------------------------
 
@@ -134,15 +133,24 @@ class RunSpec:
         if self.per_rank % group:
             raise TrainError(f"the per-rank batch {self.per_rank} must be divisible by {group} (the "
                              f"discriminator's minibatch-stddev group); pick another --batch")
-        resume_path, notes = None, []
-        if self.resume:
-            resume_path = latest_checkpoint(self.ckpt_dir)
-            if resume_path is None:
-                notes.append(f"--resume: no checkpoint in {self.ckpt_dir}, starting from scratch")
-        elif list_checkpoints(self.ckpt_dir):
-            raise TrainError(f"{self.outdir} already holds checkpoints; pass --resume to continue that run "
-                             f"or choose another --outdir")
-        return dataclasses.replace(self, resume_path=resume_path, notes=tuple(notes))
+        existing = list_checkpoints(self.ckpt_dir)
+        if self.resume == "never":
+            if existing:
+                raise TrainError(f"{self.outdir} already holds checkpoints (newest {existing[-1].name}) and "
+                                 f"--resume never was given; choose another --outdir, or drop --resume "
+                                 f"never to continue that run")
+            resume_path = None
+        elif self.resume == "auto":
+            resume_path = latest_checkpoint(self.ckpt_dir)  # the newest valid one
+            if existing and resume_path is None:
+                raise TrainError(f"{self.ckpt_dir} holds checkpoints but none is readable; pass --resume "
+                                 f"PATH to continue from another one, or choose another --outdir")
+        else:
+            resume_path = Path(self.resume)
+            if not resume_path.is_file():
+                raise TrainError(f"--resume {self.resume}: no such checkpoint file; pass auto (continue "
+                                 f"the newest in --outdir), never, or a checkpoint's path")
+        return dataclasses.replace(self, resume_path=resume_path)
 
     # ----- what follows from the flags ---------------------------------------------------------
 
@@ -204,7 +212,7 @@ class RunSpec:
     def to_meta(self) -> dict[str, Any]:
         """The flags as a checkpoint's ``meta["args"]`` (JSON-ready)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name not in ("model_flags", "world_size", "resume_path", "notes")}
+             if f.name not in ("model_flags", "world_size", "resume_path")}
         d.update(self.model_flags)
         return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
                 for k, v in d.items()}
@@ -237,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=D.threads,
                    help="intra-op CPU threads per process (default on CPU: 1, the fastest for the tiny "
                         "model and robust on a busy machine; otherwise torch's default)")
-    g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --outdir")
+    g.add_argument("--resume", nargs="?", const="auto", default=D.resume, metavar="auto|never|PATH",
+                   help="auto: continue from the newest valid checkpoint in --outdir when there is one "
+                        "(of the same configuration: anything else is an error), else start; never: "
+                        "start, and refuse a folder that holds checkpoints; PATH: continue from this "
+                        "checkpoint. A bare --resume means auto (default: auto)")
     g.add_argument("--init", default=D.init, metavar="CKPT",
                    help="start from these G / G-EMA / D weights (ours or an official .pt)")
     g.add_argument("--freeze-local", "--freeze_local", action="store_true",
