@@ -60,8 +60,10 @@ def test_short_run_writes_everything(tmp_path):
     s = SAMPLE_MIN_PIXELS  # 32 px tiles are shown enlarged
     assert img.shape == (2 * s + 2, 6 * s + 5 * 2, 3)  # 2 samples per row × (image, mask, coarse)
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
-    # --keep 1; the default CPU metric (maskfd500) is evaluated at the last step: its best G-EMA
-    assert ckpts == ["0000004.safetensors", "best-maskfd500.safetensors"]
+    # --keep 1; the default CPU metric (maskfd500) is evaluated at the last step: its best G-EMA;
+    # latest: a relative symlink to the newest step checkpoint
+    assert ckpts == ["0000004.safetensors", "best-maskfd500.safetensors", "latest.safetensors"]
+    assert os.readlink(out / "checkpoints" / "latest.safetensors") == "0000004.safetensors"
     ck = load_checkpoint(out / "checkpoints" / "0000004.safetensors")
     assert ck.step == 4 and ck.g is not None and ck.d is not None and ck.g_ema is not None
     assert ck.g_optim_state is not None and ck.d_optim_state is not None

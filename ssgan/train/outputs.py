@@ -129,13 +129,14 @@ class RunOutputs:
             self.tb = TensorBoardLog(out) if spec.tensorboard and main else None
         except TensorBoardMissing as e:
             raise TrainError(str(e)) from None
+        self.meta = {"args": spec.to_meta(), "train": run.tc.to_dict(), "world_size": info.world_size,
+                     "global_batch": spec.batch, "seed": spec.seed, "classes": run.classes.to_meta()}
         names = spec.metrics or default_metrics(device, spec.inception, run.use_seg)
         self.metrics = None if names == "none" else TrainingMetrics(
             names, spec.metrics_every, out, state.G_ema, run.dataset, device, 4 * spec.per_rank,
-            inception=spec.inception, seed=spec.seed, resume_step=start, is_main=main, say=tqdm.write)
+            inception=spec.inception, seed=spec.seed, resume_step=start, is_main=main, say=tqdm.write,
+            meta=self.meta)  # best-<metric> checkpoints carry the same metadata
         self.last_good = latest_checkpoint(spec.ckpt_dir)
-        self.meta = {"args": spec.to_meta(), "train": run.tc.to_dict(), "world_size": info.world_size,
-                     "global_batch": spec.batch, "seed": spec.seed, "classes": run.classes.to_meta()}
         self.stop = StopRequest(info)
         self.stop.install()
         say(f"training {run.config_name} config{' + changes' if run.changed else ''} at {run.cfg.size}px, "
