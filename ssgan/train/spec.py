@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssgan.checkpoint import resolve_checkpoint
 from ssgan.model.config import PRESETS, SSGANConfig, add_config_flags, preset
 from ssgan.model.discriminator import DualBranchDiscriminator
 from ssgan.train import steps as T
@@ -146,7 +147,7 @@ class RunSpec:
                 raise TrainError(f"{self.ckpt_dir} holds checkpoints but none is readable; pass --resume "
                                  f"PATH to continue from another one, or choose another --outdir")
         else:
-            resume_path = Path(self.resume)
+            resume_path = resolve_checkpoint(self.resume)  # a file, a run folder or RUN/checkpoints/latest
             if not resume_path.is_file():
                 raise TrainError(f"--resume {self.resume}: no such checkpoint file; pass auto (continue "
                                  f"the newest in --outdir), never, or a checkpoint's path")
