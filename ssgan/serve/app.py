@@ -97,7 +97,7 @@ def decode_upload(data: bytes, name: str, size: int, limits: Limits) -> torch.Te
         image, _ = photos.read_photo(Upload(data, name), size)  # type: ignore[arg-type]
     except DatasetError as e:
         raise APIError(415, str(e)) from None
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
 class Editor:

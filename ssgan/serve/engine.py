@@ -5,7 +5,9 @@ compact W+ latents, and renders that re-run only the local generators whose code
 (:func:`ssgan.model.latents.expand_index`), so its hidden features and pseudo-depth depend on
 nothing else. :class:`LocalCache` keeps the last render's expanded codes and per-class outputs;
 a new render recomputes the classes whose codes differ (bit for bit) and reuses the others, then
-runs the fusion and the render net (which see every class) in full. The mapping of a seed's z is
+runs the fusion and the render net (which see every class) in full. The reused hidden features are
+bit-identical to a full recompute; on CPU a subset's pseudo-depth matmul can take another BLAS path
+(differences ~1e-7), so renders agree to float rounding (tests/test_serve.py). The mapping of a seed's z is
 cached too (:meth:`Engine.sample`), and so are the truncation centre, the inversion's mean latent
 and the principal components.
 """
