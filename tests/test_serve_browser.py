@@ -1,0 +1,251 @@
+"""``ssgan serve`` in a real browser: Debian's Chromium driven by Selenium through Debian's
+chromium-driver (same version as the browser). Load, random face, pick the mouth, resample its
+texture, check the difference map stays inside the mouth, upload a photo of the built-in data,
+invert it (few steps), edit it, download the .npy and reload it with numpy.
+
+Every request the browser makes is logged (Chrome's performance log); the test fails on any that
+is not to 127.0.0.1. Outside requests are also blocked: a dead proxy for everything but loopback
+and a host resolver that resolves no other name. Skips (saying why) only when no Chromium,
+chromedriver or Selenium is installed. Screenshots go to docs/serve_*.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import urlopen
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import ssgan
+from ssgan.data.synthetic import SyntheticFaces
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINED = ROOT / "tests" / "data" / "serve_tiny.safetensors"
+MOUTH = 3
+LOCAL = {"127.0.0.1", "localhost"}
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+         "--no-first-run", "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
+         "--window-size=1320,1180",
+         # outside requests cannot leave: a dead proxy (loopback bypasses it) and no name resolves
+         "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]
+
+pytestmark = pytest.mark.slow
+
+
+def find_browser() -> tuple[str, str]:
+    """(chromium, chromedriver) paths, or skip saying what is missing."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[dev]')")
+    browsers = ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
+    browser = next((p for p in browsers if p and Path(p).exists()), None)
+    drivers = ("/usr/bin/chromedriver", shutil.which("chromedriver"))
+    driver = next((p for p in drivers if p and Path(p).exists()), None)
+    if browser is None or driver is None:
+        pytest.skip("no Chromium/chromedriver found (apt-get install -y chromium chromium-driver)")
+    return browser, driver
+
+
+class Server:
+    """The app under uvicorn on a free 127.0.0.1 port, in a thread."""
+
+    def __init__(self, ckpt: Path):
+        import uvicorn
+
+        from ssgan.serve import command
+
+        parser = command.argparse.ArgumentParser()
+        command.add_arguments(parser)
+        app = command.build(parser.parse_args([str(ckpt), "--device", "cpu", "--invert-steps", "8"]))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        end = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > end:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def state(self, sid: str) -> dict:
+        with urlopen(f"{self.url}api/state?session={sid}") as r:
+            return json.load(r)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """The trained tiny generator when the repository has it (the difference map is only local for a
+    trained model), else a random one with the built-in data's class names."""
+    if TRAINED.is_file():
+        return TRAINED
+    cfg = ssgan.preset("tiny")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("serve") / "random.safetensors"
+    names = ["background", "face", "eyes", "mouth", "glasses"]
+    return ssgan.save_checkpoint(path, cfg, g_ema=ssgan.SemanticGenerator(cfg),
+                                 meta={"classes": {"names": names}})
+
+
+def mouth_seed(ckpt: Path) -> int:
+    """A seed whose face shows a mouth of at least 12 pixels (truncation 0.7)."""
+    from ssgan.edit import editing as E
+
+    G = ssgan.load_checkpoint(ckpt).g_ema
+    mean = E.mean_w(G, 0, 4096)
+    for seed in range(200):
+        seg = E.render(G, E.sample_latents(G, 1, seed, 0.7, mean)).seg
+        if int((seg.argmax(1) == MOUTH).sum()) >= 12:
+            return seed
+    pytest.fail("no seed in 0..199 gives this model a mouth")
+
+
+def png_of(url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_editor_in_chromium(checkpoint, tmp_path):
+    browser, driver_path = find_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    seed = mouth_seed(checkpoint)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(SyntheticFaces(32, 8, seed=7).render(3)[0]).save(photo)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    server = Server(checkpoint)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    d = webdriver.Chrome(service=Service(driver_path), options=options)
+    requests: list[str] = []
+    try:
+        d.set_page_load_timeout(30)
+        d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        wait = WebDriverWait(d, 60, poll_frequency=0.05)
+        el = lambda testid: d.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')  # noqa: E731
+
+        def step_is(n: int) -> None:
+            wait.until(lambda _: el("history").text.startswith(f"step {n} of")
+                       and el("busy").get_attribute("data-busy") == "0")
+
+        d.get(server.url)
+        wait.until(lambda _: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        step_is(1)
+        names = [e.get_attribute("data-name") for e in d.find_elements(By.CSS_SELECTOR, "#legend input")]
+        assert names == list(ssgan.load_checkpoint(checkpoint).classes.names)
+        sid = d.find_element(By.TAG_NAME, "body").get_attribute("data-session")
+
+        el("sample-random").click()  # a random face
+        step_is(2)
+        assert "sample seed" in el("action").text and "ms" in el("timing").text
+        seed_box = el("seed-input")  # then a face known to have a mouth
+        seed_box.clear()
+        seed_box.send_keys(str(seed))
+        el("sample-seed").click()
+        step_is(3)
+
+        el(f"region-{MOUTH}").click()  # pick the mouth, resample its texture
+        Select(el("part-select")).select_by_value("texture")
+        el("edit-resample").click()
+        step_is(4)
+        assert "resample texture of" in el("action").text
+        assert el("action").get_attribute("data-recomputed") == "1"  # one local generator re-run
+        el("overlay-toggle").click()
+        d.save_screenshot(str(ROOT / "docs" / "serve_edit.png"))
+
+        # the difference map stays inside the (dilated) mouth: the page's heat map against the
+        # region the server reports
+        state = server.state(sid)
+        heat = png_of(el("diff-image").get_attribute("src")).astype(float)
+        assert np.array_equal(heat, png_of(state["diff"]["image"]))
+        size = int(np.sqrt(len(base64.b64decode(state["diff"]["region"]))))
+        region = np.frombuffer(base64.b64decode(state["diff"]["region"]), np.uint8).reshape(size, size).copy()
+        dilated = F.max_pool2d(torch.from_numpy(region).float()[None, None], 5, 1, 2)[0, 0].bool().numpy()
+        energy = heat[..., 0] + heat[..., 1]  # black → red → yellow
+        inside, outside = energy[dilated].mean(), energy[~dilated].mean()
+        if TRAINED.is_file():
+            assert outside < 0.25 * inside, (inside, outside)
+        assert float(el("diff-stats").get_attribute("data-inside")) == pytest.approx(state["diff"]["inside"])
+
+        el("undo").click()
+        step_is(3)
+        el("redo").click()
+        step_is(4)
+
+        # upload a photo, invert it (8 steps), watch the progress bar, edit the result
+        el("upload-input").send_keys(str(photo))
+        steps = el("invert-steps")
+        steps.clear()
+        steps.send_keys("8")
+        el("invert-start").click()
+        wait.until(lambda _: el("invert-status").get_attribute("data-status") == "done")
+        step_is(5)
+        assert el("invert-progress").get_attribute("value") == "8"
+        assert "invert photo.png" in el("action").text
+        d.save_screenshot(str(ROOT / "docs" / "serve_invert.png"))
+        el("edit-resample").click()
+        step_is(6)
+
+        # a bad upload: a message in the page, the server keeps serving
+        bad = tmp_path / "notes.png"
+        bad.write_bytes(b"this is not a picture")
+        el("upload-input").send_keys(str(bad))
+        el("invert-start").click()
+        wait.until(lambda _: el("message").is_displayed())
+        assert "notes.png is not an image" in el("message").text
+
+        # download the latent and reload it with numpy
+        el("download-latent").click()
+        end = time.monotonic() + 20
+        while not list(downloads.glob("*.npy")) and time.monotonic() < end:
+            time.sleep(0.1)
+        files = list(downloads.glob("*.npy"))
+        assert files, "the .npy download did not arrive"
+        latent = np.load(files[0], allow_pickle=False)
+        cfg = ssgan.load_checkpoint(checkpoint).config
+        assert latent.shape == (cfg.n_latent, cfg.style_dim) and latent.dtype == np.float32
+
+        for entry in d.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                requests.append(message["params"]["request"]["url"])
+        errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"
+                  and "415" not in e["message"]]  # the bad upload's answer is expected
+        assert not errors, errors
+    finally:
+        d.quit()
+        server.stop()
+    assert len(requests) >= 10, requests  # the log works: the page's own requests are in it
+    outside = [u for u in requests if urlparse(u).scheme not in ("data", "blob", "about")
+               and urlparse(u).hostname not in LOCAL]
+    assert not outside, f"requests that were not to 127.0.0.1: {outside}"
