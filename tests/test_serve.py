@@ -215,6 +215,25 @@ def test_upload_inverts_and_cancels(client, engine):
     assert client.get(f"/api/state?session={sid}").json()["length"] == 2  # nothing pushed
 
 
+def test_an_encoder_replaces_the_search(engine):
+    """The hook for ``--encoder`` (ssgan.edit.encoder): an image → latent function answers the upload."""
+    from ssgan.serve.app import Editor
+
+    fixed = engine.sample(12)
+    seen = []
+    enc = Engine(engine.G, engine.classes, encoder=lambda x: seen.append(x.shape) or fixed)
+    editor = Editor(enc)
+    sid = editor.new_session()["session"]
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 90)).save(buf, format="JPEG")
+    editor.start_inversion(sid, buf.getvalue(), "me.jpg", 50)
+    end = time.monotonic() + 30
+    while editor.job(sid)["job"]["status"] == "running" and time.monotonic() < end:
+        time.sleep(0.02)
+    assert editor.job(sid)["job"]["status"] == "done" and seen == [(1, 3, CFG.size, CFG.size)]
+    assert torch.equal(editor.sessions.get(sid).current.latent, fixed)
+
+
 def test_latest_request_wins(engine):
     from ssgan.serve.app import Editor
 

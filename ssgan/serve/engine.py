@@ -86,7 +86,7 @@ class Engine:
 
     def __init__(self, G: SemanticGenerator, classes: ClassInfo,
                  directions: dict[str, np.ndarray] | None = None, truncation: float = 0.7,
-                 mapping_cache: int = 256):
+                 mapping_cache: int = 256, encoder: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.G = G.eval().requires_grad_(False)
         self.cfg = G.config
         self.classes = classes
@@ -94,6 +94,7 @@ class Engine:
         self.truncation = truncation
         self.device = next(G.parameters()).device
         self.user_directions = dict(directions or {})
+        self.encoder = encoder  # image (1, 3, S, S) in [−1, 1] → compact W+ (1, n_latent, D), or None
         self._lock = threading.Lock()
         self._mapped: OrderedDict[tuple[int, float], torch.Tensor] = OrderedDict()
         self._mapping_cache = mapping_cache
@@ -244,9 +245,15 @@ class Engine:
     # ----- inversion ----------------------------------------------------------------------
     def invert(self, image: torch.Tensor, steps: int,
                callback: Callable[[int, torch.Tensor, torch.Tensor], Any] | None = None) -> torch.Tensor:
-        """Compact W+ (1, n_latent, D) of ``image`` (1, 3, S, S) in [−1, 1] by
-        :func:`ssgan.edit.inversion.invert_latents` (official defaults but ``steps``; the mean latent
-        computed once)."""
+        """Compact W+ (1, n_latent, D) of ``image`` (1, 3, S, S) in [−1, 1]: the encoder's answer when
+        the engine has one, else :func:`ssgan.edit.inversion.invert_latents` (official defaults but
+        ``steps``; the mean latent computed once)."""
+        if self.encoder is not None:
+            with torch.no_grad():
+                latent = self.encoder(image.to(self.device))
+            if callback is not None:
+                callback(steps, torch.zeros(1), torch.zeros(1))
+            return latent
         cfg = I.InversionConfig(steps=int(steps))
         with self._lock:
             if self._inversion_mean is None:
