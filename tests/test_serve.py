@@ -4,6 +4,7 @@ local texture edits, and the per-class render cache against a full recompute."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import time
@@ -22,7 +23,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import ssgan  # noqa: E402
 from ssgan.classes import ClassInfo  # noqa: E402
 from ssgan.edit import editing as E  # noqa: E402
-from ssgan.serve import command  # noqa: E402
+from ssgan.serve import commands  # noqa: E402
 from ssgan.serve.app import Limits, create_app  # noqa: E402
 from ssgan.serve.engine import Engine, LocalCache  # noqa: E402
 
@@ -305,18 +306,18 @@ def test_texture_resample_stays_inside_the_region():
 
 
 def test_command_line_errors_are_one_line(tmp_path, capsys):
-    assert command.main([str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
+    assert commands.main([str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ssgan serve: error: ") and "does not exist" in err[0]
     ck = ssgan.save_checkpoint(tmp_path / "g.safetensors", CFG, g_ema=ssgan.SemanticGenerator(CFG))
     (tmp_path / "dirs").mkdir()
     np.save(tmp_path / "dirs" / "smile.npy", np.zeros((3, 3), np.float32))
-    assert command.main([str(ck), "--directions", str(tmp_path / "dirs"), "--port", "0"]) == 2
+    assert commands.main([str(ck), "--directions", str(tmp_path / "dirs"), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "smile.npy has shape (3, 3)" in err[0]
     np.save(tmp_path / "dirs" / "smile.npy", np.ones((CFG.n_latent, CFG.style_dim), np.float32))
-    parser = command.argparse.ArgumentParser()
-    command.add_arguments(parser)
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser)
     args = parser.parse_args([str(ck), "--directions", str(tmp_path / "dirs"), "--device", "cpu"])
-    info = TestClient(command.build(args)).get("/api/info").json()
+    info = TestClient(commands.build(args)).get("/api/info").json()
     assert info["directions"] == ["smile"] and info["direction_kind"] == "user"

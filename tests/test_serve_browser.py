@@ -11,6 +11,7 @@ chromedriver or Selenium is installed. Screenshots go to docs/serve_*.png.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import json
@@ -67,11 +68,12 @@ class Server:
     def __init__(self, ckpt: Path):
         import uvicorn
 
-        from ssgan.serve import command
+        from ssgan.serve import commands
 
-        parser = command.argparse.ArgumentParser()
-        command.add_arguments(parser)
-        app = command.build(parser.parse_args([str(ckpt), "--device", "cpu", "--invert-steps", "8"]))
+        parser = argparse.ArgumentParser()
+        commands.add_arguments(parser)
+        app = commands.build(parser.parse_args([str(ckpt), "--device", "cpu", "--invert-steps", "8",
+                                                "--truncation", "0.7"]))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]

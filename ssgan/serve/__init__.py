@@ -2,6 +2,6 @@
 
 ``engine`` (the generator, the edits and the per-class render cache), ``session`` (per-tab state:
 history, reference, inversion job), ``app`` (the Starlette app: the page and ``/api/…``),
-``command`` (the command line: ``ssgan serve`` and ``python -m ssgan.serve``), ``static/`` (the
+``commands`` (the command line: ``ssgan serve`` and ``python -m ssgan.serve``), ``static/`` (the
 page: HTML, JS and CSS shipped in the package; no CDN, web font or analytics request).
 """

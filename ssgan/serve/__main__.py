@@ -2,7 +2,7 @@
 
 import sys
 
-from ssgan.serve.command import main
+from ssgan.serve.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())
