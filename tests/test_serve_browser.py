@@ -39,7 +39,7 @@ LOCAL = {"127.0.0.1", "localhost"}
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
          "--no-first-run", "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
-         "--window-size=1320,1180",
+         "--window-size=1320,780",
          # outside requests cannot leave: a dead proxy (loopback bypasses it) and no name resolves
          "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost",
          "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]

@@ -81,6 +81,23 @@ function drawFace() {
   }
 }
 
+// The edited regions' outline (cyan) over the difference map, from the state's region bitmap.
+function drawOutline() {
+  const c = $("diffregion"), size = ui.info.size, g = c.getContext("2d");
+  c.width = c.height = size;
+  const d = ui.state && ui.state.diff;
+  if (!d || !$("outline").checked) return;
+  const r = Uint8Array.from(atob(d.region), (ch) => ch.charCodeAt(0));
+  const img = g.createImageData(size, size);
+  const at = (x, y) => (x < 0 || y < 0 || x >= size || y >= size ? 0 : r[y * size + x]);
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
+    if (at(x, y) && !(at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1))) {
+      img.data.set([0, 230, 255, 255], 4 * (y * size + x));
+    }
+  }
+  g.putImageData(img, 0, 0);
+}
+
 async function showState(s) {
   ui.state = s;
   $("app-session") && ($("app-session").textContent = s.session);
@@ -97,7 +114,9 @@ async function showState(s) {
     $("diffstats").textContent = `mean |change| (0–255) inside ${names}: ${f(d.inside)}; outside: ${f(d.outside)}`;
     $("diffstats").dataset.inside = d.inside === null ? "" : d.inside;
     $("diffstats").dataset.outside = d.outside === null ? "" : d.outside;
+    drawOutline();
   } else {
+    drawOutline();
     $("diff").removeAttribute("src");
     $("diffstats").textContent = "no edit yet";
   }
@@ -250,6 +269,11 @@ async function start() {
     $("dir").append(o);
   }
   buildLegend();
+  if (i.size >= 256) {  // large images are shown smaller: smooth, not pixelated
+    for (const id of ["face", "mask", "diff", "diffregion", "ref", "refmask"]) $(id).style.imageRendering = "auto";
+  }
+  const c = $("mask");
+  c.getContext("2d", {willReadFrequently: true});
   setBusy(+1);
   try {
     const s = await api("/api/session", {});
@@ -283,6 +307,7 @@ async function start() {
     return act("reference", "/api/reference", {session: S(), from_current: true}); };
   $("clear").onclick = () => { ui.picked.clear(); pick(-1, false); };
   $("overlay").onchange = drawFace;
+  $("outline").onchange = drawOutline;
   $("face").onclick = clickPick;
   $("mask").onclick = clickPick;
   $("invert").onclick = invert;
