@@ -276,7 +276,14 @@ async function start() {
   c.getContext("2d", {willReadFrequently: true});
   setBusy(+1);
   try {
-    const s = await api("/api/session", {});
+    // this tab's session survives a reload (sessionStorage is per tab); else a new one
+    const kept = sessionStorage.getItem("ssgan-session");
+    let s = null;
+    if (kept) {
+      try { s = await api(`/api/state?session=${encodeURIComponent(kept)}`); } catch (e) { s = null; }
+    }
+    if (!s) s = await api("/api/session", {});
+    sessionStorage.setItem("ssgan-session", s.session);
     ui.session = s.session;
     ui.applied = 0;
     await showState(s);
