@@ -21,7 +21,7 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 import ssgan  # noqa: E402
-from ssgan.classes import ClassInfo  # noqa: E402
+from ssgan.classes import ClassInfo, default_names  # noqa: E402
 from ssgan.edit import editing as E  # noqa: E402
 from ssgan.serve import commands  # noqa: E402
 from ssgan.serve.app import Limits, create_app  # noqa: E402
@@ -321,3 +321,20 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     args = parser.parse_args([str(ck), "--directions", str(tmp_path / "dirs"), "--device", "cpu"])
     info = TestClient(commands.build(args)).get("/api/info").json()
     assert info["directions"] == ["smile"] and info["direction_kind"] == "user"
+
+
+def test_any_class_count():
+    """A 7-class model without stored names: class0 … class6, and an edit of the last class."""
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, seg_dim=7, transparent_dims=())
+    G = ssgan.SemanticGenerator(cfg)
+    client = TestClient(create_app(Engine(G, ClassInfo(default_names(7)))))
+    info = client.get("/api/info").json()
+    assert [c["name"] for c in info["classes"]] == [f"class{i}" for i in range(7)]
+    assert len({tuple(c["color"]) for c in info["classes"]}) == 7
+    sid = new_session(client)
+    body = {"session": sid, "op": "resample", "classes": [6], "part": "all"}
+    s = client.post("/api/edit", json=body).json()
+    assert s["last"]["recomputed_classes"] == [6]
+    assert latent_of(client, sid).shape == (cfg.n_latent, cfg.style_dim)
