@@ -338,3 +338,41 @@ def test_any_class_count():
     s = client.post("/api/edit", json=body).json()
     assert s["last"]["recomputed_classes"] == [6]
     assert latent_of(client, sid).shape == (cfg.n_latent, cfg.style_dim)
+
+
+def test_python_m_ssgan_serve_prints_its_address(tmp_path):
+    """The real entry point: binds 127.0.0.1 (port 0: a free one), prints the address and the class
+    names, answers, and stops on SIGINT."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    from urllib.request import urlopen
+
+    ck = ssgan.save_checkpoint(tmp_path / "g.safetensors", CFG, g_ema=ssgan.SemanticGenerator(CFG),
+                               meta={"classes": {"names": list(NAMES)}})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "ssgan.serve", str(ck), "--port", "0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        m = re.match(r"ssgan serve: http://127\.0\.0\.1:(\d+)/ ", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert "classes: background, face, eyes, mouth, glasses" in line
+        with urlopen(f"http://127.0.0.1:{m.group(1)}/api/info", timeout=30) as r:
+            assert json.load(r)["size"] == CFG.size
+        with urlopen(f"http://127.0.0.1:{m.group(1)}/", timeout=30) as r:
+            page = r.read().decode()
+            assert r.headers["content-security-policy"].startswith("default-src 'self'")
+        assert 'data-testid="upload-input"' in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    # the shipped page names no other host: no CDN, web font or analytics URL
+    static = Path(ssgan.__file__).parent / "serve" / "static"
+    assert sorted(p.name for p in static.iterdir()) == ["app.js", "index.html", "style.css"]
+    for f in static.iterdir():
+        text = f.read_text()
+        assert not re.search(r"https?:|//[a-z0-9.-]+\.[a-z]{2,}/|@import|url\(", text, re.I), f
