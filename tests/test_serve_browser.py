@@ -39,7 +39,7 @@ LOCAL = {"127.0.0.1", "localhost"}
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
          "--no-first-run", "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
-         "--window-size=1320,780",
+         "--window-size=1320,1000",
          # outside requests cannot leave: a dead proxy (loopback bypasses it) and no name resolves
          "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost",
          "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]
@@ -183,6 +183,7 @@ def test_editor_in_chromium(checkpoint, tmp_path):
         assert "resample texture of" in el("action").text
         assert el("action").get_attribute("data-recomputed") == "1"  # one local generator re-run
         el("overlay-toggle").click()
+        d.execute_script("window.scrollTo(0, 0)")
         d.save_screenshot(str(ROOT / "docs" / "serve_edit.png"))
 
         # the difference map stays inside the (dilated) mouth: the page's heat map against the
@@ -214,9 +215,12 @@ def test_editor_in_chromium(checkpoint, tmp_path):
         step_is(5)
         assert el("invert-progress").get_attribute("value") == "8"
         assert "invert photo.png" in el("action").text
-        d.save_screenshot(str(ROOT / "docs" / "serve_invert.png"))
-        el("edit-resample").click()
+        assert el("upload-preview").get_attribute("src").startswith("blob:")
+        el("edit-resample").click()  # the mouth of the inverted photo
         step_is(6)
+        assert "resample texture of mouth" in el("action").text
+        d.execute_script("window.scrollTo(0, 0)")
+        d.save_screenshot(str(ROOT / "docs" / "serve_invert.png"))
 
         # a bad upload: a message in the page, the server keeps serving
         bad = tmp_path / "notes.png"

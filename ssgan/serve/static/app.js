@@ -109,7 +109,8 @@ async function showState(s) {
   const d = s.diff;
   if (d) {
     $("diff").src = d.image;
-    const names = d.classes.map((k) => ui.info.classes[k].name).join(", ");
+    const names = d.classes.length === ui.info.classes.length ? "the whole image (every class)" :
+      d.classes.map((k) => ui.info.classes[k].name).join(", ");
     const f = (x) => (x === null ? "–" : x.toFixed(2));
     $("diffstats").textContent = `mean |change| (0–255) inside ${names}: ${f(d.inside)}; outside: ${f(d.outside)}`;
     $("diffstats").dataset.inside = d.inside === null ? "" : d.inside;
@@ -318,6 +319,13 @@ async function start() {
   $("face").onclick = clickPick;
   $("mask").onclick = clickPick;
   $("invert").onclick = invert;
+  $("upload").onchange = () => {  // a local preview of the chosen photo (a blob: URL, nothing sent)
+    const file = $("upload").files[0];
+    if (ui.photoUrl) URL.revokeObjectURL(ui.photoUrl);
+    ui.photoUrl = file ? URL.createObjectURL(file) : null;
+    $("photo").hidden = !file;
+    if (file) $("photo").src = ui.photoUrl;
+  };
   $("cancel").onclick = () => api("/api/invert/cancel", {session: S()}).then((r) => r.job && showJob(r.job));
   document.addEventListener("keydown", (ev) => {
     if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "z") {
