@@ -178,6 +178,10 @@ def test_bad_uploads_are_4xx_with_a_message(client):
     Image.new("RGB", (400, 400)).save(buf, format="PNG")  # 160,000 pixels > the 90,000 cap
     r = client.post(f"/api/invert?session={sid}&name=wide.png", content=buf.getvalue())
     assert r.status_code == 413 and "400x400" in r.json()["error"]
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(buf, format="PNG")
+    r = client.post(f"/api/invert?session={sid}&name=cut.png", content=buf.getvalue()[:400])  # truncated
+    assert r.status_code == 415 and r.json()["error"].startswith("cannot read image upload 'cut.png'")
     r = client.post(f"/api/invert?session={sid}&name=empty.png", content=b"")
     assert r.status_code == 400
     r = client.post("/api/edit", content=b"{not json")
