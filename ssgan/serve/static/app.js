@@ -100,7 +100,6 @@ function drawOutline() {
 
 async function showState(s) {
   ui.state = s;
-  $("app-session") && ($("app-session").textContent = s.session);
   document.body.dataset.session = s.session;
   document.body.dataset.position = s.position;
   ui.labels = Uint8Array.from(atob(s.labels), (ch) => ch.charCodeAt(0));
