@@ -1,7 +1,8 @@
 """``ssgan serve`` in a real browser: Debian's Chromium driven by Selenium through Debian's
 chromium-driver (same version as the browser). Load, random face, pick the mouth, resample its
-texture, check the difference map stays inside the mouth, upload a photo of the built-in data,
-invert it (few steps), edit it, download the .npy and reload it with numpy.
+texture, check the difference map stays inside the mouth, undo/redo, the interpolation and
+direction sliders, upload a photo of the built-in data, invert it (few steps), edit it, a bad
+upload's message, download the .npy and reload it with numpy.
 
 Every request the browser makes is logged (Chrome's performance log); the test fails on any that
 is not to 127.0.0.1. Outside requests are also blocked: a dead proxy for everything but loopback
@@ -205,6 +206,18 @@ def test_editor_in_chromium(checkpoint, tmp_path):
         el("redo").click()
         step_is(4)
 
+        # the sliders: a drag is one history entry; the direction slider moves the mouth along pc1
+        slide = "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))"
+        d.execute_script(slide, el("interp-slider"), "0.6")
+        step_is(5)
+        d.execute_script(slide, el("interp-slider"), "1")
+        wait.until(lambda _: "t = 1.00" in el("action").text)
+        step_is(5)
+        assert "interpolate texture of mouth to the reference" in el("action").text
+        d.execute_script(slide, el("direction-slider"), "2")
+        wait.until(lambda _: "along pc1 by +2.00" in el("action").text)
+        step_is(6)
+
         # upload a photo, invert it (8 steps), watch the progress bar, edit the result
         el("upload-input").send_keys(str(photo))
         steps = el("invert-steps")
@@ -212,12 +225,12 @@ def test_editor_in_chromium(checkpoint, tmp_path):
         steps.send_keys("8")
         el("invert-start").click()
         wait.until(lambda _: el("invert-status").get_attribute("data-status") == "done")
-        step_is(5)
+        step_is(7)
         assert el("invert-progress").get_attribute("value") == "8"
         assert "invert photo.png" in el("action").text
         assert el("upload-preview").get_attribute("src").startswith("blob:")
         el("edit-resample").click()  # the mouth of the inverted photo
-        step_is(6)
+        step_is(8)
         assert "resample texture of mouth" in el("action").text
         d.execute_script("window.scrollTo(0, 0)")
         d.save_screenshot(str(ROOT / "docs" / "serve_invert.png"))
