@@ -198,7 +198,7 @@ class SemanticGenerator(nn.Module):
                        classes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """All local generators at once: expanded W+ → hidden h (B, K, P, C) and depth (B, K, P).
         ``classes``: only those local generators, in that order (K' of them); each one's outputs are
-        its slice of the full call's (the interactive editor caches them per class).
+        its slice of the full call's, up to float rounding (the editor caches them per class).
 
         Under autocast (bf16 training) the styles, modulation and demodulation run in fp32 and
         only the MLP's input and effective weights are cast to the autocast dtype (the kernels
