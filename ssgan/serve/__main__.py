@@ -2,7 +2,7 @@
 
 import sys
 
-from ssgan.serve.commands import main
+from ssgan.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["serve", *sys.argv[1:]]))

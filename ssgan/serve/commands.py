@@ -1,23 +1,19 @@
 """The ``serve`` subcommand: load a checkpoint, start the editor's web app, print its address.
 
-Registered by :func:`add_parser` (see :mod:`ssgan.cli`); ``python -m ssgan.serve CKPT`` runs the
-same command. :func:`build` makes the app from the parsed arguments (the tests and the benchmark
+Registered by :func:`add_parser` (see :mod:`ssgan.cli`); ``python -m ssgan.serve CKPT`` is
+``ssgan serve CKPT``. :func:`build` makes the app from the parsed arguments (the tests and the benchmark
 use it), :func:`cmd_serve` serves it until Ctrl+C.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ssgan import cliargs as A
-from ssgan.checkpoint import CheckpointError
-from ssgan.classes import ClassesError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -97,15 +93,3 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ssgan.serve``: the serve command on its own, with the same one-line errors."""
-    p = A.Parser(prog="python -m ssgan.serve", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    try:
-        cmd_serve(p.parse_args(argv))
-    except (A.CLIError, CheckpointError, ClassesError) as e:
-        print(f"ssgan serve: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return 0
