@@ -1,5 +1,6 @@
 """``ssgan serve`` in a real browser: Debian's Chromium driven by Selenium through Debian's
-chromium-driver (same version as the browser). Load, random face, pick the mouth, resample its
+chromium-driver (same version as the browser). Load, random face, pick the mouth by clicking it
+on the mask, resample its
 texture, check the difference map stays inside the mouth, undo/redo, the interpolation and
 direction sliders, upload a photo of the built-in data, invert it (few steps), edit it, a bad
 upload's message, download the .npy and reload it with numpy.
@@ -133,6 +134,7 @@ def test_editor_in_chromium(checkpoint, tmp_path):
     browser, driver_path = find_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -177,7 +179,18 @@ def test_editor_in_chromium(checkpoint, tmp_path):
         el("sample-seed").click()
         step_is(3)
 
-        el(f"region-{MOUTH}").click()  # pick the mouth, resample its texture
+        # pick the mouth by clicking it on the mask, then resample its texture
+        labels = np.frombuffer(base64.b64decode(server.state(sid)["labels"]), np.uint8)
+        size = int(np.sqrt(labels.size))
+        ys, xs = np.nonzero(labels.reshape(size, size) == MOUTH)
+        i = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)  # the mouth pixel nearest its centre
+        canvas = el("mask-image")
+        scale = canvas.size["width"] / size
+        ActionChains(d).move_to_element_with_offset(
+            canvas, int((xs[i] + 0.5) * scale - canvas.size["width"] / 2),
+            int((ys[i] + 0.5) * scale - canvas.size["height"] / 2)).click().perform()
+        assert el(f"region-{MOUTH}").is_selected()
+        assert [c.is_selected() for c in d.find_elements(By.CSS_SELECTOR, "#legend input")].count(True) == 1
         Select(el("part-select")).select_by_value("texture")
         el("edit-resample").click()
         step_is(4)
