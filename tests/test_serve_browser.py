@@ -1,9 +1,8 @@
 """``ssgan serve`` in a real browser: Debian's Chromium driven by Selenium through Debian's
-chromium-driver (same version as the browser). Load, random face, pick the mouth by clicking it
-on the mask, resample its
-texture, check the difference map stays inside the mouth, undo/redo, the interpolation and
-direction sliders, upload a photo of the built-in data, invert it (few steps), edit it, a bad
-upload's message, download the .npy and reload it with numpy.
+chromium-driver (same version as the browser). Load, random face, pick the mouth by clicking it on
+the mask, resample its texture, check the difference map stays inside the mouth, undo/redo, the
+interpolation and direction sliders, upload a photo of the built-in data, invert it (few steps),
+edit it, a bad upload's message, download the .npy and reload it with numpy.
 
 Every request the browser makes is logged (Chrome's performance log); the test fails on any that
 is not to 127.0.0.1. Outside requests are also blocked: a dead proxy for everything but loopback
