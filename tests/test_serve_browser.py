@@ -6,7 +6,8 @@ edit it, a bad upload's message, download the .npy and reload it with numpy.
 
 Every request the browser makes is logged (Chrome's performance log); the test fails on any that
 is not to 127.0.0.1. Outside requests are also blocked: a dead proxy for everything but loopback
-and a host resolver that resolves no other name. Skips (saying why) only when no Chromium,
+and a host resolver that resolves no other name; the test ends by checking that guard: a request
+to a TEST-NET address shows in the log and loads nothing. Skips (saying why) only when no Chromium,
 chromedriver or Selenium is installed. Screenshots go to docs/serve_*.png.
 """
 
@@ -125,6 +126,19 @@ def mouth_seed(ckpt: Path) -> int:
     pytest.fail("no seed in 0..199 gives this model a mouth")
 
 
+PROBE = "http://198.51.100.7/ssgan-probe"  # TEST-NET-2: never a real host
+
+
+def sent(driver) -> list[str]:
+    """The URLs of the requests the browser sent since the last call (its performance log)."""
+    out = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            out.append(message["params"]["request"]["url"])
+    return out
+
+
 def png_of(url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
@@ -132,6 +146,7 @@ def png_of(url: str) -> np.ndarray:
 def test_editor_in_chromium(checkpoint, tmp_path):
     browser, driver_path = find_browser()
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -266,13 +281,18 @@ def test_editor_in_chromium(checkpoint, tmp_path):
         cfg = ssgan.load_checkpoint(checkpoint).config
         assert latent.shape == (cfg.n_latent, cfg.style_dim) and latent.dtype == np.float32
 
-        for entry in d.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            if message["method"] == "Network.requestWillBeSent":
-                requests.append(message["params"]["request"]["url"])
+        requests += sent(d)
         errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"
                   and "415" not in e["message"]]  # the bad upload's answer is expected
         assert not errors, errors
+
+        # the guard itself: an outside request is seen by the log and goes nowhere
+        try:
+            d.get(PROBE)
+        except WebDriverException:
+            pass
+        assert PROBE in sent(d) and "ssgan editor" not in d.title
+        assert not d.find_elements(By.CSS_SELECTOR, '[data-testid="busy"]')
     finally:
         d.quit()
         server.stop()
