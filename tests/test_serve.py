@@ -155,6 +155,28 @@ def test_copy_interpolate_and_direction(client, engine):
     assert bad.status_code == 400 and "pick at least one region" in bad.json()["error"]
 
 
+def test_open_a_latent_file(client, engine):
+    """A downloaded (or `ssgan generate`) .npy opens as the current face, from the request body."""
+    a, b = new_session(client), new_session(client)
+    client.post("/api/sample", json={"session": a, "seed": 21})
+    npy = client.get(f"/api/download/latent.npy?session={a}").content
+    s = client.post(f"/api/latent?session={b}&name=mine.npy", content=npy).json()
+    assert s["action"] == "open mine.npy" and s["position"] == 1
+    np.testing.assert_array_equal(latent_of(client, b), latent_of(client, a))
+    other = client.get(f"/api/state?session={a}").json()
+    np.testing.assert_array_equal(decode(s["image"]), decode(other["image"]))
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 4), np.float32))
+    r = client.post(f"/api/latent?session={b}&name=bad.npy", content=buf.getvalue())
+    assert r.status_code == 400 and "bad.npy has shape (3, 4)" in r.json()["error"]
+    r = client.post(f"/api/latent?session={b}&name=x.npy", content=b"\x93NUMPY garbage")
+    assert r.status_code == 400 and "x.npy is not a .npy array" in r.json()["error"]
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    r = client.post(f"/api/latent?session={b}&name=pickle.npy", content=buf.getvalue())
+    assert r.status_code == 400 and "pickle.npy is not a .npy array" in r.json()["error"]  # never unpickled
+
+
 def test_sessions_are_independent(client):
     a, b = new_session(client), new_session(client)
     la, lb = latent_of(client, a), latent_of(client, b)
@@ -388,3 +410,19 @@ def test_python_m_ssgan_serve_prints_its_address(tmp_path):
     for f in static.iterdir():
         text = f.read_text()
         assert not re.search(r"(?i:https?:)|//[a-z0-9.-]+\.[a-z]{2,}/|@import|\burl\(", text), f  # CSS url()
+
+
+def test_every_testid_is_in_the_readme():
+    """The page's data-testids (static ones in index.html, the per-class ones app.js makes) are the
+    documented list in the README's "Interactive editor"."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    static = root / "ssgan" / "serve" / "static"
+    ids = set(re.findall(r'data-testid="([^"]+)"', (static / "index.html").read_text()))
+    made = re.findall(r"testid = `([^`]+)`", (static / "app.js").read_text())
+    ids |= {m.replace("${c.index}", "<k>") for m in made}
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Interactive editor"):readme.index("## Layout")]
+    listed = set(re.findall(r"`([a-z<>-]+)`", section[section.index("Stable `data-testid`s"):]))
+    assert len(ids) >= 40 and ids <= listed, sorted(ids - listed)

@@ -2,7 +2,7 @@
 chromium-driver (same version as the browser). Load, random face, pick the mouth by clicking it on
 the mask, resample its texture, check the difference map stays inside the mouth, undo/redo, the
 interpolation and direction sliders, upload a photo of the built-in data, invert it (few steps),
-edit it, a bad upload's message, download the .npy and reload it with numpy.
+edit it, a bad upload's message, download the .npy, reload it with numpy and open it in the page.
 
 Every request the browser makes is logged (Chrome's performance log); the test fails on any that
 is not to 127.0.0.1. Outside requests are also blocked: a dead proxy for everything but loopback
@@ -280,6 +280,9 @@ def test_editor_in_chromium(checkpoint, tmp_path):
         latent = np.load(files[0], allow_pickle=False)
         cfg = ssgan.load_checkpoint(checkpoint).config
         assert latent.shape == (cfg.n_latent, cfg.style_dim) and latent.dtype == np.float32
+        el("latent-input").send_keys(str(files[0]))  # and open it again as the current face
+        step_is(9)
+        assert el("action").text.startswith(f"open {files[0].name}")
 
         requests += sent(d)
         errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"

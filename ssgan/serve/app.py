@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ssgan.data.base import DatasetError
+from ssgan.edit import editing as E
 from ssgan.edit import photos
 from ssgan.serve.engine import EditError, Engine
 from ssgan.serve.session import Cancelled, InversionJob, Session, SessionError, Sessions, Slider, Step
@@ -278,6 +279,23 @@ class Editor:
                              "recomputed_classes": list(s.cache.recomputed)}
         return self._run(sid, None, act)
 
+    def open_latent(self, sid: str | None, data: bytes, name: str) -> dict[str, Any]:
+        """A compact W+ ``.npy`` (``ssgan generate``/``invert``/this page's download), read from the
+        request body (never a path, no pickle) → the new current face."""
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as e:  # numpy raises several types for a file that is not .npy
+            raise APIError(400, f"{name} is not a .npy array ({e}); download one from this page or "
+                                f"use ssgan generate/invert's latent/*.npy") from None
+        try:
+            latent = E.as_latent(array, self.engine.G, name)[:1].cpu()
+        except ValueError as e:
+            raise APIError(400, str(e)) from None
+
+        def act(s: Session) -> None:
+            self._set(s, Step(latent, f"open {name}", []), "open")
+        return self._run(sid, None, act)
+
     def start_inversion(self, sid: str | None, data: bytes, name: str, steps: int | None) -> dict[str, Any]:
         session = self.sessions.get(sid)
         steps = self.limits.invert_steps if steps is None else int(steps)
@@ -461,6 +479,12 @@ def create_app(engine: Engine, limits: Limits = Limits()) -> Starlette:
         return await sync(editor.start_inversion, q.get("session"), data, name,
                           None if steps is None else int(steps))
 
+    async def latent(request: Request) -> Any:
+        q = request.query_params
+        editor.sessions.get(q.get("session"))
+        data = await read_capped(request)
+        return await sync(editor.open_latent, q.get("session"), data, (q.get("name") or "latent.npy")[:100])
+
     async def invert_status(request: Request) -> Any:
         return editor.job(request.query_params.get("session"))
 
@@ -479,6 +503,7 @@ def create_app(engine: Engine, limits: Limits = Limits()) -> Starlette:
         Route("/api/sample", endpoint(sample), methods=["POST"]),
         Route("/api/reference", endpoint(reference), methods=["POST"]),
         Route("/api/edit", endpoint(edit), methods=["POST"]),
+        Route("/api/latent", endpoint(latent), methods=["POST"]),
         Route("/api/undo", endpoint(undo), methods=["POST"]),
         Route("/api/redo", endpoint(redo), methods=["POST"]),
         Route("/api/invert", endpoint(invert), methods=["POST"]),

@@ -318,6 +318,21 @@ async function start() {
   $("face").onclick = clickPick;
   $("mask").onclick = clickPick;
   $("invert").onclick = invert;
+  $("latentfile").onchange = async () => {  // a .npy from this page or ssgan generate/invert
+    const file = $("latentfile").files[0];
+    if (!file) return;
+    resetSliders();
+    const q = `?session=${encodeURIComponent(S())}&name=${encodeURIComponent(file.name)}`;
+    setBusy(+1);
+    const t0 = performance.now();
+    try {
+      const s = await api(`/api/latent${q}`, file, {raw: true});
+      ui.applied = ++ui.seq;
+      await showState(s);
+      $("timing").textContent = `open: ${Math.round(performance.now() - t0)} ms total`;
+      hideMessage();
+    } catch (e) { showMessage(e.message); } finally { setBusy(-1); $("latentfile").value = ""; }
+  };
   $("upload").onchange = () => {  // a local preview of the chosen photo (a blob: URL, nothing sent)
     const file = $("upload").files[0];
     if (ui.photoUrl) URL.revokeObjectURL(ui.photoUrl);
