@@ -333,7 +333,7 @@ def test_texture_resample_stays_inside_the_region():
     assert checked >= 10
 
 
-def test_command_line_errors_are_one_line(tmp_path, capsys):
+def test_command_line_errors_and_user_directions(tmp_path, capsys):
     def fails(argv: list[str]) -> str:
         with pytest.raises(SystemExit) as info:
             cli.main(["serve", *argv])
@@ -353,8 +353,18 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     commands.add_arguments(parser)
     args = parser.parse_args([str(ck), "--directions", str(tmp_path / "dirs"), "--device", "cpu"])
-    info = TestClient(commands.build(args)).get("/api/info").json()
+    client = TestClient(commands.build(args))
+    info = client.get("/api/info").json()
     assert info["directions"] == ["smile"] and info["direction_kind"] == "user"
+    sid = new_session(client)
+    before = latent_of(client, sid)
+    s = client.post("/api/edit", json={"session": sid, "op": "direction", "classes": [2], "part": "texture",
+                                       "direction": "smile", "strength": 1.5}).json()
+    moved = latent_of(client, sid) - before
+    texture = CFG.base_layers + 2 * 2 + 1
+    assert np.flatnonzero(np.abs(moved).sum(1)).tolist() == [texture]  # only the eyes' texture code
+    np.testing.assert_allclose(moved[texture], 1.5, rtol=1e-6)
+    assert "along smile by +1.50" in s["action"]
 
 
 def test_any_class_count():
