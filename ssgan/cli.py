@@ -4,7 +4,7 @@ invert photographs, fit and apply attribute directions, evaluate metrics.
 Subcommands (``ssgan <command> --help`` shows each one's arguments and their defaults):
 ``convert``, ``info`` (:mod:`ssgan.checkpoint_commands`); ``generate``, ``mix``, ``components``,
 ``interpolate``, ``invert``, ``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``metrics``
-(:mod:`ssgan.metrics.commands`).
+(:mod:`ssgan.metrics.commands`); ``serve`` (:mod:`ssgan.serve.commands`).
 
 Adding a subcommand
 -------------------
@@ -38,12 +38,13 @@ from ssgan.classes import ClassesError
 from ssgan.cliargs import CLIError, Parser
 from ssgan.edit import commands as edit_commands
 from ssgan.metrics import commands as metrics_commands
+from ssgan.serve import commands as serve_commands
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "expected_errors", "main"]
 
 #: The modules that register subcommands, in the order of ``ssgan --help``. ``ssgan train``
 #: (``ssgan.train.commands``) goes here too, once it exists.
-COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, edit_commands, metrics_commands)
+COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, edit_commands, metrics_commands, serve_commands)
 
 #: Errors every subcommand may raise for bad input (reported as one line, exit status 2).
 COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, ClassesError)
