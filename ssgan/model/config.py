@@ -234,7 +234,7 @@ def resolve_config(base: SSGANConfig, overrides: dict[str, tuple[Any, str]],
             if getattr(base, name) != value:
                 raise ValueError(f"{source} sets {name}={_show(value)} but {locked} was trained with "
                                  f"{name}={_show(getattr(base, name))}; drop it, or start a new run "
-                                 f"(another --out) to train another configuration")
+                                 f"(another --outdir) to train another configuration")
     try:
         return base.replace(**{name: value for name, (value, _) in overrides.items()})
     except (TypeError, ValueError) as e:
