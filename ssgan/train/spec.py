@@ -112,9 +112,17 @@ class RunSpec:
         """Parse and check ``argv`` (default ``sys.argv[1:]``); ``world_size`` defaults to
         torchrun's ``WORLD_SIZE``. Raises :class:`TrainError` (one line) for a bad combination,
         ``SystemExit`` for what argparse rejects. Reads the run folder, writes nothing."""
-        ns = vars(build_parser().parse_args(argv))
-        model = [k for k in ns if k.startswith("cfg_") or k == "config"]
-        model_flags = {k: v for k in model if (v := ns.pop(k)) is not None}  # only those given
+        return cls.from_namespace(build_parser().parse_args(argv), world_size)
+
+    @classmethod
+    def from_namespace(cls, parsed: argparse.Namespace, world_size: int | None = None) -> RunSpec:
+        """:meth:`from_args` for arguments already parsed by :func:`build_parser`'s flags (e.g.
+        ``ssgan train``'s; attributes that are no flag of it, such as ``func``, are ignored)."""
+        given = vars(parsed)
+        model_flags = {k: v for k, v in given.items()  # only the model flags given
+                       if (k.startswith("cfg_") or k == "config") and v is not None}
+        names = {f.name for f in dataclasses.fields(cls)} - {"model_flags", "world_size", "resume_path"}
+        ns = {k: v for k, v in given.items() if k in names}
         ns["betas"] = tuple(ns["betas"])
         ns["outdir"] = Path(ns["outdir"] or f"runs/{ns['preset'] or DEFAULT_PRESET}")  # the default
         world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
@@ -228,10 +236,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python train.py`` / ``ssgan train`` argument parser (defaults: :class:`RunSpec`)."""
+def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The ``python train.py`` / ``ssgan train`` argument parser (defaults: :class:`RunSpec`);
+    ``add_help=False`` for use as a parent parser."""
     D = RunSpec
-    p = argparse.ArgumentParser(description="Train SemanticStyleGAN.", formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(description="Train SemanticStyleGAN.", formatter_class=_HelpFormatter,
+                                add_help=add_help)
     g = p.add_argument_group("run")
     g.add_argument("--preset", choices=sorted(PRESETS), default=D.preset,
                    help=f"model configuration (default {DEFAULT_PRESET}; a resumed or --init "
