@@ -119,6 +119,8 @@ def train(spec: RunSpec, info: DistInfo) -> int:
     """The run: state, data, then one step and what follows it, until ``--steps`` or a stop."""
     say = info_say(info)
     if spec.resume_path is not None:
+        if spec.init:
+            say(f"note: --init {spec.init} is not used: the run continues from {spec.resume_path}")
         state = TrainState.resume(spec, load_checkpoint(spec.resume_path), info, say)
     else:
         state = TrainState.new(spec, info, say)
