@@ -26,7 +26,8 @@ import numpy as np
 from ssgan import visualize as V
 from ssgan.model.config import parse_class_list
 
-#: CelebAMask-HQ's classes in the order of SPEC.md (and of ``ssgan.data.celebamask.CELEBAMASK_PARTS``).
+#: CelebAMask-HQ's classes in the order of docs/training.md, "CelebAMask-HQ classes" (and of
+#: ``ssgan.data.celebamask.CELEBAMASK_PARTS``).
 CELEBAMASK_NAMES: tuple[str, ...] = (
     "background", "skin", "eyes", "brows", "mouth", "nose", "ears", "hair", "neck", "cloth",
     "eyeglasses", "hat", "earrings",

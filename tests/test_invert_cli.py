@@ -100,7 +100,7 @@ def test_direction_and_edit(inverted, tmp_path, capsys):
     csv = tmp_path / "attrs.csv"
     csv.write_text("name,smiling,old\nface0.png,1,no\nface1,0,yes\nface2,1,no\n")
     assert main(["direction", str(d / "conv.safetensors"), "--latents", str(out / "latent"),
-                 "--labels", str(csv), "--attribute", "smiling", "--classes", "1",
+                 "--attributes", str(csv), "--attribute", "smiling", "--classes", "1",
                  "--out", str(tmp_path / "smile.npy")]) == 0
     assert "3 latents (2 positive)" in capsys.readouterr().out
     direction = np.load(tmp_path / "smile.npy")
@@ -122,7 +122,7 @@ def test_direction_and_edit(inverted, tmp_path, capsys):
     assert _png(tmp_path / "edit" / "edit.png").shape == (3 * 128 + 4, 2 * 128 + 2, 3)
     # errors name the file / column
     assert "no column 'happy'" in _fails(["direction", str(d / "conv.safetensors"),
-                                          "--latents", str(out / "latent"), "--labels", str(csv),
+                                          "--latents", str(out / "latent"), "--attributes", str(csv),
                                           "--attribute", "happy", "--out",
                                           str(tmp_path / "x.npy")], capsys)
     np.save(tmp_path / "bad.npy", np.zeros((3, 3), np.float32))
@@ -177,9 +177,11 @@ def test_invert_and_edit_a_train_py_checkpoint(tmp_path, capsys):
     latent = tmp_path / "inv" / "latent" / "face0.npy"
     np.save(tmp_path / "inv" / "latent" / "other.npy", np.load(latent) + 1)
     (tmp_path / "attrs.csv").write_text("name,bright\nface0,0\nother,1\n")
+    # --labels: the old spelling of --attributes, still accepted with a warning
     assert main(["direction", str(ckpt), "--latents", str(tmp_path / "inv" / "latent"), "--labels",
                  str(tmp_path / "attrs.csv"), "--attribute", "bright", "--classes", "2",
                  "--out", str(tmp_path / "d.npy")]) == 0
+    assert "--labels is deprecated here; use --attributes" in capsys.readouterr().err
     direction = np.load(tmp_path / "d.npy")
     # "other" = face0 + 1 everywhere is the positive: the normal points along +1 in class 2's codes
     assert Dn.touched_classes(direction, G.config) == [2]

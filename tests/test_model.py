@@ -1,5 +1,5 @@
 """The reference model: latent layout, style mixing, a loop-by-loop re-derivation of the local
-generators and fusion from SPEC.md, noise buffers, and gradient flow."""
+generators and fusion from docs/model.md, noise buffers, and gradient flow."""
 
 import math
 
@@ -77,8 +77,9 @@ def _perturbed(module, scale=0.2):
 
 
 def _loop_reference(G, latent, composition_mask=None):
-    """SPEC.md steps 3-5 written out class by class and layer by layer, with grouped convolutions
-    as a per-sample style requires; returns (feature B×F×S×S, coarse mask 2m−1, depths)."""
+    """docs/model.md, "Fourier features" to "Fusion", written out class by class and layer by layer,
+    with grouped convolutions as a per-sample style requires; returns (feature B×F×S×S, coarse mask
+    2m−1, depths)."""
     cfg = G.config
     B, S, C = latent.shape[0], cfg.coarse_size, cfg.local_channel
     t = torch.linspace(-1, 1, S)

@@ -1,6 +1,7 @@
 """The CelebAMask-HQ label converter (``python -m ssgan.data celebamask``): the per-part masks of
-``CelebAMask-HQ-mask-anno`` become label PNGs of the 13 classes of SPEC.md, painted in the order of
-the official SemanticStyleGAN ``data/preprocess_celeba.py``.
+``CelebAMask-HQ-mask-anno`` become label PNGs of the 13 classes of docs/training.md
+("CelebAMask-HQ classes"), painted in the order of the official SemanticStyleGAN
+``data/preprocess_celeba.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from PIL import Image
 
 from ssgan.data.base import PIL_ERRORS, DatasetError
 
-#: CelebAMask-HQ part -> class of SPEC.md, in paint order (later parts overwrite earlier ones),
-#: as in the official SemanticStyleGAN ``data/preprocess_celeba.py``.
+#: CelebAMask-HQ part -> class (docs/training.md, "CelebAMask-HQ classes"), in paint order (later
+#: parts overwrite earlier ones), as in the official SemanticStyleGAN ``data/preprocess_celeba.py``.
 CELEBAMASK_PARTS: tuple[tuple[str, int], ...] = (
     ("skin", 1), ("eye_g", 10), ("l_eye", 2), ("r_eye", 2), ("l_brow", 3), ("r_brow", 3),
     ("mouth", 4), ("l_lip", 4), ("u_lip", 4), ("nose", 5), ("hair", 7), ("l_ear", 6), ("r_ear", 6),
@@ -47,7 +48,7 @@ def _celebamask_one(job: tuple[int, dict[str, Path], Path, int]) -> None:
 
 def celebamask_labels(anno_dir: str | Path, out_dir: str | Path, size: int = 512, progress: bool = True,
                       workers: int = 0) -> int:
-    """Convert CelebAMask-HQ's per-part masks to label PNGs of the 13 classes of SPEC.md.
+    """Convert CelebAMask-HQ's per-part masks to label PNGs of the 13 classes of docs/training.md.
 
     ``anno_dir`` is ``CelebAMask-HQ-mask-anno`` holding ``<0..14>/<5-digit id>_<part>.png``
     (white = part); each id becomes ``out_dir/<id>.png`` (mode L, ``size x size``, the id without

@@ -19,7 +19,7 @@ from typing import Any
 class SSGANConfig:
     """Everything that fixes the shapes of the generator and the discriminator.
 
-    Notation of SPEC.md: K = ``seg_dim``, L = ``local_layers``, C = ``local_channel``,
+    Notation of docs/model.md, "Notation": K = ``seg_dim``, L = ``local_layers``, C = ``local_channel``,
     F = ``coarse_channel``, S = ``coarse_size``.
     """
 
@@ -72,7 +72,8 @@ class SSGANConfig:
         return self.seg_dim * self.local_layers
 
     def channels(self, resolution: int) -> int:
-        """Render-net and discriminator width at ``resolution`` (SPEC.md table, capped)."""
+        """Render-net and discriminator width at ``resolution`` (docs/model.md,
+        "Configurations and presets"), capped at ``channel_max``."""
         m = self.channel_multiplier
         table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m,
                  512: 32 * m, 1024: 16 * m}

@@ -1,4 +1,5 @@
-"""The loss terms of SemanticStyleGAN training (SPEC.md, "Training"), one small function each.
+"""The loss terms of SemanticStyleGAN training (docs/training.md, "Objective", "R1", "Path length"),
+one small function each.
 
 Every function returns tensors (never Python numbers), so nothing here synchronises with the
 device; the training loop reads values back only when it logs. The formulas follow the

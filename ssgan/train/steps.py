@@ -4,7 +4,7 @@ of losses and non-finite values. The rest of the loop lives in :mod:`ssgan.data.
 :mod:`ssgan.train.rng` (seeding, RNG capture), :mod:`ssgan.distributed` (DDP helpers) and
 :mod:`ssgan.train.rundir` (logs, checkpoint rotation, sample grids).
 
-Behaviour follows the official ``train.py`` of SemanticStyleGAN (SPEC.md, "Training"):
+Behaviour follows the official ``train.py`` of SemanticStyleGAN (docs/training.md, "Objective" to "EMA"):
 
 * step ``i`` (0-based) runs the logistic D step, then R1 when ``i % d_reg_every == 0`` (so at
   ``i = 0`` too), then the G step, then path-length regularisation when
