@@ -248,3 +248,15 @@ def test_torchrun_restarts_a_killed_worker_and_ends_bit_exact(tmp_path):
     b = tensors(out / "checkpoints" / "0000008.safetensors")
     assert a.keys() == b.keys() and any(k.endswith("rank1.rng.torch_cpu") for k in a)
     assert [k for k in a if a[k] != b[k]] == []
+
+
+def test_ssgan_train_is_train_py(tmp_path, no_models, capsys):
+    from ssgan import cli
+
+    argv = ["--outdir", str(tmp_path / "run"), "--batch", "4", "--steps", "3", "--size", "64", "--resume",
+            "never", "--r1-img", "0.5", "--betas", "0.1", "0.9", "--hflip", "--out", str(tmp_path / "other")]
+    via_cli = RunSpec.from_namespace(cli.build_parser().parse_args(["train", *argv]), world_size=1)
+    assert via_cli == RunSpec.from_args(argv, world_size=1)
+    assert via_cli.outdir == tmp_path / "other" and via_cli.model_flags == {"cfg_size": 64}
+    assert cli.main(["train", "--steps", "0", "--outdir", str(tmp_path / "x")]) == 2  # train.py's status
+    assert capsys.readouterr().err.strip() == "error: --steps must be >= 1"
