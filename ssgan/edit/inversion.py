@@ -31,7 +31,7 @@ import copy
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,10 +134,12 @@ class _Frozen:
 
 def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Tensor | None = None,
                    perceptual: torch.nn.Module | None = None, cfg: InversionConfig = InversionConfig(),
-                   mean: torch.Tensor | None = None, progress: bool | str = False) -> torch.Tensor:
+                   mean: torch.Tensor | None = None, progress: bool | str = False,
+                   callback: Callable[[int, torch.Tensor, torch.Tensor], Any] | None = None) -> torch.Tensor:
     """Compact W+ codes (N, n_latent, D), fp32, of ``images`` (N, 3, S, S) in [−1, 1] (on G's device);
     ``labels`` (N, S, S) turn on mask guidance. ``progress``: a tqdm bar (a string is its label)
-    showing the running loss and mean PSNR."""
+    showing the running loss and mean PSNR. ``callback(steps_done, loss, psnr)`` (per-image (N,)
+    tensors) runs after every step; an exception it raises (a cancel) stops the search."""
     device = next(G.parameters()).device
     perceptual = (perceptual or MSSSIMDistance()).to(device)
     images = images.to(device)
@@ -158,6 +160,8 @@ def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Ten
             optim.zero_grad(set_to_none=True)
             loss.sum().backward()
             optim.step()
+            if callback is not None:
+                callback(i + 1, loss.detach(), psnr(out.rgb.detach(), images))
             if progress and (i % 10 == 0 or i == cfg.steps - 1):
                 bar.set_postfix(loss=f"{loss.mean().item():.4f}",
                                 psnr=f"{psnr(out.rgb.detach(), images).mean().item():.2f}")
