@@ -47,6 +47,7 @@ from ssgan.cli import main as cli
 from ssgan.model.config import preset
 from ssgan.train import loop as train
 from ssgan.train import rundir
+from ssgan.train.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = preset("tiny")
@@ -104,7 +105,11 @@ def _assert_final(out: Path, reference: tuple[dict[str, bytes], float]) -> None:
     assert g_ema_bytes(final) == reference[0], f"{final}: G-EMA differs from the uninterrupted run"
     assert (ckpts / "latest.safetensors").resolve() == final.resolve()
     assert not _temps(ckpts), f"temporary files left: {_temps(ckpts)}"
-    assert [p.name for p in list_checkpoints(ckpts)] == [f"{s:07d}.safetensors" for s in (8, 10, 12)]
+    # --keep 3; a kill between the last save's rename and its rotation leaves older ones, all valid
+    kept = list_checkpoints(ckpts)
+    assert [p.name for p in kept][-3:] == [f"{s:07d}.safetensors" for s in (8, 10, 12)]
+    for p in kept:
+        verify_checkpoint(p, cache=False)
 
 
 def _dead_pid() -> int:
@@ -184,6 +189,40 @@ def test_corrupt_newest_checkpoints_are_skipped(tmp_path, reference):
     assert f"resuming from {ckpts / '0000004.safetensors'} at step 4" in done.stdout
     assert not leftover.exists()
     _assert_final(out, reference)
+
+
+@pytest.mark.slow
+def test_torchrun_worker_killed_elastic_restart(tmp_path):
+    """2 ranks under ``torchrun --max-restarts 3``; one worker is SIGKILLed after the step-4
+    checkpoint: torchrun restarts both, they resume from the newest checkpoint (``--resume auto``)
+    and the final G-EMA equals an uninterrupted 2-rank run's."""
+    rng = random.Random(57)
+
+    def torchrun(out: Path) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "--max-restarts", "3", *RUN[1:], "--steps", str(STEPS), "--out", str(out)]
+        log = open(tmp_path / f"{out.name}.log", "w")  # noqa: SIM115
+        return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    ref = torchrun(tmp_path / "ref")
+    assert ref.wait(timeout=900) == 0, (tmp_path / "ref.log").read_text()[-3000:]
+    run = torchrun(tmp_path / "elastic")
+    ckpts = tmp_path / "elastic" / "checkpoints"
+    t0 = time.perf_counter()
+    while not (ckpts / "0000004.safetensors").exists() and run.poll() is None:
+        assert time.perf_counter() - t0 < 600
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 1.0))
+    workers = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2 and run.poll() is None, "the run ended before the kill"
+    os.kill(int(rng.choice(workers)), signal.SIGKILL)
+    assert run.wait(timeout=900) == 0, (tmp_path / "elastic.log").read_text()[-3000:]
+    log = (tmp_path / "elastic.log").read_text()
+    assert "resuming from" in log, log[-3000:]
+    final = f"{STEPS:07d}.safetensors"
+    assert g_ema_bytes(ckpts / final) == g_ema_bytes(tmp_path / "ref" / "checkpoints" / final)
+    assert os.readlink(ckpts / "latest.safetensors") == final and not _temps(ckpts)
 
 
 # ----- writing: verified, atomic, errors --------------------------------------------------------
@@ -384,6 +423,10 @@ def test_best_checkpoint_has_the_run_metadata(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert cli(["info", str(ckpts / "best-maskfd8.safetensors")]) == 0
     assert "classes: 0 sky, 1 face, 2 hair, 3 eyes, 4 mouth" in capsys.readouterr().out
+    # --resume accepts RUN/checkpoints/latest and a run folder
+    for name in (ckpts / "latest", out):
+        resumed = RunSpec.from_args(["--outdir", str(tmp_path / "next"), "--resume", str(name)], world_size=1)
+        assert resumed.resume_path.resolve() == (ckpts / "0000004.safetensors").resolve()
     # latest, the run folder and the checkpoints folder all name the newest step checkpoint
     assert os.readlink(ckpts / "latest.safetensors") == "0000004.safetensors"
     for name in (out, ckpts, ckpts / "latest", ckpts / "latest.safetensors"):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssgan.checkpoint import CheckpointError, resolve_checkpoint
 from ssgan.cliargs import HelpFormatter, add_device, add_outdir, default_device
 from ssgan.model.config import PRESETS, SSGANConfig, add_config_flags, preset
 from ssgan.model.discriminator import DualBranchDiscriminator
@@ -155,7 +156,10 @@ class RunSpec:
                 raise TrainError(f"{self.ckpt_dir} holds checkpoints but none is readable; pass --resume "
                                  f"PATH to continue from another one, or choose another --outdir")
         else:
-            resume_path = Path(self.resume)
+            try:  # a file, a run folder or RUN/checkpoints/latest
+                resume_path = resolve_checkpoint(self.resume)
+            except CheckpointError as e:
+                raise TrainError(f"--resume {self.resume}: {e}") from None
             if not resume_path.is_file():
                 raise TrainError(f"--resume {self.resume}: no such checkpoint file; pass auto (continue "
                                  f"the newest in --outdir), never, or a checkpoint's path")
