@@ -67,6 +67,7 @@ Image-only data (a folder without labels): D sees images only, no R1 on masks, n
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -85,11 +86,12 @@ from ssgan.train.spec import RunSpec, TrainError
 from ssgan.train.state import TrainState, info_say
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python train.py`` / ``ssgan train``: 0 done (or stopped on request), 1 a non-finite value,
+def main(argv: Sequence[str] | None = None, parsed: argparse.Namespace | None = None) -> int:
+    """``python train.py`` (``argv``, default ``sys.argv[1:]``) / ``ssgan train`` (``parsed``: its
+    arguments, see ``ssgan.train.commands``): 0 done (or stopped on request), 1 a non-finite value,
     2 a bad command line, run folder, dataset or checkpoint (one line on stderr)."""
     try:
-        spec = RunSpec.from_args(argv)
+        spec = RunSpec.from_args(argv) if parsed is None else RunSpec.from_namespace(parsed)
         info = init_distributed(spec.device)
     except (TrainError, RuntimeError) as e:  # checked before any process group is set up
         print(f"error: {e}", file=sys.stderr)
@@ -117,6 +119,8 @@ def train(spec: RunSpec, info: DistInfo) -> int:
     """The run: state, data, then one step and what follows it, until ``--steps`` or a stop."""
     say = info_say(info)
     if spec.resume_path is not None:
+        if spec.init:
+            say(f"note: --init {spec.init} is not used: the run continues from {spec.resume_path}")
         state = TrainState.resume(spec, load_checkpoint(spec.resume_path), info, say)
     else:
         state = TrainState.new(spec, info, say)

@@ -39,7 +39,8 @@ class NonFiniteError(Exception):
 
 class StopRequest:
     """SIGTERM (what schedulers and torchrun send before stopping a job) and Ctrl-C (SIGINT): the
-    first one asks the run to stop after the current step, write a checkpoint and exit 0. A second
+    first one asks the run to stop after the current step (during a metrics evaluation: after it and
+    the next step), write a checkpoint and exit 0. A second
     one, more than :attr:`DUPLICATE_WINDOW` seconds after the first, ends the process at once (exit
     128 + the signal number, no checkpoint): a watcher thread reads the signals as they arrive
     (``signal.set_wakeup_fd``), so this works even while the main thread waits inside a collective.

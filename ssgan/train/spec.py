@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssgan.checkpoint import resolve_checkpoint
+from ssgan.checkpoint import CheckpointError, resolve_checkpoint
+from ssgan.cliargs import HelpFormatter, add_device, add_outdir, default_device
 from ssgan.model.config import PRESETS, SSGANConfig, add_config_flags, preset
 from ssgan.model.discriminator import DualBranchDiscriminator
 from ssgan.train import steps as T
@@ -59,7 +60,7 @@ class RunSpec:
     steps: int = DEFAULT_STEPS
     seed: int = 0
     outdir: Path | None = None  # None: runs/<preset>
-    device: str | None = None
+    device: str = field(default_factory=default_device)  # cuda when available (ssgan.cliargs)
     threads: int | None = None
     resume: str = "auto"  # auto | never | a checkpoint file (see checked())
     init: str | None = None
@@ -113,9 +114,17 @@ class RunSpec:
         """Parse and check ``argv`` (default ``sys.argv[1:]``); ``world_size`` defaults to
         torchrun's ``WORLD_SIZE``. Raises :class:`TrainError` (one line) for a bad combination,
         ``SystemExit`` for what argparse rejects. Reads the run folder, writes nothing."""
-        ns = vars(build_parser().parse_args(argv))
-        model = [k for k in ns if k.startswith("cfg_") or k == "config"]
-        model_flags = {k: v for k in model if (v := ns.pop(k)) is not None}  # only those given
+        return cls.from_namespace(build_parser().parse_args(argv), world_size)
+
+    @classmethod
+    def from_namespace(cls, parsed: argparse.Namespace, world_size: int | None = None) -> RunSpec:
+        """:meth:`from_args` for arguments already parsed by :func:`build_parser`'s flags (e.g.
+        ``ssgan train``'s; attributes that are no flag of it, such as ``func``, are ignored)."""
+        given = vars(parsed)
+        model_flags = {k: v for k, v in given.items()  # only the model flags given
+                       if (k.startswith("cfg_") or k == "config") and v is not None}
+        names = {f.name for f in dataclasses.fields(cls)} - {"model_flags", "world_size", "resume_path"}
+        ns = {k: v for k, v in given.items() if k in names}
         ns["betas"] = tuple(ns["betas"])
         ns["outdir"] = Path(ns["outdir"] or f"runs/{ns['preset'] or DEFAULT_PRESET}")  # the default
         world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
@@ -147,7 +156,10 @@ class RunSpec:
                 raise TrainError(f"{self.ckpt_dir} holds checkpoints but none is readable; pass --resume "
                                  f"PATH to continue from another one, or choose another --outdir")
         else:
-            resume_path = resolve_checkpoint(self.resume)  # a file, a run folder or RUN/checkpoints/latest
+            try:  # a file, a run folder or RUN/checkpoints/latest
+                resume_path = resolve_checkpoint(self.resume)
+            except CheckpointError as e:
+                raise TrainError(f"--resume {self.resume}: {e}") from None
             if not resume_path.is_file():
                 raise TrainError(f"--resume {self.resume}: no such checkpoint file; pass auto (continue "
                                  f"the newest in --outdir), never, or a checkpoint's path")
@@ -219,20 +231,12 @@ class RunSpec:
                 for k, v in d.items()}
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: X)`` unless the default is None / False or the help already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default is None or action.default is False or "default" in text:
-            return text
-        return super()._get_help_string(action) or text
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python train.py`` / ``ssgan train`` argument parser (defaults: :class:`RunSpec`)."""
+def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The ``python train.py`` / ``ssgan train`` argument parser (defaults: :class:`RunSpec`);
+    ``add_help=False`` for use as a parent parser."""
     D = RunSpec
-    p = argparse.ArgumentParser(description="Train SemanticStyleGAN.", formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(description="Train SemanticStyleGAN.", formatter_class=HelpFormatter,
+                                add_help=add_help)
     g = p.add_argument_group("run")
     g.add_argument("--preset", choices=sorted(PRESETS), default=D.preset,
                    help=f"model configuration (default {DEFAULT_PRESET}; a resumed or --init "
@@ -240,9 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=D.batch, help="global batch, split across ranks")
     g.add_argument("--steps", type=int, default=D.steps, help="total optimisation steps")
     g.add_argument("--seed", type=int, default=D.seed, help="seed of the weights, latents and data order")
-    g.add_argument("--outdir", "--out", dest="outdir", default=None, metavar="DIR",
-                   help="run folder (default runs/<preset>)")
-    g.add_argument("--device", default=D.device, help="cpu, cuda, cuda:1 … (default cuda if available)")
+    add_outdir(g, help="run folder (default runs/<preset>)", required=False, aliases=("--out",))
+    add_device(g)
     g.add_argument("--threads", type=int, default=D.threads,
                    help="intra-op CPU threads per process (default on CPU: 1, the fastest for the tiny "
                         "model and robust on a busy machine; otherwise torch's default)")
@@ -250,11 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: continue from the newest valid checkpoint in --outdir when there is one "
                         "(of the same configuration: anything else is an error), else start; never: "
                         "start, and refuse a folder that holds checkpoints; PATH: continue from this "
-                        "checkpoint. A bare --resume means auto (default: auto)")
+                        "checkpoint. A bare --resume means auto")
     g.add_argument("--init", default=D.init, metavar="CKPT",
-                   help="start from these G / G-EMA / D weights (ours or an official .pt)")
+                   help="start from these G / G-EMA / D weights (ours or an official .pt; default: random)")
     g.add_argument("--freeze-local", "--freeze_local", action="store_true",
-                   help="domain adaptation: keep the local generators fixed")
+                   help="domain adaptation: keep the local generators fixed (default: all of G trains)")
     g = p.add_argument_group("model (on top of --preset; see the module doc)")
     add_config_flags(g)
     g = p.add_argument_group("speed")
@@ -264,15 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16: autocast networks, fp32 weights and losses; tf32: TF32 matmuls; "
                         "fp32: exact (default bf16 on CUDA, fp32 on CPU)")
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=D.data, help="folder with images/ and optionally labels/")
-    g.add_argument("--images", default=D.images, help="image folder (overrides DATA/images)")
-    g.add_argument("--labels", default=D.labels, help="label folder (overrides DATA/labels)")
+    g.add_argument("--data", default=D.data,
+                   help="folder with images/ and optionally labels/ (default: the built-in procedural faces)")
+    g.add_argument("--images", default=D.images, help="image folder (default: DATA/images)")
+    g.add_argument("--labels", default=D.labels, help="label folder (default: DATA/labels when present)")
     g.add_argument("--classes", default=D.classes, metavar="JSON",
                    help="class names (default: DATA/classes.json or LABELS/classes.json when present)")
-    g.add_argument("--hflip", action="store_true", help="random horizontal flips (reproducible)")
+    g.add_argument("--hflip", action="store_true",
+                   help="random horizontal flips (reproducible; default: none)")
     g.add_argument("--length", type=int, default=D.length, help="size of the built-in dataset")
     g.add_argument("--cache", action="store_true",
-                   help="decode a folder dataset once into memory (uint8; N·size²·4 bytes) to feed fast GPUs")
+                   help="decode a folder dataset once into memory (uint8; N·size²·4 bytes) to feed fast GPUs "
+                        "(default: decode every batch)")
     g.add_argument("--workers", type=int, default=D.workers,
                    help="loader processes per rank (default 0 on CPU, else min(8, cpus/ranks))")
     g = p.add_argument_group("outputs")
@@ -288,9 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--metrics-every", type=int, default=D.metrics_every,
                    help="evaluate the metrics every N steps")
     g.add_argument("--inception", default=D.inception, metavar="PATH",
-                   help="FID Inception weights (see `ssgan metrics --help`) for fid/kid/pr/is")
+                   help="FID Inception weights for fid/kid/pr/is (default: as `ssgan metrics --help` "
+                        "says)")
     g.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard event files to --outdir (needs: pip install tensorboard)")
+                   help="also write TensorBoard event files to --outdir (needs: pip install tensorboard; "
+                        "default: off)")
     g = p.add_argument_group("objective (paper defaults, except R1, the EMA ramp-up and the tiny lr: "
                              "see their help)")
     g.add_argument("--lr", type=float, default=D.lr,
@@ -298,12 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"and mouths in {DEFAULT_STEPS} steps), the paper's {PAPER.lr} otherwise")
     g.add_argument("--betas", type=float, nargs=2, default=list(D.betas), help="Adam betas")
     g.add_argument("--r1-img", "--r1_img", type=float_or_auto, default=D.r1_img,
-                   help="R1 weight on D's image gradients; auto (the default): the paper's "
+                   help="R1 weight on D's image gradients; auto: the paper's "
                         f"{PAPER.r1_img:g} for the celeba presets, {T.R1_PER_PIXEL}·size²/batch otherwise "
                         "(tiny at batch 8: 0.16), because R1's scale grows with the pixel count "
                         "(ssgan.train.steps.r1_auto)")
     g.add_argument("--r1-seg", "--r1_seg", type=float_or_auto, default=D.r1_seg,
-                   help="R1 weight on D's mask gradients; auto (the default): 100 × the auto --r1-img "
+                   help="R1 weight on D's mask gradients; auto: 100 × the auto --r1-img "
                         f"(the paper's {PAPER.r1_seg:g} for the celeba presets)")
     g.add_argument("--d-reg-every", "--d_reg_every", type=int, default=D.d_reg_every, help="lazy R1 interval")
     g.add_argument("--g-reg-every", "--g_reg_every", type=int, default=D.g_reg_every,

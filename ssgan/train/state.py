@@ -4,15 +4,17 @@ length, last losses), with the one schema of its checkpoints.
 
 A checkpoint (``ssgan.checkpoint.save_checkpoint``) holds G, D, G-EMA, both optimiser states, the
 step, ``meta`` (the flags, the objective, world size, classes) and, for every rank r, the tensors
-``rank{r}.<key>`` of :meth:`TrainState.rank_state_dict`: ``mean_path_length``, ``loss.<term>``
-and ``rng.<name>`` (:func:`ssgan.train.rng.capture_rng`). :meth:`TrainState.write_checkpoint`
-writes that and :meth:`TrainState.resume` reads it back; nothing else knows the layout.
+``rank{r}.<key>`` of :meth:`TrainState.rank_state_dict` (:func:`join_ranks` / :func:`split_ranks`):
+``mean_path_length``, ``loss.<term>`` and ``rng.<name>`` (:func:`ssgan.train.rng.capture_rng`).
+:meth:`TrainState.write_checkpoint` writes that and :meth:`TrainState.resume` reads it back
+(:meth:`TrainState.load_rank_state_dict`); nothing else knows the layout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,18 +170,17 @@ class TrainState:
                 f"optimisers continue with the current values")
         self.step = int(ck.step)
         rank, world = info.rank, info.world_size
-        prefix = f"rank{rank}."
+        saved = split_ranks(ck.tensors)
         saved_world = int(ck.meta.get("world_size", 1))
-        if saved_world == world and any(k.startswith(prefix + "rng.") for k in ck.tensors):
-            self.load_rank_state_dict({k[len(prefix):]: v for k, v in ck.tensors.items()
-                                       if k.startswith(prefix)})
+        if saved_world == world and any(k.startswith("rng.") for k in saved.get(rank, {})):
+            self.load_rank_state_dict(saved[rank])
         else:
             say(f"note: {path} was written by {saved_world} ranks; RNGs reseeded, so the "
                 f"continuation is not bit-identical to an uninterrupted run")
             self.gen.manual_seed(rank_seed(spec.seed + self.step, rank))
             seed_everything(rank_seed(spec.seed + self.step + 1, rank))
-            self.mean_path_length = ck.tensors.get("rank0.mean_path_length", self.mean_path_length).to(
-                info.device)
+            if "mean_path_length" in saved.get(0, {}):
+                self.mean_path_length = saved[0]["mean_path_length"].to(info.device)
         say(f"resuming from {path} at step {self.step}")
         return self
 
@@ -205,7 +206,7 @@ class TrainState:
         per_rank = gather_objects(self.rank_state_dict())
         if not self.info.is_main:
             return None
-        tensors = {f"rank{r}.{k}": v for r, s in enumerate(per_rank) for k, v in s.items()}
+        tensors = join_ranks(per_rank)
         return save_checkpoint(path, self.run.cfg, g_ema=self.G_ema, g=self.G, d=self.D,
                                g_optim=self.g_optim, d_optim=self.d_optim, step=self.step,
                                tensors=tensors, meta=meta)
@@ -244,6 +245,23 @@ class TrainState:
     def param_digest(self) -> dict[str, str]:
         """sha256 of G's, D's and G-EMA's parameters and buffers (for checking that ranks agree)."""
         return {"g": param_digest(self.G), "d": param_digest(self.D), "g_ema": param_digest(self.G_ema)}
+
+
+def join_ranks(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Every rank's :meth:`TrainState.rank_state_dict` as checkpoint tensors ``rank{r}.<key>``."""
+    return {f"rank{r}.{k}": v for r, state in enumerate(states) for k, v in state.items()}
+
+
+def split_ranks(tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    """Inverse of :func:`join_ranks` (other tensors are ignored)."""
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for name, t in tensors.items():
+        if (m := RANK_KEY.match(name)) is not None:
+            out.setdefault(int(m[1]), {})[m[2]] = t
+    return out
+
+
+RANK_KEY = re.compile(r"^rank(\d+)\.(.+)$")
 
 
 def param_digest(*modules: torch.nn.Module) -> str:
