@@ -16,8 +16,8 @@ dataset (``SyntheticFaces``, the sampler of ``train.py``) and draw their latents
 seeded generators; each iteration is ``train.py``'s (``bench.train.StepRunner``: D, lazy R1, G,
 lazy path length, G-EMA) with ``train.py``'s defaults for new runs: R1 weights fitted to the size
 and batch (``--r1-img auto --r1-seg auto``: :func:`ssgan.train.steps.r1_auto`) and the G-EMA
-ramp-up (``train.DEFAULT_EMA_RAMPUP``, :func:`ssgan.train.steps.ema_beta`). On CPU the fast path
-runs under ``TRITON_INTERPRET=1`` with the ``aot_eager`` compile backend and only ``fuse`` on
+ramp-up (``ssgan.train.spec.DEFAULT_EMA_RAMPUP``, :func:`ssgan.train.steps.ema_beta`). On CPU the
+fast path runs under ``TRITON_INTERPRET=1`` with the ``aot_eager`` compile backend and only ``fuse`` on
 Triton (``--triton-ops``; under the interpreter ``upfirdn2d`` needs about a second per call and
 ``grouped_mlp``'s bf16 emulation minutes per step), on the tiny preset at 16 px for 10 steps of
 batch 4 (~40 s per step with ``fuse``, plus ~2.5 min of compilation, on a busy 2-core machine).
@@ -71,7 +71,7 @@ from ssgan.metrics.segmentation import mask_agreement_counts, mean_iou, pixel_fr
 from ssgan.model.config import SSGANConfig, preset
 from ssgan.model.generator import SemanticGenerator
 from ssgan.train import steps as T
-from ssgan.train.loop import DEFAULT_EMA_RAMPUP, float_or_auto
+from ssgan.train.spec import DEFAULT_EMA_RAMPUP, float_or_auto
 
 PATHS = {
     "reference": {"backend": "reference", "precision": "fp32", "compile": False},

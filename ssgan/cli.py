@@ -1,11 +1,11 @@
 """The ``ssgan`` command: convert checkpoints, generate samples, mix parts, show the composition,
-invert photographs, fit and apply attribute directions, evaluate metrics.
+invert photographs, fit and apply attribute directions, evaluate metrics, train.
 
 Subcommands (``ssgan <command> --help`` shows each one's arguments and their defaults):
 ``convert``, ``info`` (:mod:`ssgan.checkpoint_commands`); ``generate``, ``mix``, ``components``,
 ``interpolate``, ``invert``, ``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``encoder``
-(:mod:`ssgan.edit.encoder_commands`); ``metrics``
-(:mod:`ssgan.metrics.commands`).
+(:mod:`ssgan.edit.encoder_commands`); ``metrics`` (:mod:`ssgan.metrics.commands`); ``serve``
+(:mod:`ssgan.serve.commands`); ``train`` (:mod:`ssgan.train.commands`: ``python train.py``).
 
 Adding a subcommand
 -------------------
@@ -40,12 +40,14 @@ from ssgan.cliargs import CLIError, Parser
 from ssgan.edit import commands as edit_commands
 from ssgan.edit import encoder_commands
 from ssgan.metrics import commands as metrics_commands
+from ssgan.serve import commands as serve_commands
+from ssgan.train import commands as train_commands
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "expected_errors", "main"]
 
-#: The modules that register subcommands, in the order of ``ssgan --help``. ``ssgan train``
-#: (``ssgan.train.commands``) goes here too, once it exists.
-COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, edit_commands, encoder_commands, metrics_commands)
+#: The modules that register subcommands, in the order of ``ssgan --help``.
+COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, edit_commands, encoder_commands, metrics_commands,
+                                    serve_commands, train_commands)
 
 #: Errors every subcommand may raise for bad input (reported as one line, exit status 2).
 COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, ClassesError)
@@ -67,7 +69,8 @@ def expected_errors() -> tuple[type[Exception], ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ssgan`` parser with every subcommand of :data:`COMMANDS`."""
-    p = Parser(prog="ssgan", description="SemanticStyleGAN: checkpoints, sampling, editing and metrics")
+    p = Parser(prog="ssgan",
+               description="SemanticStyleGAN: checkpoints, sampling, editing, metrics, serving, training")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)

@@ -93,7 +93,8 @@ def device_type(text: str) -> str:
 
 
 def add_checkpoint(q: argparse.ArgumentParser,
-                   help: str = "checkpoint: ssgan .safetensors or official .pt") -> None:
+                   help: str = "checkpoint: ssgan .safetensors or official .pt; a run folder or "
+                               "RUN/checkpoints/latest: the newest valid step checkpoint") -> None:
     q.add_argument("ckpt", metavar="CKPT", help=help)
 
 

@@ -42,8 +42,10 @@ class DistInfo:
 
 def init_distributed(device: str | None = None) -> DistInfo:
     """Set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK): NCCL on CUDA, gloo on
-    CPU. Without those variables (or WORLD_SIZE=1): a single process on ``device`` (default
-    CUDA when available)."""
+    CPU; under torchrun's elastic agent the group's store keys carry the restart count, so that a
+    restarted group (``--max-restarts``) never meets the addresses of the group it replaces.
+    Without those variables (or WORLD_SIZE=1): a single process on ``device`` (default CUDA when
+    available)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -57,13 +59,44 @@ def init_distributed(device: str | None = None) -> DistInfo:
             dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun's store (its agent's) outlives a worker group: a group restarted after a
+            # worker died would read the dead group's addresses, so each attempt gets a prefix
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                                  is_master=False)
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            dist.init_process_group(backend, store=dist.PrefixStore(f"ssgan/attempt{attempt}", store),
+                                    rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend=backend)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
 def cleanup_distributed() -> None:
+    global _cpu_group
+    _cpu_group = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+_cpu_group: Any = None
+
+
+def any_rank(flag: bool) -> bool:
+    """True when ``flag`` is true on any rank (``flag`` itself when not distributed). A collective
+    every rank must call at the same point; it runs on the CPU (gloo: the default group on CPU, a
+    gloo group made at the first call otherwise), so calling it every step costs one small
+    message round and no device synchronisation."""
+    global _cpu_group
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    if _cpu_group is None:
+        _cpu_group = (dist.group.WORLD if dist.get_backend() == "gloo"
+                      else dist.new_group(backend="gloo"))
+    t = torch.tensor([int(flag)], dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_cpu_group)
+    return bool(t.item())
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:

@@ -334,12 +334,11 @@ def test_failed_write_keeps_existing_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="JSON"):
         save_checkpoint(path, CFG, meta={"bad": object()})
 
-    def half_write(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"partial")
+    def half_write(f, tensors, metadata):
+        f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", half_write)
+    monkeypatch.setattr("ssgan.checkpoint.write_safetensors", half_write)
     with pytest.raises(CheckpointError) as info:
         save_checkpoint(path, CFG, tensors={"x": torch.zeros(4)}, step=2)
     assert str(path) in str(info.value) and "disk full" in str(info.value)

@@ -45,9 +45,10 @@ def test_every_help_shows_the_defaults():
                 continue
             assert action.help, f"ssgan {name}: {action.option_strings or action.dest} has no help text"
             flag = action.option_strings[-1] if action.option_strings else action.dest
-            if action.required or not action.option_strings:
-                continue
-            if action.default is None or action.default is False:  # its help says what happens without it
+            if action.required or not action.option_strings or action.help == argparse.SUPPRESS:
+                continue  # (a hidden alias)
+            if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+                # its help says what happens without it
                 assert "default" in action.help.lower(), f"ssgan {name} {flag}: {action.help!r}"
             else:
                 assert f"(default: {action.default})" in text, f"ssgan {name} {flag}: default not shown"
@@ -60,7 +61,8 @@ def test_common_arguments_are_spelled_once():
         for action in q._actions:
             for flag in ("--device", "--truncation", "--generator", "--outdir", "--quiet"):
                 if flag in action.option_strings:
-                    key = (tuple(action.option_strings), action.type, action.default, action.help)
+                    key = ((action.dest, action.type, action.default) if flag == "--outdir"  # own help
+                           else (tuple(action.option_strings), action.type, action.default, action.help))
                     assert seen.setdefault(flag, key) == key, f"ssgan {name} {flag} differs"
     assert set(seen) == {"--device", "--truncation", "--generator", "--outdir", "--quiet"}
 

@@ -15,7 +15,7 @@ from bench import learning as BL
 from bench import session, table
 from bench import train as BT
 from ssgan.train import steps as T
-from ssgan.train.loop import DEFAULT_EMA_RAMPUP
+from ssgan.train.spec import DEFAULT_EMA_RAMPUP
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu_session.sh"

@@ -62,7 +62,8 @@ def test_train_writes_metrics_jsonl_and_best_checkpoints(run_with_metrics):
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     # --keep 2 rotated the step checkpoints but left the best ones; listing ignores them
     assert ckpts == ["0000004.safetensors", "0000005.safetensors", "best-maskfd8.safetensors",
-                     "best-maskfreq8.safetensors", "best-maskiou8.safetensors"]
+                     "best-maskfreq8.safetensors", "best-maskiou8.safetensors", "latest.safetensors"]
+    assert os.readlink(out / "checkpoints" / "latest.safetensors") == "0000005.safetensors"
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["0000004.safetensors",
                                                                        "0000005.safetensors"]
     assert latest_checkpoint(out / "checkpoints").name == "0000005.safetensors"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ssgan.train import loop as train
-from ssgan.train import plot
+from ssgan.train import outputs, plot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_train_writes_and_redraws_curves_and_tensorboard(tmp_path, monkeypatch):
 
     monkeypatch.setattr(plot, "draw", spy)
     # an unlimited budget: redraw at every log step (the budget itself is tested below)
-    monkeypatch.setattr(train, "CurveWriter", lambda out: plot.CurveWriter(out, budget=1e9))
+    monkeypatch.setattr(outputs, "CurveWriter", lambda out: plot.CurveWriter(out, budget=1e9))
     out = tmp_path / "run"
     assert train.main([*BASE, "--out", str(out), "--steps", "6", "--log-every", "2", "--tensorboard"]) == 0
     assert seen[:3] == [1, 2, 3]  # redrawn at each log step with the new record; then the final draw

@@ -60,8 +60,10 @@ def test_short_run_writes_everything(tmp_path):
     s = SAMPLE_MIN_PIXELS  # 32 px tiles are shown enlarged
     assert img.shape == (2 * s + 2, 6 * s + 5 * 2, 3)  # 2 samples per row × (image, mask, coarse)
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
-    # --keep 1; the default CPU metric (maskfd500) is evaluated at the last step: its best G-EMA
-    assert ckpts == ["0000004.safetensors", "best-maskfd500.safetensors"]
+    # --keep 1; the default CPU metric (maskfd500) is evaluated at the last step: its best G-EMA;
+    # latest: a relative symlink to the newest step checkpoint
+    assert ckpts == ["0000004.safetensors", "best-maskfd500.safetensors", "latest.safetensors"]
+    assert os.readlink(out / "checkpoints" / "latest.safetensors") == "0000004.safetensors"
     ck = load_checkpoint(out / "checkpoints" / "0000004.safetensors")
     assert ck.step == 4 and ck.g is not None and ck.d is not None and ck.g_ema is not None
     assert ck.g_optim_state is not None and ck.d_optim_state is not None
@@ -70,8 +72,9 @@ def test_short_run_writes_everything(tmp_path):
     # G-EMA moved away from its initial copy of G but not all the way
     g, ema = ck.g.state_dict(), ck.g_ema.state_dict()
     assert any(not torch.equal(g[k], ema[k]) for k in g)
-    # running again without --resume refuses to clobber the run
-    assert run(out, "--steps", "4") == 2
+    # running again continues the run (--resume auto: nothing left to do); --resume never refuses
+    assert run(out, "--steps", "4") == 0
+    assert run(out, "--steps", "4", "--resume", "never") == 2
 
 
 def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, capsys):
@@ -80,7 +83,7 @@ def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, capsys):
     straight = tmp_path / "straight"
     assert run(straight, *extra) == 0
 
-    # the same run, Ctrl-C during step index 2 (3rd G step): it finishes step 3, saves, exits
+    # the same run, Ctrl-C during step index 2 (3rd G step): it finishes step 3, saves, exits 0
     calls = {"n": 0}
     real_g_step = T.g_step
 
@@ -92,7 +95,7 @@ def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(T, "g_step", g_step_with_sigint)
     split = tmp_path / "split"
-    assert run(split, *extra) == 130
+    assert run(split, *extra) == 0
     monkeypatch.setattr(T, "g_step", real_g_step)
     assert [p.name for p in list_checkpoints(split / "checkpoints")] == ["0000003.safetensors"]
     assert [r["step"] for r in stats(split)] == [1, 2, 3]

@@ -33,7 +33,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -138,11 +138,14 @@ class _Frozen:
 def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Tensor | None = None,
                    perceptual: torch.nn.Module | None = None, cfg: InversionConfig = InversionConfig(),
                    mean: torch.Tensor | None = None, progress: bool | str = False,
+                   callback: Callable[[int, torch.Tensor, torch.Tensor], Any] | None = None,
                    init: torch.Tensor | None = None) -> torch.Tensor:
     """Compact W+ codes (N, n_latent, D), fp32, of ``images`` (N, 3, S, S) in [−1, 1] (on G's device);
     ``labels`` (N, S, S) turn on mask guidance. ``progress``: a tqdm bar (a string is its label)
-    showing the running loss and mean PSNR. ``init`` (N, n_latent, D): the starting codes (default
-    w̄); the latent term still pulls towards w̄. ``cfg.steps = 0`` returns the start."""
+    showing the running loss and mean PSNR. ``callback(steps_done, loss, psnr)`` (per-image (N,)
+    tensors) runs after every step; an exception it raises (a cancel) stops the search. ``init``
+    (N, n_latent, D): the starting codes (default w̄); the latent term still pulls towards w̄.
+    ``cfg.steps = 0`` returns the start."""
     device = next(G.parameters()).device
     perceptual = (perceptual or MSSSIMDistance()).to(device)
     images = images.to(device)
@@ -164,6 +167,8 @@ def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Ten
             optim.zero_grad(set_to_none=True)
             loss.sum().backward()
             optim.step()
+            if callback is not None:
+                callback(i + 1, loss.detach(), psnr(out.rgb.detach(), images))
             if progress and (i % 10 == 0 or i == cfg.steps - 1):
                 bar.set_postfix(loss=f"{loss.mean().item():.4f}",
                                 psnr=f"{psnr(out.rgb.detach(), images).mean().item():.2f}")
@@ -282,7 +287,8 @@ def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLik
             init = encode(G, encoder, photos.images[s:s + batch], batch=batch)
             seconds["encoder"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        chunks.append(invert_latents(G, photos.images[s:s + batch], y, perceptual, cfg, mean, label, init))
+        chunks.append(invert_latents(G, photos.images[s:s + batch], y, perceptual, cfg, mean, label,
+                                     init=init))
         seconds["search"] += time.perf_counter() - t0
     latents = torch.cat(chunks)
     rows, renders = measure(G, latents, photos.images, photos.labels, perceptual, batch)

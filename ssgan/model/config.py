@@ -153,13 +153,14 @@ def add_config_flags(parser: argparse.ArgumentParser | Any) -> None:
     attribute (argparse.SUPPRESS): only the flags a user gives change a configuration (see
     :func:`config_overrides`)."""
     parser.add_argument("--config", default=None, metavar="JSON",
-                        help="SSGANConfig fields (all or some) as JSON, on top of the preset")
+                        help="SSGANConfig fields (all or some) as JSON, on top of the preset (default: none)")
     for f in dataclasses.fields(SSGANConfig):
         flag = config_flag(f.name)
         spellings = [[flag]] + ([[f"--{f.name}"]] if "_" in f.name else [])
         for names, shown in zip(spellings, (True, False), strict=False):
             common: dict[str, Any] = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS,
-                                      "help": _FLAG_HELP[f.name] if shown else argparse.SUPPRESS}
+                                      "help": f"{_FLAG_HELP[f.name]} (default: the preset's)" if shown
+                                      else argparse.SUPPRESS}
             if f.type in ("bool", bool):
                 parser.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
             elif f.name == "transparent_dims":
@@ -234,7 +235,7 @@ def resolve_config(base: SSGANConfig, overrides: dict[str, tuple[Any, str]],
             if getattr(base, name) != value:
                 raise ValueError(f"{source} sets {name}={_show(value)} but {locked} was trained with "
                                  f"{name}={_show(getattr(base, name))}; drop it, or start a new run "
-                                 f"(another --out) to train another configuration")
+                                 f"(another --outdir) to train another configuration")
     try:
         return base.replace(**{name: value for name, (value, _) in overrides.items()})
     except (TypeError, ValueError) as e:

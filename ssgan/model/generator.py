@@ -194,9 +194,11 @@ class SemanticGenerator(nn.Module):
         return self.mix_styles(L.truncate(styles, truncation, truncation_latent))
 
     # ----- synthesis ----------------------------------------------------------------------
-    def local_features(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def local_features(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None = None,
+                       classes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """All local generators at once: expanded W+ → hidden h (B, K, P, C) and depth (B, K, P).
+        ``classes``: only those local generators, in that order (K' of them); each one's outputs are
+        its slice of the full call's, up to float rounding (the editor caches them per class).
 
         Under autocast (bf16 training) the styles, modulation and demodulation run in fp32 and
         only the MLP's input and effective weights are cast to the autocast dtype (the kernels
@@ -204,14 +206,15 @@ class SemanticGenerator(nn.Module):
         amp = _autocast_dtype(latent.device)
         if amp is not None:  # the kernels are custom ops, which autocast does not see: decide here
             with torch.autocast(latent.device.type, enabled=False):
-                x, weight, bias, depth_w, depth_b = self._local_inputs(latent.float(), coords)
+                x, weight, bias, depth_w, depth_b = self._local_inputs(latent.float(), coords, classes)
             return grouped_mlp(x.to(amp), weight.to(amp), bias, depth_w, depth_b,
                                self.config.depth_layers, self.config.detach_texture)
-        x, weight, bias, depth_w, depth_b = self._local_inputs(latent, coords)
+        x, weight, bias, depth_w, depth_b = self._local_inputs(latent, coords, classes)
         return grouped_mlp(x, weight, bias, depth_w, depth_b, self.config.depth_layers,
                            self.config.detach_texture)
 
-    def _local_inputs(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None):
+    def _local_inputs(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None,
+                      classes: Sequence[int] | None = None):
         """The grouped MLP's operands: x (1|B, 1|K, P, C), effective weights (B, K, L, C, C),
         biases (K, L, C), depth head (K, C) and (K,)."""
         cfg, nets = self.config, self.local_nets
@@ -235,6 +238,11 @@ class SemanticGenerator(nn.Module):
             if len(coords) != K:
                 raise ValueError(f"coords must list one (B, 2, {S}, {S}) tensor per class ({K})")
             x = torch.stack([self.pos_embed(c) for c in coords], 1).view(B, K, C, S * S)
+        if classes is not None:
+            index = torch.as_tensor(list(classes), dtype=torch.long, device=latent.device)
+            weight, styles, bias = weight[index], styles[:, index], bias[index]
+            depth_w, depth_b = depth_w[index], depth_b[index]
+            x = x if x.shape[1] == 1 else x[:, index]
         return x.transpose(-1, -2), modulated_weights(weight, styles), bias, depth_w, depth_b
 
     def make_coords(self, batch: int, device: torch.device | str) -> torch.Tensor:
@@ -246,14 +254,16 @@ class SemanticGenerator(nn.Module):
 
     def synthesize(self, latent: torch.Tensor, noise: Sequence[torch.Tensor | None] | None = None,
                    randomize_noise: bool = True, composition_mask: torch.Tensor | None = None,
-                   coords: Sequence[torch.Tensor] | None = None) -> Synthesis:
+                   coords: Sequence[torch.Tensor] | None = None,
+                   local: tuple[torch.Tensor, torch.Tensor] | None = None) -> Synthesis:
         """Expanded W+ (B, K·L, D) → :class:`Synthesis`.
 
         composition_mask: (B, K) of 0/1 to drop classes; noise: one tensor per render-net conv
-        (or None for fresh noise when ``randomize_noise``, else the stored buffers)."""
+        (or None for fresh noise when ``randomize_noise``, else the stored buffers); ``local``:
+        :meth:`local_features` of these codes already computed (h, depth), e.g. partly cached."""
         cfg = self.config
         B, S = latent.shape[0], cfg.coarse_size
-        h, depth = self.local_features(latent, coords)
+        h, depth = self.local_features(latent, coords) if local is None else local
         if depth.dtype in (torch.float16, torch.bfloat16):  # softmax, composition mask and
             depth = depth.float()  # transparency in fp32 under autocast; float64 stays float64
         nets = self.local_nets

@@ -6,8 +6,10 @@ line per value to ``OUT/metrics.jsonl``::
 
     {"step": 500, "kimg": 4.0, "metric": "maskfd500", "value": 812.3, "seconds": 2.1}
 
-and, when a metric improves, writes ``OUT/checkpoints/best-<metric>.safetensors`` (G-EMA, step,
-the value in ``meta``; atomic, like every checkpoint). Precision/recall has two values and no
+and, when a metric improves, writes ``OUT/checkpoints/best-<metric>.safetensors``: G-EMA, the step,
+and the run's metadata (:attr:`TrainingMetrics.meta`: the same configuration, class names and run
+arguments as the step checkpoints) plus ``metric`` and ``value``; atomic and verified, like every
+checkpoint. Precision/recall has two values and no
 "best". On ``--resume`` the lines after the resumed step are dropped and the best values so far
 are read back from the kept lines. The real statistics are computed once per run (in memory) and
 cached on disk like ``ssgan metrics``'s. Evaluation draws no number from the training RNGs.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +51,20 @@ def best_path(ckpt_dir: str | Path, value_name: str) -> Path:
 
 class TrainingMetrics:
     """Evaluates ``names`` every ``every`` steps; see the module doc. ``is_main``: this rank logs
-    and writes; all ranks must call :meth:`maybe_evaluate` at the same steps."""
+    and writes; all ranks must call :meth:`maybe_evaluate` at the same steps. ``meta``: the run's
+    checkpoint metadata (the dict the step checkpoints get; may also be set later as ``.meta``),
+    copied into every best-<metric> checkpoint."""
 
     def __init__(self, names: str, every: int, out: str | Path, G_ema: torch.nn.Module, dataset: Any,
                  device: torch.device, batch: int, *, inception: str | None = None, seed: int = 0,
                  resume_step: int | None = None, is_main: bool = True, cache_dir: str | Path | None = None,
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = print, meta: Mapping[str, Any] | None = None):
         if every < 1:
             raise MetricError("--metrics-every must be >= 1")
         self.specs = parse_metrics(names)
         self.every, self.is_main, self.say = every, is_main, say
         self.G_ema = G_ema
+        self.meta: Mapping[str, Any] = meta or {}
         self.ckpt_dir = Path(out) / "checkpoints"
         extractor = info = None
         if any(s.needs_inception for s in self.specs):
@@ -106,7 +111,7 @@ class TrainingMetrics:
                                  "value": value, "seconds": res["details"][spec.name]["seconds"]})
                 if self._improved(name, value):
                     save_checkpoint(best_path(self.ckpt_dir, name), self.G_ema.config, g_ema=self.G_ema,
-                                    step=step, meta={"metric": name, "value": value})
+                                    step=step, meta={**self.meta, "metric": name, "value": value})
         self.say("metrics at step {}: {}".format(
             step, ", ".join(f"{k} {v:.4g}" for k, v in res["metrics"].items())))
         return res["metrics"]

@@ -92,7 +92,7 @@ def load_run(folder: str | os.PathLike, name: str | None = None) -> Run:
     folder = Path(folder)
     stats_path = folder / STATS
     if not stats_path.is_file():
-        raise PlotError(f"{stats_path} not found: pass a run folder written by train.py (its --out)")
+        raise PlotError(f"{stats_path} not found: pass a run folder written by train.py (its --outdir)")
     stats = [r for r in read_jsonl(stats_path) if "kimg" in r]
     metrics_path = folder / METRICS
     metrics = read_jsonl(metrics_path) if metrics_path.is_file() else []

@@ -1,6 +1,13 @@
-"""What a training run writes to its folder: ``stats.jsonl`` (:class:`JsonlLogger`), step-named
-checkpoints and their rotation (the writing itself is :func:`ssgan.checkpoint.save_checkpoint`),
-sample grids (:func:`write_samples`), and the peak memory that the logs report.
+"""What a training run writes to its folder: ``stats.jsonl`` (:class:`JsonlLogger`), checkpoint
+naming, the ``latest`` link and rotation, sample grids (:func:`write_samples`), and the peak memory
+that the logs report.
+
+``OUT/checkpoints/`` holds ``<step>.safetensors`` (7-digit step: a full training state; the newest
+``--keep`` are kept), ``latest.safetensors`` (relative symlink to the newest verified one; see
+:func:`update_latest` for the link-less fallbacks) and ``best-<metric>.safetensors`` (G-EMA at the
+best value of a metric, ``ssgan.train.metrics_hook``). Writing and verifying a file, the step names
+and finding the newest valid one are :mod:`ssgan.checkpoint`'s (:func:`checkpoint_path`,
+:func:`list_checkpoints`, :func:`latest_checkpoint`, :func:`update_latest`, re-exported here).
 """
 
 from __future__ import annotations
@@ -8,17 +15,29 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ssgan.checkpoint import (
+    STEP_RE,
+    CheckpointError,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    update_latest,
+    verify_checkpoint,
+)
 from ssgan.model.generator import SemanticGenerator
 from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
+
+__all__ = ["JsonlLogger", "SAMPLE_MIN_PIXELS", "checkpoint_path", "latest_checkpoint", "list_checkpoints",
+           "peak_memory_mb", "rotate_checkpoints", "update_latest", "write_samples"]
 
 
 class JsonlLogger:
@@ -53,35 +72,39 @@ class JsonlLogger:
         self._f.close()
 
 
-_CKPT_RE = re.compile(r"^(\d+)\.safetensors$")
-
-
-def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
-    return Path(folder) / f"{step:07d}.safetensors"
-
-
-def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The step-named checkpoints in ``folder``, oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
+def rotate_checkpoints(folder: str | os.PathLike, keep: int,
+                       warn: Callable[[str], None] | None = None) -> list[Path]:
+    """After a step checkpoint is saved: point ``latest`` at the newest step checkpoint that
+    verifies (:func:`latest_checkpoint`; the one just saved was read back by ``save_checkpoint``,
+    so this hashes nothing again), then delete the step checkpoints older than it except the
+    ``keep`` − 1 newest whose header and size check out (``keep <= 0``: delete none). Nothing is
+    deleted unless a newer checkpoint verified; newer files that do not verify are left alone.
+    Returns the deleted paths."""
+    newest = latest_checkpoint(folder, warn)
+    if newest is None:
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    ckpts = list_checkpoints(folder)
-    return ckpts[-1] if ckpts else None
-
-
-def rotate_checkpoints(folder: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints (keep <= 0: keep all); returns the deleted."""
+    update_latest(folder, newest)
     if keep <= 0:
         return []
-    old = list_checkpoints(folder)[:-keep]
-    for p in old:
+    older = [p for p in list_checkpoints(folder) if _step_of(p) < _step_of(newest)]
+    kept = 1
+    deleted = []
+    for p in reversed(older):
+        if kept < keep:
+            try:
+                verify_checkpoint(p, full=False)
+                kept += 1
+                continue
+            except CheckpointError:
+                pass  # corrupt: does not count as kept, and goes
         p.unlink(missing_ok=True)
-    return old
+        deleted.append(p)
+    return deleted
+
+
+def _step_of(path: Path) -> int:
+    m = STEP_RE.match(path.name)
+    return int(m.group(1)) if m else -1
 
 
 SAMPLE_MIN_PIXELS = 128

@@ -118,8 +118,9 @@ class TrainConfig:
         return d
 
 
-#: The paper's R1 weights (γ_img, γ_seg), set for CelebAMask-HQ at 256–512 px and global batch 32.
-R1_PAPER: tuple[float, float] = (10.0, 1000.0)
+#: The paper's R1 weights (γ_img, γ_seg), set for CelebAMask-HQ at 256–512 px and global batch 32
+#: (TrainConfig's defaults).
+R1_PAPER: tuple[float, float] = (TrainConfig.r1_img, TrainConfig.r1_seg)
 #: γ_img per (pixel² / image of the batch) for the configurations without paper values (see r1_auto).
 R1_PER_PIXEL: float = 0.00125
 
