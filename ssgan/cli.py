@@ -3,9 +3,9 @@ invert photographs, fit and apply attribute directions, evaluate metrics, train.
 
 Subcommands (``ssgan <command> --help`` shows each one's arguments and their defaults):
 ``convert``, ``info`` (:mod:`ssgan.checkpoint_commands`); ``generate``, ``mix``, ``components``,
-``interpolate``, ``invert``, ``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``metrics``
-(:mod:`ssgan.metrics.commands`); ``serve`` (:mod:`ssgan.serve.commands`); ``train``
-(:mod:`ssgan.train.commands`: ``python train.py``).
+``interpolate``, ``invert``, ``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``encoder``
+(:mod:`ssgan.edit.encoder_commands`); ``metrics`` (:mod:`ssgan.metrics.commands`); ``serve``
+(:mod:`ssgan.serve.commands`); ``train`` (:mod:`ssgan.train.commands`: ``python train.py``).
 
 Adding a subcommand
 -------------------
@@ -38,6 +38,7 @@ from ssgan.checkpoint import CheckpointError
 from ssgan.classes import ClassesError
 from ssgan.cliargs import CLIError, Parser
 from ssgan.edit import commands as edit_commands
+from ssgan.edit import encoder_commands
 from ssgan.metrics import commands as metrics_commands
 from ssgan.serve import commands as serve_commands
 from ssgan.train import commands as train_commands
@@ -45,8 +46,8 @@ from ssgan.train import commands as train_commands
 __all__ = ["COMMANDS", "CLIError", "build_parser", "expected_errors", "main"]
 
 #: The modules that register subcommands, in the order of ``ssgan --help``.
-COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, edit_commands, metrics_commands, serve_commands,
-                                    train_commands)
+COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, edit_commands, encoder_commands, metrics_commands,
+                                    serve_commands, train_commands)
 
 #: Errors every subcommand may raise for bad input (reported as one line, exit status 2).
 COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, ClassesError)

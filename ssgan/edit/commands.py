@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,11 @@ from ssgan.checkpoint import inspect_checkpoint
 from ssgan.classes import ClassInfo
 from ssgan.data.base import DatasetError
 from ssgan.edit import editing as E
+from ssgan.edit.encoder import EncoderError
 from ssgan.edit.perceptual import PerceptualWeightsError
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
-ERRORS: tuple[type[Exception], ...] = (DatasetError, PerceptualWeightsError)
+ERRORS: tuple[type[Exception], ...] = (DatasetError, PerceptualWeightsError, EncoderError)
 
 
 def _legend(image: np.ndarray, classes: ClassInfo) -> np.ndarray:
@@ -95,7 +97,25 @@ def cmd_mix(args: argparse.Namespace) -> None:
     A.save_npy(latent[0] if n == 1 else latent, out / "result.npy")
     print(f"mean |result - source| (0-255 levels) inside classes {','.join(info.names[c] for c in classes)}: "
           f"{res['inside']:.3f}; outside: {res['outside']:.3f}")
-    print(f"wrote {out / 'mix.png'}, {out / 'diff.png'}, {out / 'result.npy'}")
+    written = [out / "mix.png", out / "diff.png", out / "result.npy"]
+    if args.diff:
+        written.append(_write_locality(G, src.expand(n, -1, -1) if src.shape[0] < n else src,
+                                       torch.as_tensor(res["latent"], device=src.device), classes,
+                                       out / "mix_diff.png", args.radius))
+    print("wrote " + ", ".join(map(str, written)))
+
+
+def _write_locality(G, before: torch.Tensor, after: torch.Tensor, classes: Sequence[int], path: Path,
+                    radius: int) -> Path:
+    """``--diff``: before | after | |ΔRGB| heat map | the classes' dilated masks, one row per edit
+    (:func:`ssgan.metrics.locality.locality_figure`), and the share of the change inside them."""
+    from ssgan.metrics.locality import locality_figure
+
+    figure, shares = locality_figure(E.render(G, before), E.render(G, after), classes, radius)
+    V.save_png(figure, path)
+    print(f"share of |result - source| inside the classes' masks (union before/after, dilated {radius} px): "
+          + ", ".join("-" if s != s else f"{s:.3f}" for s in shares))
+    return path
 
 
 def cmd_components(args: argparse.Namespace) -> None:
@@ -133,7 +153,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
 
 
 # ----- real photographs and attribute directions ------------------------------------------------------
-def cmd_invert(args: argparse.Namespace) -> None:
+def cmd_invert(args: argparse.Namespace) -> int | None:
     from ssgan.edit.inversion import InversionConfig, invert_photos
     from ssgan.edit.perceptual import load_perceptual
     from ssgan.edit.photos import load_photos
@@ -148,20 +168,35 @@ def cmd_invert(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise A.CLIError(str(e)) from None
     G, _ = A.load_generator(args)
-    photos = load_photos(args.images, G.config.size, G.config.seg_dim, args.labels)
+    encoder = None
+    if args.encoder:
+        from ssgan.edit.encoder import load_encoder
+
+        encoder, _ = load_encoder(args.encoder, G)
+    photos = load_photos(args.images, G.config.size, G.config.seg_dim, args.labels, skip_bad=True)
     perceptual = load_perceptual(args.lpips_weights)
+    for line in photos.errors:  # left out; the others are inverted, and the status says so
+        print(f"ssgan: error: {' '.join(line.split())}", file=sys.stderr)
     for note in photos.notes:
         print(note, file=sys.stderr)
     n = len(photos.stems)
-    print(f"inverting {n} image(s), {args.batch} at a time: {cfg.steps} steps, lr {cfg.lr}; perceptual loss: "
+    start = ("the mean latent" if encoder is None
+             else f"the encoder {args.encoder} ({encoder.cfg.iters} passes)")
+    print(f"inverting {n} image(s), {args.batch} at a time, from {start}: {cfg.steps} steps, lr {cfg.lr}; "
+          f"perceptual loss: "
           f"{perceptual.name}; mask guidance: {'on' if photos.labels is not None else 'off (no --labels)'}; "
           f"generator tuning: {cfg.finetune_steps} steps")
     metrics = invert_photos(G, photos, args.outdir, cfg, perceptual, args.batch, progress=not args.quiet,
-                            source=str(args.ckpt))
+                            source=str(args.ckpt), encoder=encoder,
+                            encoder_source=None if encoder is None else str(args.encoder))
     print("mean " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["mean"].items()))
     out = Path(args.outdir)
     print(f"wrote {out / 'latent'}, {out / 'recon'}, {out / 'metrics.json'}"
           + (f", {out / 'generator.safetensors'}" if cfg.finetune_steps else ""))
+    if photos.errors:
+        print(f"ssgan: {len(photos.errors)} image(s) left out (see the errors above)", file=sys.stderr)
+        return 2
+    return None
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "y"), ("0", "false", "no", "n", "-1")
@@ -251,11 +286,26 @@ def cmd_edit(args: argparse.Namespace) -> None:
     print(f"edited inside {where}; mean |frame - input| (0-255 levels) inside / outside:")
     for s, a, b in zip(strengths, res["inside"], res["outside"]):
         print(f"  strength {s:+g}: {a:.3f} / {b:.3f}")
-    print(f"wrote {len(strengths)} frames, {out / 'edit.png'}, {out / 'diff.png'}")
+    extra = ""
+    if args.diff:
+        region = list(range(cfg.seg_dim)) if res["classes"] is None else list(res["classes"])
+        codes = torch.as_tensor(res["latents"], device=latent.device)
+        path = _write_locality(G, latent.expand(codes.shape[0], -1, -1), codes, region, out / "edit_diff.png",
+                               args.radius)
+        extra = f", {path}"
+    print(f"wrote {len(strengths)} frames, {out / 'edit.png'}, {out / 'diff.png'}{extra}")
 
 
 # ----- parsers --------------------------------------------------------------------------------------
 PART_HELP = "which codes of the classes: shape, texture or both"
+
+
+def _add_diff(q: argparse.ArgumentParser, name: str) -> None:
+    q.add_argument("--diff", action="store_true",
+                   help=f"also write {name}: before | after | |difference| | the classes' masks dilated by "
+                        f"--radius px, and print the share of the change inside them (edit locality); "
+                        f"default: only diff.png")
+    q.add_argument("--radius", type=int, default=2, help="dilation of the masks for --diff, in pixels")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -273,6 +323,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--reference", required=True, help="reference latent .npy (n_latent, D)")
     A.add_classes(q, "the classes whose codes come from the reference, e.g. hair eyes or 7,2", required=True)
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
+    _add_diff(q, "mix_diff.png")
     q.set_defaults(func=cmd_mix)
 
     q = sub.add_parser("components", help="the image built up class by class, with depths and masks")
@@ -309,7 +360,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--labels", metavar="DIR",
                    help="folder of <stem>.png label maps (class indices): mask guidance and mask metrics "
                         "(default: none, no mask guidance)")
-    q.add_argument("--steps", type=int, default=400, help="latent optimisation steps")
+    q.add_argument("--steps", type=int, default=400,
+                   help="latent optimisation steps (with --encoder: after it; 0 = the encoder's codes)")
+    q.add_argument("--encoder", metavar="FILE",
+                   help="start from this encoder's codes (from 'ssgan encoder train' for CKPT's generator) "
+                        "instead of the mean latent (default: none)")
     q.add_argument("--lr", type=float, default=0.1, help="Adam lr of the codes")
     q.add_argument("--lambda-percept", type=float, default=1.0, help="weight of the perceptual distance")
     q.add_argument("--lambda-mse", type=float, default=0.1, help="weight of the pixel MSE")
@@ -355,4 +410,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--strength", default="-3,0,3",
                    help="comma-separated strengths; write --strength=-3,0,3 when the first is negative")
     A.add_classes(q, "edit only these classes' codes (default: those the direction moves)")
+    _add_diff(q, "edit_diff.png")
     q.set_defaults(func=cmd_edit)

@@ -2,7 +2,8 @@
 generator tuning (the official ``visualize/invert.py``, batched).
 
 **Latent search** (:func:`invert_latents`). The compact W+ codes w (N, n_latent, D) start at the
-mean latent w̄ (the mean of mapping(z) over 10,000 z) and are optimised with Adam for ``steps``
+mean latent w̄ (the mean of mapping(z) over 10,000 z), or at given codes (e.g. an encoder's,
+:func:`ssgan.edit.encoder.encode`: ``invert --encoder``), and are optimised with Adam for ``steps``
 steps, the learning rate following the official ramp: lr(t) = lr · ½(1 − cos(π·min(1, (1−t)/0.25)))
 · min(1, t/0.05), t = step/steps. Per image, with G(w) rendered with the stored noise buffers
 (noise fixed, not optimised):
@@ -31,6 +32,7 @@ import copy
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -45,6 +47,7 @@ from tqdm import tqdm
 from ssgan import visualize as V
 from ssgan.checkpoint import save_checkpoint
 from ssgan.edit import editing as E
+from ssgan.edit.encoder import LatentEncoder, encode
 from ssgan.edit.perceptual import LPIPSVGG, MSSSIMDistance, ScriptedLPIPS, ms_ssim
 from ssgan.edit.photos import Photos
 from ssgan.metrics.segmentation import iou_counts, mean_iou
@@ -135,11 +138,14 @@ class _Frozen:
 def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Tensor | None = None,
                    perceptual: torch.nn.Module | None = None, cfg: InversionConfig = InversionConfig(),
                    mean: torch.Tensor | None = None, progress: bool | str = False,
-                   callback: Callable[[int, torch.Tensor, torch.Tensor], Any] | None = None) -> torch.Tensor:
+                   callback: Callable[[int, torch.Tensor, torch.Tensor], Any] | None = None,
+                   init: torch.Tensor | None = None) -> torch.Tensor:
     """Compact W+ codes (N, n_latent, D), fp32, of ``images`` (N, 3, S, S) in [−1, 1] (on G's device);
     ``labels`` (N, S, S) turn on mask guidance. ``progress``: a tqdm bar (a string is its label)
     showing the running loss and mean PSNR. ``callback(steps_done, loss, psnr)`` (per-image (N,)
-    tensors) runs after every step; an exception it raises (a cancel) stops the search."""
+    tensors) runs after every step; an exception it raises (a cancel) stops the search. ``init``
+    (N, n_latent, D): the starting codes (default w̄); the latent term still pulls towards w̄.
+    ``cfg.steps = 0`` returns the start."""
     device = next(G.parameters()).device
     perceptual = (perceptual or MSSSIMDistance()).to(device)
     images = images.to(device)
@@ -147,7 +153,8 @@ def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Ten
     if mean is None:
         mean = E.mean_w(G, cfg.seed, cfg.mean_samples)
     mean = mean.to(device).view(1, 1, -1).expand(images.shape[0], G.n_latent, -1)
-    latent = mean.clone().requires_grad_(True)
+    start = mean if init is None else init.to(device=device, dtype=torch.float32)
+    latent = start.clone().requires_grad_(True)
     optim = torch.optim.Adam([latent], lr=cfg.lr)
     bar = tqdm(range(cfg.steps), desc=progress if isinstance(progress, str) else "invert", unit="step",
                disable=not progress, leave=False)
@@ -235,33 +242,61 @@ def recon_figure(image: np.ndarray, recon: np.ndarray, mask: np.ndarray,
     return V.grid(V.enlarge(tiles), ncol=len(tiles))
 
 
+def save_npy(array: np.ndarray, path: Path) -> Path:
+    """``np.save`` atomically: a temporary file in the same folder, then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _mean_row(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLike,
                   cfg: InversionConfig = InversionConfig(), perceptual: torch.nn.Module | None = None,
-                  batch: int = 8, progress: bool = True, source: str | None = None) -> dict[str, Any]:
+                  batch: int = 8, progress: bool = True, source: str | None = None,
+                  encoder: LatentEncoder | None = None, encoder_source: str | None = None) -> dict[str, Any]:
     """Invert ``photos`` ``batch`` at a time and write, under ``outdir``: ``latent/<stem>.npy``
     (compact W+, float32 (n_latent, D)), ``recon/<stem>.png`` (input | reconstruction | mask [|
-    label]), ``metrics.json`` (per image and mean) and, with ``cfg.finetune_steps`` > 0, the tuned
-    generator as ``generator.safetensors`` (an ssgan checkpoint). Returns the metrics dict."""
+    label]), ``metrics.json`` (per image and mean, the seconds per phase) and, with
+    ``cfg.finetune_steps`` > 0, the tuned generator as ``generator.safetensors`` (an ssgan
+    checkpoint). With an ``encoder``, the search starts from its codes (``cfg.steps = 0``: the
+    encoder's codes are the result). Every file is written only after all computing is done, each
+    atomically. Returns the metrics dict."""
     if batch < 1:
         raise ValueError("batch must be >= 1")
     out = Path(outdir)
     perceptual = perceptual or MSSSIMDistance()
     n = photos.images.shape[0]
     mean = E.mean_w(G, cfg.seed, cfg.mean_samples)
+    seconds = {"encoder": 0.0, "search": 0.0, "tuning": 0.0}
     chunks = []
     for s in range(0, n, batch):
         y = None if photos.labels is None else photos.labels[s:s + batch]
         label = f"invert {s + 1}-{min(s + batch, n)}/{n}" if progress else False
-        chunks.append(invert_latents(G, photos.images[s:s + batch], y, perceptual, cfg, mean, label))
+        init = None
+        if encoder is not None:
+            t0 = time.perf_counter()
+            init = encode(G, encoder, photos.images[s:s + batch], batch=batch)
+            seconds["encoder"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        chunks.append(invert_latents(G, photos.images[s:s + batch], y, perceptual, cfg, mean, label,
+                                     init=init))
+        seconds["search"] += time.perf_counter() - t0
     latents = torch.cat(chunks)
     rows, renders = measure(G, latents, photos.images, photos.labels, perceptual, batch)
     final = G
     if cfg.finetune_steps:
+        t0 = time.perf_counter()
         final = tune_generator(G, latents, photos.images, photos.labels, perceptual, cfg, batch, progress)
+        seconds["tuning"] = time.perf_counter() - t0
         tuned_rows, renders = measure(final, latents, photos.images, photos.labels, perceptual, batch)
         rows = [{**t, **{f"{k}_before_tuning": v for k, v in r.items()}} for r, t in zip(rows, tuned_rows)]
         save_checkpoint(out / "generator.safetensors", G.config, g_ema=final,
@@ -272,13 +307,13 @@ def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLik
     inputs = V.to_uint8(photos.images)
     given = None if photos.labels is None else V.colorize(photos.labels)
     for i, stem in enumerate(photos.stems):
-        path = out / "latent" / f"{stem}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, latents[i].cpu().numpy().astype(np.float32))
+        save_npy(latents[i].cpu().numpy().astype(np.float32), out / "latent" / f"{stem}.npy")
         V.save_png(recon_figure(inputs[i], rgb[i], masks[i], None if given is None else given[i]),
                    out / "recon" / f"{stem}.png")
     metrics = {"perceptual": getattr(perceptual, "name", type(perceptual).__name__),
                "mask_guidance": photos.labels is not None, "config": asdict(cfg), "source": source,
+               "encoder": None if encoder is None else {"path": encoder_source, "iters": encoder.cfg.iters},
+               "seconds": seconds, "seconds_per_image": {k: v / n for k, v in seconds.items()},
                "images": {stem: row for stem, row in zip(photos.stems, rows)}, "mean": _mean_row(rows)}
     if cfg.finetune_steps:
         metrics["generator"] = str(out / "generator.safetensors")

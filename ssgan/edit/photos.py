@@ -25,13 +25,15 @@ from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError
 @dataclass
 class Photos:
     """Targets: ``images`` (N, 3, S, S) in [−1, 1], ``labels`` (N, S, S) int64 or None, the file
-    ``stems`` (output names), the ``files`` and any ``notes`` (resized inputs)."""
+    ``stems`` (output names), the ``files``, any ``notes`` (resized inputs) and, when read with
+    ``skip_bad``, the one-line ``errors`` of the files left out."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     stems: list[str]
     files: list[Path]
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -62,16 +64,37 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def check_colour(im: Image.Image, path: Path) -> None:
+    """Refuse what the RGB generator cannot be asked to match: greyscale images (the reconstruction
+    would be judged against grey) and images with transparent pixels (what lies behind them is
+    undefined). Raises DatasetError naming the file and the fix."""
+    if im.mode in GREY_MODES or (im.mode == "P" and im.palette is not None and im.palette.mode == "L"):
+        raise DatasetError(f"image {path} is greyscale (mode {im.mode}) but the generator paints RGB; "
+                           f"save it as an RGB image to invert it anyway")
+    if im.mode in ("RGBA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        alpha = np.asarray(im.convert("RGBA"))[..., 3]
+        if int(alpha.min()) < 255:
+            raise DatasetError(f"image {path} has transparent pixels ({int((alpha < 255).sum())} of them); "
+                               f"flatten it onto a background (e.g. save it as JPEG or RGB PNG)")
+
+
 def read_photo(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """(size, size, 3) uint8 RGB of the image file and its original (width, height)."""
+    """(size, size, 3) uint8 RGB of the image file and its original (width, height); greyscale or
+    transparent images are refused (:func:`check_colour`)."""
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)  # phone photos: apply the EXIF orientation
             original = im.size
+            check_colour(im, path)
             im = im.convert("RGB")
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(im), original
+    except DatasetError:
+        raise
     except PIL_ERRORS as e:
         raise DatasetError(f"cannot read image {path}: {e} (re-export it as PNG or JPEG)") from None
 
@@ -104,20 +127,35 @@ def read_label(path: Path, image: Path, image_size: tuple[int, int], size: int, 
 
 
 def load_photos(inputs: Sequence[str | os.PathLike], size: int, seg_dim: int,
-                labels: str | os.PathLike | None = None) -> Photos:
-    """Read every image named by ``inputs`` (and its label from the folder ``labels``) at ``size``."""
+                labels: str | os.PathLike | None = None, skip_bad: bool = False) -> Photos:
+    """Read every image named by ``inputs`` (and its label from the folder ``labels``) at ``size``.
+
+    A file that cannot be used raises DatasetError; with ``skip_bad`` it is left out instead and
+    its one-line message goes to ``errors`` (DatasetError only when no image is usable)."""
     files = find_images(inputs)
     label_dir = None if labels is None else Path(labels)
     if label_dir is not None and not label_dir.is_dir():
         raise DatasetError(f"label folder {label_dir} does not exist; pass the folder of <stem>.png labels")
-    images, maps, notes = [], [], []
+    images, maps, notes, kept, errors = [], [], [], [], []
     for f in files:
-        image, original = read_photo(f, size)
+        try:
+            image, original = read_photo(f, size)
+            label = (None if label_dir is None
+                     else read_label(label_dir / f"{f.stem}.png", f, original, size, seg_dim))
+        except DatasetError as e:
+            if not skip_bad:
+                raise
+            errors.append(str(e))
+            continue
         if original != (size, size):
             notes.append(f"note: {f} is {original[0]}x{original[1]}; resized to {size}x{size} for this model")
         images.append(image)
-        if label_dir is not None:
-            maps.append(read_label(label_dir / f"{f.stem}.png", f, original, size, seg_dim))
+        kept.append(f)
+        if label is not None:
+            maps.append(label)
+    if not images:
+        raise DatasetError(errors[0] if len(errors) == 1 else
+                           f"none of the {len(files)} images can be used: " + "; ".join(errors))
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
     y = torch.from_numpy(np.stack(maps)).long() if maps else None
-    return Photos(x, y, [f.stem for f in files], files, notes)
+    return Photos(x, y, [f.stem for f in kept], kept, notes, errors)
