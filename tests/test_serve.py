@@ -436,3 +436,38 @@ def test_every_testid_is_in_the_readme():
     section = readme[readme.index("## Interactive editor"):readme.index("## Layout")]
     listed = set(re.findall(r"`([a-z<>-]+)`", section[section.index("Stable `data-testid`s"):]))
     assert len(ids) >= 40 and ids <= listed, sorted(ids - listed)
+
+
+
+def test_serve_encoder_flag(tmp_path, capsys):
+    """``ssgan serve --encoder ENC``: an upload is answered by the encoder (its codes, no search); an
+    encoder trained for another generator is a one-line error."""
+    from ssgan.edit.encoder import LatentEncoder, encode, load_encoder, save_encoder
+
+    G = ssgan.SemanticGenerator(CFG).eval()
+    ck = ssgan.save_checkpoint(tmp_path / "g.safetensors", CFG, g_ema=G)
+    torch.manual_seed(3)
+    enc = save_encoder(tmp_path / "enc.safetensors", LatentEncoder.from_generator(G), G)
+    other = save_encoder(tmp_path / "other.safetensors", LatentEncoder.from_generator(G),
+                         ssgan.SemanticGenerator(CFG))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", str(ck), "--encoder", str(other), "--device", "cpu"])
+    assert info.value.code == 2 and "another generator" in capsys.readouterr().err
+
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser)
+    args = parser.parse_args([str(ck), "--encoder", str(enc), "--device", "cpu"])
+    editor = commands.build(args).state.editor
+    sid = editor.new_session()["session"]
+    buf = io.BytesIO()
+    Image.new("RGB", (CFG.size, CFG.size), (200, 120, 90)).save(buf, format="PNG")
+    editor.start_inversion(sid, buf.getvalue(), "me.png", 2000)  # a 2000-step search would take minutes
+    end = time.monotonic() + 60
+    while editor.job(sid)["job"]["status"] == "running" and time.monotonic() < end:
+        time.sleep(0.02)
+    assert editor.job(sid)["job"]["status"] == "done"
+    image = torch.tensor([200.0, 120.0, 90.0]).div(127.5).sub(1).view(1, 3, 1, 1)
+    image = image.expand(1, 3, CFG.size, CFG.size)
+    with torch.no_grad():
+        want = encode(G, load_encoder(enc, G)[0], image)
+    torch.testing.assert_close(editor.sessions.get(sid).current.latent, want, rtol=1e-5, atol=1e-5)

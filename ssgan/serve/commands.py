@@ -24,6 +24,9 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     A.add_generator(q)
     A.add_device(q)
     A.add_truncation(q)
+    q.add_argument("--encoder", metavar="ENC",
+                   help="an `ssgan encoder train` file: uploads are inverted by the encoder (milliseconds) "
+                        "instead of the latent search")
     q.add_argument("--host", default="127.0.0.1",
                    help="address to bind; anything but 127.0.0.1/localhost exposes the editor (a warning)")
     q.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
@@ -63,9 +66,21 @@ def build(args: argparse.Namespace) -> Any:
             directions = load_directions(args.directions, cfg.n_latent, cfg.style_dim)
         except ValueError as e:
             raise A.CLIError(str(e)) from None
+    encoder = None
+    if args.encoder:
+        from ssgan.edit.encoder import EncoderError, encode, load_encoder
+
+        try:
+            model, _ = load_encoder(args.encoder, G)
+        except EncoderError as e:
+            raise A.CLIError(str(e)) from None
+
+        def encoder(image: torch.Tensor) -> torch.Tensor:
+            return encode(G, model, image)
+
     limits = Limits(max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                     invert_steps=args.invert_steps)
-    return create_app(Engine(G, classes, directions, args.truncation), limits)
+    return create_app(Engine(G, classes, directions, args.truncation, encoder=encoder), limits)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
