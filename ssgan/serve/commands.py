@@ -26,7 +26,7 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     A.add_truncation(q)
     q.add_argument("--encoder", metavar="ENC",
                    help="an `ssgan encoder train` file: uploads are inverted by the encoder (milliseconds) "
-                        "instead of the latent search")
+                        "instead of the latent search (default: none, the search)")
     q.add_argument("--host", default="127.0.0.1",
                    help="address to bind; anything but 127.0.0.1/localhost exposes the editor (a warning)")
     q.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
