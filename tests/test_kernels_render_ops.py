@@ -25,7 +25,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssgan.kernels import bias_act, bias_act_reference, upfirdn2d, upfirdn2d_reference, use_backend
+from ssgan.kernels import (
+    TritonUnavailable,
+    bias_act,
+    bias_act_reference,
+    upfirdn2d,
+    upfirdn2d_reference,
+    use_backend,
+)
 
 # CPU tensors under the interpreter; with a GPU the same tests run the compiled kernels on CUDA
 # tensors (factory functions default to this device inside every test, see _on_device).
@@ -41,7 +48,7 @@ def _on_device(monkeypatch):
 
 
 _ALLOW_FALLBACK = {"test_bias_act_reference_backend_is_the_reference",
-                   "test_upfirdn2d_trainable_kernel_uses_reference"}
+                   "test_upfirdn2d_trainable_kernel_is_not_covered"}
 
 
 @pytest.fixture(autouse=True)
@@ -262,10 +269,14 @@ def test_upfirdn2d_gradgradcheck(up, down, pad):
         assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
 
 
-def test_upfirdn2d_trainable_kernel_uses_reference():
+def test_upfirdn2d_trainable_kernel_is_not_covered():
+    """A filter that requires grad is outside the kernels (they treat it as a constant): a forced
+    triton backend refuses it (backend.py's fallback rule), the reference differentiates it."""
     x = torch.randn(1, 2, 5, 5)
     k = blur_kernel().requires_grad_()
-    with use_backend("triton"):
+    with use_backend("triton"), pytest.raises(TritonUnavailable, match="filter requires grad"):
+        upfirdn2d(x, k, pad=(1, 2))
+    with use_backend("reference"):
         y = upfirdn2d(x, k, pad=(1, 2))
     (gk,) = torch.autograd.grad(y.sum(), k)
     (gk_ref,) = torch.autograd.grad(upfirdn2d_reference(x, k, pad=(1, 2)).sum(), k)
