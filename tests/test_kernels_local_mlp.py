@@ -172,6 +172,7 @@ class _Counter:
 
 
 @pytest.mark.parametrize("B,K,L,P,depth_layer,shared_x", [(1, 2, 2, 5, 1, False), (2, 1, 2, 3, 2, True)])
+@pytest.mark.slow
 def test_gradgradcheck_float64(monkeypatch, B, K, L, P, depth_layer, shared_x):
     """First-order grads from the fp64 kernels, second-order through the reference maths."""
     fwd = _Counter(local_mlp._forward_triton)
@@ -210,6 +211,7 @@ def test_double_backward_with_detach_matches_reference():
         assert_scaled_close(t, r, 1e-10, f"second-order grad {i}")
 
 
+@pytest.mark.slow
 def test_compile_fullgraph(monkeypatch):
     torch._dynamo.reset()
     bwd = _Counter(local_mlp._backward_triton)
