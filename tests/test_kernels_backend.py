@@ -51,14 +51,15 @@ def test_unknown_op_is_an_error():
 
 def test_uncovered_inputs_default_falls_back_forced_raises(monkeypatch):
     """Inputs outside the kernels (a negative gain, a trainable filter): under the default choice on
-    a device Triton runs on (simulated: the interpreter is on, and the default is made to pick
-    triton as it does for CUDA tensors) the reference result; forced, the reason."""
+    a device Triton runs on (a GPU, or the interpreter on CPU with the default made to pick triton
+    as it does for CUDA tensors) the reference result; forced, the reason."""
     monkeypatch.delenv("SSGAN_BACKEND", raising=False)
-    x, k = torch.randn(2, 3, 4, 4), torch.ones(2, 2).requires_grad_()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x, k = torch.randn(2, 3, 4, 4, device=device), torch.ones(2, 2, device=device).requires_grad_()
     cases = [(lambda: bias_act(x, gain=-1.0), lambda: bias_act_reference(x, gain=-1.0), "gain -1.0"),
              (lambda: upfirdn2d(x, k), lambda: upfirdn2d_reference(x, k), "filter requires grad")]
     monkeypatch.setattr(backend, "backend_for", lambda t, op=None: "triton")
-    assert interpreting()  # conftest: no GPU here, so the kernels could run on CPU tensors
+    assert x.is_cuda or interpreting()  # conftest: without a GPU the kernels run on CPU tensors
     for op, ref, why in cases:
         torch.testing.assert_close(op(), ref(), rtol=0, atol=0)
         with use_backend("triton"), pytest.raises(TritonUnavailable, match=why):
