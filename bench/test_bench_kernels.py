@@ -1,11 +1,13 @@
 """pytest-benchmark version of ``python -m bench.kernels`` (same cases, same inputs).
 
 Run on a GPU: ``pytest bench/test_bench_kernels.py --benchmark-only`` (add
-``--benchmark-json=out.json`` to keep the numbers). Shapes: the paper configuration, overridable
+``--benchmark-json=out.json`` to keep the numbers). Not part of the suite (pyproject's testpaths is
+``tests``): it is collected only when named. Shapes: the paper configuration, overridable
 with SSGAN_BENCH_BATCH / SSGAN_BENCH_SIZE. Skipped without CUDA. Before any timing, a module
 fixture checks the triton outputs and gradients against the reference (as ``--check`` does).
 Each round is one call followed by ``torch.cuda.synchronize()``; ``extra_info`` carries the
-GFLOP count and the achieved TFLOP/s.
+GFLOP count and the achieved TFLOP/s, which must not exceed the device's dense peak (a timing
+that fast missed the GPU work).
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ def test_bench(benchmark, cases, name, variant):
     benchmark.extra_info.update({"gflop": gflop, "config": CFG.record(VARIANTS[variant][1]),
                                  "backend": VARIANTS[variant][0]})
     benchmark.pedantic(run, rounds=30, warmup_rounds=5, iterations=1)
+    if benchmark.disabled:  # --benchmark-disable: one untimed call, nothing to check
+        return
     median_s = benchmark.stats.stats.median
-    if median_s > 0:
-        benchmark.extra_info["tflops"] = gflop / median_s / 1e3
+    assert median_s > 0, "a round took no time: the timer measured nothing"
+    tflops = gflop / median_s / 1e3
+    benchmark.extra_info["tflops"] = tflops
+    # faster than the hardware's dense peak means the rounds did not wait for the GPU work
+    peak = bk.device_peak(torch.cuda.get_device_name()).get(VARIANTS[variant][1])
+    if peak:
+        assert tflops <= peak, f"{tflops:.0f} TFLOP/s > the {peak:.0f} TFLOP/s peak: the timing missed work"

@@ -114,6 +114,7 @@ def test_every_config_field_has_a_flag(tmp_path):
 
 
 # ----- training from flags and from classes.json ------------------------------------------------
+@pytest.mark.slow
 def test_train_from_flags_alone(run_flags):
     ck = load_checkpoint(_ckpt(run_flags))
     assert ck.step == 2
@@ -124,6 +125,7 @@ def test_train_from_flags_alone(run_flags):
     assert ck.g_ema.synthesize(ck.g_ema.mix_styles([ck.g_ema.mapping(torch.randn(1, 128))])).seg.shape[1] == 8
 
 
+@pytest.mark.slow
 def test_train_from_classes_json(run_named):
     ck = load_checkpoint(_ckpt(run_named))
     assert (ck.config.seg_dim, ck.config.transparent_dims) == (8, (4,))
@@ -131,6 +133,7 @@ def test_train_from_classes_json(run_named):
     assert ck.classes.palette()[7].tolist() == [255, 0, 0]
 
 
+@pytest.mark.slow
 def test_generate_and_mix_take_names(run_named, tmp_path, capsys):
     ckpt = str(_ckpt(run_named))
     assert cli(["generate", ckpt, "--outdir", str(tmp_path / "g"), "-n", "2", "--device", "cpu",
@@ -151,6 +154,7 @@ def test_generate_and_mix_take_names(run_named, tmp_path, capsys):
     assert "unknown class 'hair'" in err and "7 disc" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_contradictions_are_one_line_errors(named8, run_flags, data8, tmp_path, capsys):
     # classes.json says 8 classes, the flag 9
     assert train.main(["--data", str(named8), "--seg-dim", "9", "--out", str(tmp_path / "a"), *RUN]) == 2

@@ -85,6 +85,7 @@ def test_step_runner_runs_and_counts_flops():
     assert any(not torch.equal(a, b) for a, b in zip(before, runner.D.parameters(), strict=True))
 
 
+@pytest.mark.slow
 def test_developer_smoke_run(tmp_path, capsys):
     out = tmp_path / "dev.json"
     assert BT.main(["--device", "cpu", "--preset", "tiny", "--steps", "1", "--warmup", "1",

@@ -266,23 +266,18 @@ def test_error_label_value_too_large(tmp_path):
     assert "a.png holds class 14" in msg and "seg_dim=13" in msg and "0..12" in msg and "--seg-dim" in msg
 
 
-def test_error_label_not_single_channel(tmp_path):
+@pytest.mark.parametrize("label,message,short", [
+    (_rgb(8, 8), r"label .*a\.png has mode RGB .*single-channel", "mode RGB"),
+    (_lab(8, 6), r"image .*a\.png is 8x8 but its label .*a\.png is 6x8", "is 6x8"),
+], ids=["label-not-single-channel", "image-label-shape-mismatch"])
+def test_error_bad_label_when_opened_and_when_read(tmp_path, label, message, short):
+    """A bad label stops the dataset when it is opened and, with verify=False, when it is read."""
     _save(tmp_path / "images" / "a.png", _rgb(8, 8))
-    _save(tmp_path / "labels" / "a.png", _rgb(8, 8))
-    with pytest.raises(DatasetError, match=r"label .*a\.png has mode RGB .*single-channel"):
+    _save(tmp_path / "labels" / "a.png", label)
+    with pytest.raises(DatasetError, match=message):
         FolderDataset(tmp_path / "images", tmp_path / "labels", 8, 5)
     ds = FolderDataset(tmp_path / "images", tmp_path / "labels", 8, 5, verify=False)
-    with pytest.raises(DatasetError, match="mode RGB"):
-        ds[0]
-
-
-def test_error_image_label_shape_mismatch(tmp_path):
-    _save(tmp_path / "images" / "a.png", _rgb(8, 8))
-    _save(tmp_path / "labels" / "a.png", _lab(8, 6))
-    with pytest.raises(DatasetError, match=r"image .*a\.png is 8x8 but its label .*a\.png is 6x8"):
-        FolderDataset(tmp_path / "images", tmp_path / "labels", 8, 5)
-    ds = FolderDataset(tmp_path / "images", tmp_path / "labels", 8, 5, verify=False)
-    with pytest.raises(DatasetError, match="is 6x8"):
+    with pytest.raises(DatasetError, match=short):
         ds[0]
 
 

@@ -61,6 +61,7 @@ def fresh_dynamo():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compiled_steps_fullgraph_no_recompiles(fresh_dynamo):
     """Reference backend here; the Triton backend is compiled (fullgraph, two graphs) in
     :func:`test_full_iteration_triton_matches_reference`: its ops are opaque custom ops, so the
@@ -90,6 +91,7 @@ def test_compiled_steps_fullgraph_no_recompiles(fresh_dynamo):
     assert graphs == [2] * iters
 
 
+@pytest.mark.slow
 def test_compiled_steps_match_eager():
     """aot_eager runs the same ops as eager: the compiled step reproduces the eager losses and
     parameter updates (mixed batch, seg branch, mask loss)."""
@@ -133,6 +135,7 @@ def test_mixing_inputs_reproduce_generate():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bf16_autocast_step_fp32_losses_and_weights(fresh_dynamo):
     G, D, _, real, mask = build(TINY, 4)
     tc = T.TrainConfig()
@@ -306,6 +309,7 @@ def full_iteration(backend, compile_):
     return out, grads, params
 
 
+@pytest.mark.slow
 def test_full_iteration_triton_matches_reference(fresh_dynamo):
     """Tolerances: the Triton kernels compute in fp32 with IEEE dots (no TF32), so they differ from
     the reference matmuls / convolutions by summation order only: ~1e-6 relative per op, a few

@@ -42,12 +42,14 @@ def round_trip():
     return G, tuned, {name: I._mean_row(rows) for name, rows in scores.items()}
 
 
+@pytest.mark.slow
 def test_reconstruction_beats_mean_latent(round_trip):
     _, _, s = round_trip
     assert s["plain"]["psnr"] >= s["start"]["psnr"] + 6  # measured: 23.6 dB -> 32.7 dB
     assert s["plain"]["psnr"] >= 30 and s["plain"]["ms_ssim"] >= 0.9
 
 
+@pytest.mark.slow
 def test_mask_guidance_improves_masks(round_trip):
     _, _, s = round_trip
     assert s["guided"]["mask_accuracy"] >= 0.76  # measured 0.774; plain 0.730; start 0.545
@@ -56,6 +58,7 @@ def test_mask_guidance_improves_masks(round_trip):
     assert s["guided"]["psnr"] >= 28
 
 
+@pytest.mark.slow
 def test_generator_tuning_improves_psnr(round_trip):
     G, tuned, s = round_trip
     assert s["tuned"]["psnr"] >= s["plain"]["psnr"] + 0.4  # measured +0.76 dB
@@ -106,6 +109,7 @@ def test_direction_recovers_planted_hyperplane():
         Dn.fit_direction(w[:5], np.ones(5), CFG)
 
 
+@pytest.mark.slow
 def test_edit_moves_only_chosen_classes(round_trip):
     G = round_trip[0]
     latent = E.sample_latents(G, 1, seed=5)

@@ -51,6 +51,7 @@ def inverted(converted):
     return d, d / "out"
 
 
+@pytest.mark.slow
 def test_invert_outputs(inverted, capsys):
     d, out = inverted
     for i in range(3):
@@ -76,6 +77,7 @@ def test_invert_outputs(inverted, capsys):
                           _png(out / "recon" / "face1.png")[:, 130:258])
 
 
+@pytest.mark.slow
 def test_inverted_latents_feed_mix_and_components(inverted, tmp_path, capsys):
     d, out = inverted
     assert main(["mix", str(d / "conv.safetensors"), "--source", str(out / "latent" / "face0.npy"),
@@ -95,6 +97,7 @@ def test_inverted_latents_feed_mix_and_components(inverted, tmp_path, capsys):
     assert "style_dim" in line
 
 
+@pytest.mark.slow
 def test_direction_and_edit(inverted, tmp_path, capsys):
     d, out = inverted
     csv = tmp_path / "attrs.csv"
@@ -132,6 +135,7 @@ def test_direction_and_edit(inverted, tmp_path, capsys):
                                                  "--device", "cpu"], capsys)
 
 
+@pytest.mark.slow
 def test_invert_bad_input(converted, tmp_path, capsys):
     d = converted
     ck = str(d / "conv.safetensors")
@@ -163,6 +167,7 @@ def test_invert_bad_input(converted, tmp_path, capsys):
     assert "big.png is 24x24; resized to 16x16" in err
 
 
+@pytest.mark.slow
 def test_invert_and_edit_a_train_py_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     assert train.main(["--preset", "tiny", "--batch", "2", "--length", "4", "--steps", "1", "--device", "cpu",

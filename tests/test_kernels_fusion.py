@@ -146,6 +146,7 @@ def test_fusion_weights_vjp_matches_autograd(mask, transparent):
     torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_gradcheck_and_gradgradcheck_float64():
     # First order: the Triton forward (finite differences) against the Triton backward. Second
     # order: finite differences of the Triton backward against the reference double backward.
@@ -181,6 +182,7 @@ def test_double_backward_matches_reference():
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_torch_compile_fullgraph():
     B, K, C, F, P = 2, 3, 16, 24, 37
     h, depth, weight, bias, cm, t = _inputs(B, K, C, F, P, torch.float32, "zeros", True)
@@ -249,6 +251,7 @@ for dt in ("bf16", "fp32"):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU tests compile the kernels")
+@pytest.mark.slow
 def test_kernels_compile_for_sm90_without_gpu():
     # Without a GPU the tests above run the interpreter, which never lowers the kernels. Compile
     # them ahead of time for an H100 (sm_90) at paper-shape specialisation: bf16 must lower to

@@ -345,6 +345,7 @@ def test_inception_bad_files_are_one_line_errors(tmp_path, monkeypatch):
         I.load_inception(tmp_path / "missing.pth")
 
 
+@pytest.mark.slow
 def test_fid_kid_with_fid_helper_weights(tiny_g, helper_nets):
     """FID and KID of 2 generated vs 2 built-in images through the loaded extractor (the command
     line test in test_metrics_training.py goes through compute() and the weights' discovery)."""

@@ -51,6 +51,7 @@ def _builtin(cfg):
     return open_dataset(None, None, None, cfg.size, cfg.seg_dim, length=16)
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_jsonl_and_best_checkpoints(run_with_metrics):
     out = run_with_metrics
     recs = records(out)
@@ -76,6 +77,7 @@ def test_train_writes_metrics_jsonl_and_best_checkpoints(run_with_metrics):
     assert again["metrics"]["maskfd8"] == pytest.approx(best["value"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_keeps_metrics_and_best(run_with_metrics, tmp_path):
     out = tmp_path / "run"
     subprocess.run(["cp", "-r", str(run_with_metrics), str(out)], check=True)
@@ -85,6 +87,7 @@ def test_resume_keeps_metrics_and_best(run_with_metrics, tmp_path):
     assert steps == [2, 2, 2, 4, 4, 4, 5, 5, 5, 6, 6, 6]
 
 
+@pytest.mark.slow
 def test_metrics_do_not_change_training(run_with_metrics, tmp_path):
     out = tmp_path / "plain"
     assert train.main([*BASE, "--metrics", "none", "--steps", "4", "--ckpt-every", "2",
@@ -123,6 +126,7 @@ def test_ddp_metrics_split_and_gathered(tmp_path):
     assert single["maskiou16"] == pytest.approx(recs[1]["value"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_metrics_on_a_trained_checkpoint(run_with_metrics, tmp_path, capsys):
     ckpt = run_with_metrics / "checkpoints" / "0000004.safetensors"
     names = "maskfd8,maskfreq8,maskiou8" + (",fid2,kid2" if default_weights() is not None else "")
@@ -150,6 +154,7 @@ def test_cli_metrics_on_a_trained_checkpoint(run_with_metrics, tmp_path, capsys)
     (["--metrics", "fid8k_ful"], "unknown metric"),
     (["--metrics", "maskfd8", "--batch", "0"], "--batch must be >= 1"),
 ])
+@pytest.mark.slow
 def test_cli_metrics_bad_input(run_with_metrics, tmp_path, capsys, extra, message):
     export_synthetic(tmp_path / "small", 2, 16)
     export_synthetic(tmp_path / "ok", 2, 32)

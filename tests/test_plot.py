@@ -38,6 +38,7 @@ def fake_run(folder: Path, n: int = 30, scale: float = 1.0, metrics: bool = Fals
     return folder
 
 
+@pytest.mark.slow
 def test_train_writes_and_redraws_curves_and_tensorboard(tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")  # a dev extra: installed in CI
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

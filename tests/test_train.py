@@ -42,6 +42,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_short_run_writes_everything(tmp_path):
     out = tmp_path / "run"
     assert run(out, "--steps", "4", "--log-every", "3", "--sample-every", "2", "--ckpt-every", "2",
@@ -77,6 +78,7 @@ def test_short_run_writes_everything(tmp_path):
     assert run(out, "--steps", "4", "--resume", "never") == 2
 
 
+@pytest.mark.slow
 def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, capsys):
     extra = ["--steps", "6", "--log-every", "1", "--ckpt-every", "100", "--sample-every", "100",
              "--mixing", "0.5", "--hflip"]
@@ -257,6 +259,7 @@ def test_bad_hyper_parameters_one_line_error(tmp_path, capsys, flags, message):
     assert not (tmp_path / "x" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_resume_with_other_flags(tmp_path, capsys):
     out = tmp_path / "run"
     assert run(out, "--steps", "1") == 0
@@ -273,6 +276,7 @@ def test_resume_with_other_flags(tmp_path, capsys):
     assert tuple(group["betas"]) == pytest.approx((0.5 ** r, 0.9 ** r))
 
 
+@pytest.mark.slow
 def test_ema_rampup_g_ema_follows_g_early(tmp_path, capsys):
     """With the ramp-up (the default) G-EMA is close to G after 30 steps; with the official fixed
     decay (--ema-rampup 0) it still holds most of the random initial weights. G is the same."""

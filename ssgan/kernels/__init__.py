@@ -2,16 +2,27 @@
 
 Public ops (dispatching on :mod:`.backend`): :func:`grouped_mlp`, :func:`fuse`, :func:`bias_act`,
 :func:`upfirdn2d`; plus :func:`modulated_weights` and :func:`fusion_weights`, the shared maths.
+
+Every op's file reads in one order: the public entry point and its docstring, the reference
+(``*_reference``, the mathematical truth, plain PyTorch), the Triton kernels, then the launchers
+and the ``torch.library`` custom op(s) with their fake functions and autograd.
+
+Triton is optional: ``import ssgan`` and every op work without it (reference maths only).
+The fallback rule, one for all ops (:func:`.backend.runs_triton`): the Triton kernels run only
+where they can — Triton installed, a CUDA tensor or Triton's interpreter (``TRITON_INTERPRET=1``),
+inputs the op's kernels cover. Elsewhere the default choice takes the reference maths silently,
+and a forced ``triton`` (``SSGAN_BACKEND=triton``, :func:`set_backend`, :func:`use_backend`) raises
+:class:`TritonUnavailable` naming the op and the reason.
 """
 
-from .backend import BACKENDS, backend_for, set_backend, use_backend
+from .backend import BACKENDS, TritonUnavailable, backend_for, interpreting, set_backend, use_backend
 from .bias_act import bias_act, bias_act_reference
 from .fusion import fuse, fuse_reference, fusion_weights
 from .local_mlp import grouped_mlp, grouped_mlp_reference, modulated_weights
 from .upfirdn2d import upfirdn2d, upfirdn2d_reference
 
 __all__ = [
-    "BACKENDS", "backend_for", "set_backend", "use_backend",
+    "BACKENDS", "TritonUnavailable", "backend_for", "interpreting", "set_backend", "use_backend",
     "bias_act", "bias_act_reference",
     "fuse", "fuse_reference", "fusion_weights",
     "grouped_mlp", "grouped_mlp_reference", "modulated_weights",

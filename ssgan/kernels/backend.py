@@ -1,10 +1,24 @@
-"""Which implementation an op runs: ``reference`` (plain PyTorch) or ``triton``.
+"""Which implementation an op runs: ``reference`` (plain PyTorch) or ``triton``, and whether Triton
+can run at all.
 
 The choice is read at call time, in this order: the Python override (:func:`set_backend` /
 :func:`use_backend`, for every op or only for the ops named in ``ops``: ``bias_act``, ``fuse``,
 ``grouped_mlp``, ``upfirdn2d``), the environment variable ``SSGAN_BACKEND``, then the default —
-``triton`` for CUDA tensors, ``reference`` otherwise. With ``TRITON_INTERPRET=1`` and ``SSGAN_BACKEND=triton``
-the Triton kernels run on CPU tensors through Triton's interpreter (how CI tests them).
+``triton`` for CUDA tensors when Triton is installed, ``reference`` otherwise.
+
+Fallback rule (the same for every op, applied by :func:`runs_triton`). The Triton kernels run
+only where they can: Triton is installed, the tensor is on a CUDA device or Triton's interpreter
+is on (:func:`interpreting`), and the op's kernels cover the inputs (each op's docstring lists
+what they do not cover). Elsewhere
+
+* the default choice takes the reference maths, silently (``import ssgan`` and every op work
+  without Triton, e.g. on macOS: reference only);
+* a forced ``triton`` (``SSGAN_BACKEND=triton``, :func:`set_backend` / :func:`use_backend`) is a
+  :class:`TritonUnavailable` error naming the op and the reason: never a silent substitute.
+
+Triton's interpreter (``TRITON_INTERPRET=1``, how CI tests the kernels on CPU tensors) is read
+once, here, the way Triton reads it, when ``ssgan.kernels`` is imported: that is when
+``triton.jit`` decides whether the kernels are compiled or interpreted.
 """
 
 from __future__ import annotations
@@ -15,10 +29,38 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
+try:  # optional: without it only the reference maths run
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = tl = None
+
 BACKENDS = ("reference", "triton")
 OPS = ("bias_act", "fuse", "grouped_mlp", "upfirdn2d")
 _override: str | None = None
 _override_ops: frozenset[str] | None = None  # None: the override applies to every op
+
+
+def _interpret_flag() -> bool:
+    if triton is None:
+        return False
+    knobs = getattr(triton, "knobs", None)  # Triton >= 3.4 parses the variable itself
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+_INTERPRET = _interpret_flag()
+
+
+class TritonUnavailable(RuntimeError):
+    """The ``triton`` backend was forced for an op whose Triton kernels cannot run here."""
+
+
+def interpreting() -> bool:
+    """Whether the Triton kernels run under Triton's interpreter (``TRITON_INTERPRET``, read when
+    ``ssgan.kernels`` was imported). False without Triton."""
+    return _INTERPRET
 
 
 def _check(name: str) -> str:
@@ -52,11 +94,44 @@ def use_backend(name: str | None, ops: Iterable[str] | None = None) -> Iterator[
         _override, _override_ops = previous
 
 
-def backend_for(t: torch.Tensor, op: str | None = None) -> str:
-    """The backend op ``op`` (one of :data:`OPS`) runs with right now on tensor ``t``."""
+def _forced(op: str | None) -> str | None:
+    """The backend forced for ``op`` by the override or ``SSGAN_BACKEND``; None: not forced."""
     if _override is not None and (_override_ops is None or op in _override_ops):
         return _override
     env = os.environ.get("SSGAN_BACKEND")
-    if env:
-        return _check(env)
-    return "triton" if t.is_cuda else "reference"
+    return _check(env) if env else None
+
+
+def backend_for(t: torch.Tensor, op: str | None = None) -> str:
+    """The backend op ``op`` (one of :data:`OPS`) is set to run with right now on tensor ``t``
+    (before the fallback rule of :func:`runs_triton`)."""
+    forced = _forced(op)
+    if forced is not None:
+        return forced
+    return "triton" if t.is_cuda and triton is not None else "reference"
+
+
+def _cannot_run(t: torch.Tensor) -> str | None:
+    """Why no Triton kernel can run on ``t`` here; None when one can."""
+    if triton is None:
+        return "Triton is not installed (pip install triton; it ships for Linux)"
+    if not (t.is_cuda or _INTERPRET):
+        return (f"the tensor is on {t.device.type}: Triton kernels need CUDA tensors, or Triton's "
+                "interpreter (TRITON_INTERPRET=1 set before ssgan is imported)")
+    return None
+
+
+def runs_triton(op: str, t: torch.Tensor, uncovered: str | None = None) -> bool:
+    """Whether ``op`` runs its Triton kernels on ``t`` (the fallback rule in the module docstring):
+    False means the reference maths. ``uncovered``: why the op's kernels do not cover these
+    inputs, None if they do. Raises :class:`TritonUnavailable` when ``triton`` was forced and
+    cannot run."""
+    if backend_for(t, op) == "reference":
+        return False
+    why = _cannot_run(t) or uncovered
+    if why is None:
+        return True
+    if _forced(op) == "triton":
+        raise TritonUnavailable(f"ssgan.kernels.{op}: the triton backend was forced (SSGAN_BACKEND or "
+                                f"set_backend/use_backend) but {why}; use the reference backend here")
+    return False

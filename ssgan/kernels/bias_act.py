@@ -18,6 +18,11 @@ whose columns are contiguous, so loads and stores vectorise without runtime stri
 Other strides are made contiguous first (one copy, deliberately). The output has x's layout
 and dtype; arithmetic is in float32 (float64 for float64 inputs).
 
+The kernels cover x with at least 2 dims in float16 / bfloat16 / float32 / float64, gain > 0 and
+negative_slope >= 0, a one-element noise_weight and noise broadcastable to (N, 1, *S); other
+inputs follow the fallback rule of :mod:`.backend` (reference maths, or an error if ``triton``
+was forced).
+
 The forward reads x (+ bias, + noise: 1/C of x) and writes y once. The backward uses only the
 saved output y (gain > 0 and slope >= 0 keep the sign of the pre-activation, so the slope mask
 is ``y > 0``): one kernel reads g and y, writes grad x and per-tile partial sums for grad bias
@@ -28,23 +33,21 @@ again element-wise: d(grad x)/dg is the same slope mask and d/dy is zero almost 
 calls the backward op once more on ``ggx + ggb[c] + ggnw·noise``, so any order is differentiable.
 """
 
+
 from __future__ import annotations
 
 import math
-import os
 import struct
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
 
-from .backend import backend_for
+from .backend import interpreting, runs_triton, tl, triton
 
 SQRT2 = math.sqrt(2.0)
 
 
-def bias_act_reference(
+def bias_act(
     x: torch.Tensor,
     bias: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
@@ -52,6 +55,48 @@ def bias_act_reference(
     negative_slope: float = 0.2,
     gain: float = SQRT2,
 ) -> torch.Tensor:
+    """y = leaky_relu(x + noise_weight · noise + bias[c], negative_slope) · gain, on the backend
+    chosen by :mod:`.backend` (the maths: :func:`bias_act_reference`).
+
+    x: (N, C, ...); bias: (C,) or None; noise: broadcastable to (N, 1, *S) or None; noise_weight:
+    one element or None. The Triton path returns x's dtype (the reference promotes a bf16 x with an
+    fp32 bias to fp32); inputs its kernels do not cover (see the module docstring) follow the
+    fallback rule of :mod:`.backend`."""
+    shape = _noise_shape(x, noise)
+    if not runs_triton("bias_act", x, _uncovered(x, noise, noise_weight, shape, negative_slope, gain)):
+        return bias_act_reference(x, bias, noise, noise_weight, negative_slope, gain)
+    if noise is not None:
+        noise = noise.reshape(shape).expand(x.shape[0], 1, *x.shape[2:])
+    if bias is not None and bias.shape != (x.shape[1],):
+        bias = bias.reshape(x.shape[1])
+    return torch.ops.ssgan.bias_act(x, bias, noise, noise_weight, float(negative_slope), float(gain))
+
+
+def _noise_shape(x: torch.Tensor, noise: torch.Tensor | None) -> tuple[int, ...] | None:
+    """noise's shape left-padded with ones to x's number of dims (None without noise)."""
+    return None if noise is None else (1,) * (x.ndim - noise.ndim) + tuple(noise.shape)
+
+
+def _uncovered(x, noise, noise_weight, shape, negative_slope, gain) -> str | None:
+    """Why the kernels do not cover these inputs (None: they do)."""
+    if x.ndim < 2:
+        return "x needs a channel axis (at least 2 dims)"
+    if not (gain > 0 and negative_slope >= 0):  # the backward reads the slope mask off the sign of y
+        return f"gain {gain} must be > 0 and negative_slope {negative_slope} >= 0"
+    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return f"dtype {x.dtype} is not a float16/bfloat16/float32/float64"
+    if noise is not None:
+        if noise_weight is None or noise_weight.numel() != 1:
+            return "noise needs a one-element noise_weight"
+        if len(shape) != x.ndim or shape[1] != 1 or any(
+                s not in (1, t) for s, t in zip(shape, x.shape, strict=False)):
+            return f"noise {tuple(noise.shape)} does not broadcast to (N, 1, *S) of x {tuple(x.shape)}"
+    return None
+
+
+def bias_act_reference(x: torch.Tensor, bias: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                       noise_weight: torch.Tensor | None = None, negative_slope: float = 0.2,
+                       gain: float = SQRT2) -> torch.Tensor:
     """The op in plain PyTorch (the mathematical truth)."""
     if noise is not None:
         x = x + noise_weight * noise
@@ -65,117 +110,109 @@ def bias_act_reference(
 # ------------------------------------------------------------------------------------------------
 
 _MIN_BLOCK = 1024
-_CONFIGS = [
-    triton.Config({"BLOCK": b}, num_warps=w)
-    for b, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (8192, 8))
-]
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-@triton.jit
-def _tile(R, Q, BQ: tl.constexpr, BLOCK: tl.constexpr, INT64: tl.constexpr):
-    BR: tl.constexpr = BLOCK // BQ
-    pid = tl.program_id(0)
-    n_q = tl.cdiv(Q, BQ)
-    pid_r = pid // n_q
-    pid_q = pid % n_q
-    rows = pid_r * BR + tl.arange(0, BR)
-    cols = pid_q * BQ + tl.arange(0, BQ)
-    if INT64:
-        rows = rows.to(tl.int64)
-    rmask = rows < R
-    cmask = cols < Q
-    offs = rows[:, None] * Q + cols[None, :]
-    return pid, pid_r, pid_q, rows, cols, rmask, cmask, offs
-
-
-@triton.jit
-def _scalars(slope, slope_lo, gain, gain_lo, FP64: tl.constexpr):
-    """Float scalars arrive as float32; in float64 mode hi + lo restores them to ~2^-48."""
-    if FP64:
-        slope = tl.cast(slope, tl.float64) + tl.cast(slope_lo, tl.float64)
-        gain = tl.cast(gain, tl.float64) + tl.cast(gain_lo, tl.float64)
-    return slope, gain
+# Under the interpreter: one fixed, large block (fewer simulated programs), no benchmarking.
+_INTERPRET_BLOCK = 4096
 
 
 def _split(v: float) -> tuple[float, float]:
-    """v as float32 hi + lo (kernel scalars are float32; see :func:`_scalars`)."""
+    """v as float32 hi + lo (kernel scalars are float32; see ``_prologue``)."""
     hi = struct.unpack("f", struct.pack("f", v))[0]
     return hi, struct.unpack("f", struct.pack("f", v - hi))[0]
 
 
-@triton.jit
-def _bias_act_fwd_kernel(
-    x_ptr, b_ptr, n_ptr, nw_ptr, y_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
-    HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
-    INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
-):
-    pid, pid_r, pid_q, rows, cols, rmask, cmask, offs = _tile(R, Q, BQ, BLOCK, INT64)
-    mask = rmask[:, None] & cmask[None, :]
-    if FP64:
-        acc_t: tl.constexpr = tl.float64
-    else:
-        acc_t: tl.constexpr = tl.float32
-    slope, gain = _scalars(slope, slope_lo, gain, gain_lo, FP64)
-    z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_t)
-    if HAS_NOISE:
-        nw = tl.load(nw_ptr).to(acc_t)
+if triton is not None:
+    _CONFIGS = [
+        triton.Config({"BLOCK": b}, num_warps=w)
+        for b, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (8192, 8))
+    ]
+
+    @triton.jit
+    def _prologue(a_ptr, R, Q, slope, slope_lo, gain, gain_lo, FP64: tl.constexpr, INT64: tl.constexpr,
+                  BQ: tl.constexpr, BLOCK: tl.constexpr):
+        """This program's [BR, BQ] tile of the [R, Q] matrix (ids, indices, masks, offsets), the
+        float scalars and the tile of ``a_ptr``, both in the accumulator dtype (float64 if FP64,
+        else float32). Float scalars arrive as float32; for float64, hi + lo restores them to
+        ~2^-48 (see ``_split``)."""
+        BR: tl.constexpr = BLOCK // BQ
+        pid = tl.program_id(0)
+        n_q = tl.cdiv(Q, BQ)
+        pid_r = pid // n_q
+        pid_q = pid % n_q
+        rows = pid_r * BR + tl.arange(0, BR)
+        cols = pid_q * BQ + tl.arange(0, BQ)
+        if INT64:
+            rows = rows.to(tl.int64)
+        rmask = rows < R
+        cmask = cols < Q
+        offs = rows[:, None] * Q + cols[None, :]
+        mask = rmask[:, None] & cmask[None, :]
+        if FP64:
+            slope = tl.cast(slope, tl.float64) + tl.cast(slope_lo, tl.float64)
+            gain = tl.cast(gain, tl.float64) + tl.cast(gain_lo, tl.float64)
+        acc_t: tl.constexpr = tl.float64 if FP64 else tl.float32
+        a = tl.load(a_ptr + offs, mask=mask, other=0.0).to(acc_t)
+        return pid, pid_r, pid_q, rows, cols, rmask, cmask, offs, mask, slope, gain, a
+
+    @triton.jit
+    def _noise(n_ptr, rows, cols, rmask, mask, C, P, ACC: tl.constexpr, CL: tl.constexpr):
+        """The tile's noise in ACC: (BR, 1) channels-last (one value a pixel row), else (BR, BQ)."""
         if CL:
-            nz = tl.load(n_ptr + rows, mask=rmask, other=0.0).to(acc_t)[:, None]
+            nz = tl.load(n_ptr + rows, mask=rmask, other=0.0).to(ACC)[:, None]
         else:
-            nz = tl.load(n_ptr + (rows // C)[:, None] * P + cols[None, :], mask=mask, other=0.0).to(acc_t)
-        z = z + nw * nz
-    if HAS_BIAS:
-        if CL:
-            b = tl.load(b_ptr + cols, mask=cmask, other=0.0).to(acc_t)[None, :]
-        else:
-            b = tl.load(b_ptr + rows % C, mask=rmask, other=0.0).to(acc_t)[:, None]
-        z = z + b
-    y = tl.where(z > 0, z, z * slope) * gain
-    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+            nz = tl.load(n_ptr + (rows // C)[:, None] * P + cols[None, :], mask=mask, other=0.0).to(ACC)
+        return nz
+
+    @triton.jit
+    def _bias_act_fwd_kernel(
+        x_ptr, b_ptr, n_ptr, nw_ptr, y_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
+        HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
+        INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        pid, pid_r, pid_q, rows, cols, rmask, cmask, offs, mask, slope, gain, z = _prologue(
+            x_ptr, R, Q, slope, slope_lo, gain, gain_lo, FP64, INT64, BQ, BLOCK)
+        acc_t = z.dtype
+        if HAS_NOISE:
+            z = z + tl.load(nw_ptr).to(acc_t) * _noise(n_ptr, rows, cols, rmask, mask, C, P, acc_t, CL)
+        if HAS_BIAS:
+            if CL:
+                b = tl.load(b_ptr + cols, mask=cmask, other=0.0).to(acc_t)[None, :]
+            else:
+                b = tl.load(b_ptr + rows % C, mask=rmask, other=0.0).to(acc_t)[:, None]
+            z = z + b
+        y = tl.where(z > 0, z, z * slope) * gain
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _bias_act_bwd_kernel(
+        g_ptr, y_ptr, n_ptr, gx_ptr, pb_ptr, pnw_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
+        NEED_GB: tl.constexpr, NEED_GNW: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
+        INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        pid, pid_r, pid_q, rows, cols, rmask, cmask, offs, mask, slope, gain, g = _prologue(
+            g_ptr, R, Q, slope, slope_lo, gain, gain_lo, FP64, INT64, BQ, BLOCK)
+        acc_t = g.dtype
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(acc_t)
+        gx = tl.where(y > 0, g * gain, g * (gain * slope))
+        tl.store(gx_ptr + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+        if NEED_GB:
+            # partial sums of grad bias: one row of the partial buffer per tile of the summed axis
+            if CL:
+                tl.store(pb_ptr + pid_r * Q + cols, tl.sum(gx, axis=0), mask=cmask)
+            else:
+                tl.store(pb_ptr + pid_q * R + rows, tl.sum(gx, axis=1), mask=rmask)
+        if NEED_GNW:
+            nz = _noise(n_ptr, rows, cols, rmask, mask, C, P, acc_t, CL)
+            tl.store(pnw_ptr + pid, tl.sum(tl.sum(gx * nz, axis=1), axis=0))
+
+    # Partial-sum buffers are sized for the smallest BLOCK and zeroed before every autotuning trial.
+    _fwd_tuned = triton.autotune(_CONFIGS, key=["R", "Q", "CL"])(_bias_act_fwd_kernel)
+    _bwd_tuned = triton.autotune(_CONFIGS, key=["R", "Q", "CL", "NEED_GB", "NEED_GNW"],
+                                 reset_to_zero=["pb_ptr", "pnw_ptr"])(_bias_act_bwd_kernel)
 
 
-@triton.jit
-def _bias_act_bwd_kernel(
-    g_ptr, y_ptr, n_ptr, gx_ptr, pb_ptr, pnw_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
-    NEED_GB: tl.constexpr, NEED_GNW: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
-    INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
-):
-    pid, pid_r, pid_q, rows, cols, rmask, cmask, offs = _tile(R, Q, BQ, BLOCK, INT64)
-    mask = rmask[:, None] & cmask[None, :]
-    if FP64:
-        acc_t: tl.constexpr = tl.float64
-    else:
-        acc_t: tl.constexpr = tl.float32
-    slope, gain = _scalars(slope, slope_lo, gain, gain_lo, FP64)
-    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(acc_t)
-    y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(acc_t)
-    gx = tl.where(y > 0, g * gain, g * (gain * slope))
-    tl.store(gx_ptr + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
-    if NEED_GB:
-        # partial sums of grad bias: one row of the partial buffer per tile of the summed axis
-        if CL:
-            tl.store(pb_ptr + pid_r * Q + cols, tl.sum(gx, axis=0), mask=cmask)
-        else:
-            tl.store(pb_ptr + pid_q * R + rows, tl.sum(gx, axis=1), mask=rmask)
-    if NEED_GNW:
-        if CL:
-            nz = tl.load(n_ptr + rows, mask=rmask, other=0.0).to(acc_t)[:, None]
-        else:
-            nz = tl.load(n_ptr + (rows // C)[:, None] * P + cols[None, :], mask=mask, other=0.0).to(acc_t)
-        tl.store(pnw_ptr + pid, tl.sum(tl.sum(gx * nz, axis=1), axis=0))
-
-
-# Partial-sum buffers are sized for the smallest BLOCK and zeroed before every autotuning trial.
-_fwd_tuned = triton.autotune(_CONFIGS, key=["R", "Q", "CL"])(_bias_act_fwd_kernel)
-_bwd_tuned = triton.autotune(_CONFIGS, key=["R", "Q", "CL", "NEED_GB", "NEED_GNW"],
-                             reset_to_zero=["pb_ptr", "pnw_ptr"])(_bias_act_bwd_kernel)
-# Under the interpreter: one fixed, large block (fewer simulated programs), no benchmarking.
-_INTERPRET_BLOCK = 4096
-
+# ------------------------------------------------------------------------------------------------
+# Launchers, custom ops and autograd
+# ------------------------------------------------------------------------------------------------
 
 def _layout(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """x as a layout the kernels take (contiguous or channels-last 4-D) and the channels-last flag."""
@@ -196,7 +233,7 @@ def _geometry(x: torch.Tensor, cl: bool) -> tuple[int, int, int, int, int]:
 
 def _launch(tuned, plain, n_rows: int, Q: int, BQ: int, args: tuple, **meta) -> None:
     n_q = triton.cdiv(Q, BQ)
-    if _interpreting():
+    if interpreting():
         block = max(_INTERPRET_BLOCK, BQ)
         plain[(triton.cdiv(n_rows, block // BQ) * n_q,)](*args, BQ=BQ, BLOCK=block, **meta)
     else:
@@ -322,42 +359,3 @@ def _bwd_backward(ctx, ggx, ggb, ggnw):
 
 
 _bias_act_bwd_op.register_autograd(_bwd_backward, setup_context=_bwd_setup)
-
-
-def _triton_supported(x, bias, noise, noise_weight, negative_slope, gain) -> bool:
-    if x.ndim < 2 or not (gain > 0 and negative_slope >= 0):
-        return False  # the backward reads the slope mask off the sign of y
-    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        return False
-    if not (x.is_cuda or _interpreting()):
-        return False
-    if noise is not None and (noise_weight is None or noise_weight.numel() != 1):
-        return False
-    return True
-
-
-def bias_act(
-    x: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    noise: torch.Tensor | None = None,
-    noise_weight: torch.Tensor | None = None,
-    negative_slope: float = 0.2,
-    gain: float = SQRT2,
-) -> torch.Tensor:
-    """:func:`bias_act_reference`'s maths with the backend chosen by :mod:`.backend`.
-
-    The Triton path returns x's dtype (the reference promotes a bf16 x with an fp32 bias to
-    fp32). It takes noise broadcastable to (N, 1, *S); noise with a channel axis, gain <= 0,
-    a negative slope or unsupported dtypes/devices use the reference maths."""
-    if backend_for(x, "bias_act") != "triton" or not _triton_supported(x, bias, noise, noise_weight,
-                                                           negative_slope, gain):
-        return bias_act_reference(x, bias, noise, noise_weight, negative_slope, gain)
-    if noise is not None:
-        shape = (1,) * (x.ndim - noise.ndim) + tuple(noise.shape)
-        if len(shape) != x.ndim or shape[1] != 1 or any(
-                s not in (1, t) for s, t in zip(shape, x.shape, strict=False)):
-            return bias_act_reference(x, bias, noise, noise_weight, negative_slope, gain)
-        noise = noise.reshape(shape).expand(x.shape[0], 1, *x.shape[2:])
-    if bias is not None and bias.shape != (x.shape[1],):
-        bias = bias.reshape(x.shape[1])
-    return torch.ops.ssgan.bias_act(x, bias, noise, noise_weight, float(negative_slope), float(gain))

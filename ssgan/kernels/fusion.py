@@ -55,21 +55,47 @@ from the kernels; the backward of ``ssgan::fuse_backward`` (double backward, for
 path-length regularisation) recomputes the VJP of :func:`fuse_reference` with
 ``create_graph=True`` and differentiates it: reference maths, which materialises the K x F x P
 tensor, and supports second order only.
+
+The kernels cover float16 / bfloat16 / float32 / float64 inputs with C <= 256 (one C tile per
+class); other inputs follow the fallback rule of :mod:`.backend` (reference maths, or an error if
+``triton`` was forced).
 """
+
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .backend import backend_for
+from .backend import interpreting, runs_triton, tl, triton
 
-try:  # Triton is optional (e.g. macOS); the reference path needs only torch.
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover
-    triton = None
+
+def fuse(
+    h: torch.Tensor,
+    depth: torch.Tensor,
+    feat_weight: torch.Tensor,
+    feat_bias: torch.Tensor,
+    composition_mask: torch.Tensor | None = None,
+    transparent: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """feature = Σ_k w_k (h_k V_k^T + e_k) and the coarse mask m = softmax_k(depth) (the module
+    docstring has the formulas), on the backend chosen by :mod:`.backend` (the maths:
+    :func:`fuse_reference`).
+
+    h: (B, K, P, C); depth: (B, K, P); feat_weight: (K, F, C); feat_bias: (K, F);
+    composition_mask: (B, K) of 0/1 or None; transparent: (K,) of 0/1 or None.
+    Returns feature (B, P, F) and m (B, K, P)."""
+    if runs_triton("fuse", h, _uncovered(h)):
+        return torch.ops.ssgan.fuse(h, depth, feat_weight, feat_bias, composition_mask, transparent)
+    return fuse_reference(h, depth, feat_weight, feat_bias, composition_mask, transparent)
+
+
+def _uncovered(h: torch.Tensor) -> str | None:
+    """Why the kernels do not cover these inputs (None: they do)."""
+    if h.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return f"dtype {h.dtype} is not a float16/bfloat16/float32/float64"
+    if h.ndim == 4 and h.shape[-1] > 256:
+        return f"C = {h.shape[-1]} > 256 (one C tile per class)"
+    return None
 
 
 def fusion_weights(
@@ -91,14 +117,9 @@ def fusion_weights(
     return w, m
 
 
-def fuse_reference(
-    h: torch.Tensor,
-    depth: torch.Tensor,
-    feat_weight: torch.Tensor,
-    feat_bias: torch.Tensor,
-    composition_mask: torch.Tensor | None = None,
-    transparent: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def fuse_reference(h: torch.Tensor, depth: torch.Tensor, feat_weight: torch.Tensor, feat_bias: torch.Tensor,
+                   composition_mask: torch.Tensor | None = None, transparent: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The fusion in plain PyTorch, the way the official model computes it (per-class feature maps).
 
     h: (B, K, P, C); depth: (B, K, P); feat_weight: (K, F, C); feat_bias: (K, F).
@@ -121,14 +142,13 @@ def fuse_flops(B: int, K: int, C: int, F: int, P: int, backward: bool = False) -
 # Triton kernels
 # ----------------------------------------------------------------------------------------------
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-_GRAN = 32 if _INTERPRET else 128  # split-K row ranges are multiples of this (>= every BLOCK_R)
+_GRAN = 32 if interpreting() else 128  # split-K row ranges are multiples of this (>= every BLOCK_R)
 
 if triton is not None:
     # Triton's interpreter runs tl.dot as np.matmul on bf16 operands stored as int16 bit patterns
     # (garbage), so under it bf16/fp16 dots upcast to fp32 first: the same products (exact in
     # fp32) and fp32 accumulation as the tensor cores. Compiled kernels use the bf16 dot.
-    _UPCAST_DOT = tl.constexpr(_INTERPRET)
+    _UPCAST_DOT = tl.constexpr(interpreting())
 
     @triton.jit
     def _mm(a, b, acc, MODE: tl.constexpr):
@@ -295,7 +315,7 @@ if triton is not None:
     # compiled for sm_90 with Triton 3.6 (tests/aot_sm90.py), 237568, 237568 and 278528 bytes. The
     # autotuner would only skip them after a failed compile, on every first call. bf16 keeps them.
     _FWD_FP32_TOO_BIG = {(128, 128, 4, 4), (128, 256, 8, 3), (256, 128, 8, 3)}
-    if _INTERPRET:  # one small config: the interpreter runs every program in Python
+    if interpreting():  # one small config: the interpreter runs every program in Python
         _FWD_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
         _BWD_H_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
         _BWD_V_CFG = [triton.Config({"BLOCK_F": 16, "BLOCK_R": 32})]
@@ -323,6 +343,10 @@ if triton is not None:
                                    prune_configs_by=_PRUNE)(_bwd_v_kernel)
 
 
+# ----------------------------------------------------------------------------------------------
+# Launchers
+# ----------------------------------------------------------------------------------------------
+
 def _mode(dtype: torch.dtype):
     """(MODE, accumulator dtype) of the kernels for input dtype ``dtype``."""
     if dtype == torch.float64:
@@ -347,8 +371,6 @@ def _pick(tuned, raw, mode: int, grid, fp64_blocks: dict, *args, **kwargs):
 
 
 def _check(h, depth, feat_weight, feat_bias):
-    if triton is None:  # pragma: no cover
-        raise RuntimeError("the triton backend of ssgan.kernels.fuse needs Triton installed")
     B, K, P, C = h.shape
     F = feat_weight.shape[1]
     if depth.shape != (B, K, P) or feat_weight.shape != (K, F, C) or feat_bias.shape != (K, F):
@@ -463,14 +485,9 @@ def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias
 # ----------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("ssgan::fuse", mutates_args=())
-def _fuse_op(
-    h: torch.Tensor,
-    depth: torch.Tensor,
-    feat_weight: torch.Tensor,
-    feat_bias: torch.Tensor,
-    composition_mask: torch.Tensor | None,
-    transparent: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _fuse_op(h: torch.Tensor, depth: torch.Tensor, feat_weight: torch.Tensor, feat_bias: torch.Tensor,
+             composition_mask: torch.Tensor | None, transparent: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     return _fuse_forward_triton(h, depth, feat_weight, feat_bias, composition_mask, transparent)
 
 
@@ -536,17 +553,3 @@ def _fuse_backward_grad(ctx, gg_h, gg_depth, gg_weight, gg_bias):
 
 
 _fuse_backward_op.register_autograd(_fuse_backward_grad, setup_context=_fuse_setup)
-
-
-def fuse(
-    h: torch.Tensor,
-    depth: torch.Tensor,
-    feat_weight: torch.Tensor,
-    feat_bias: torch.Tensor,
-    composition_mask: torch.Tensor | None = None,
-    transparent: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`fuse_reference`'s maths with the backend chosen by :mod:`.backend`."""
-    if backend_for(h, "fuse") == "triton":
-        return torch.ops.ssgan.fuse(h, depth, feat_weight, feat_bias, composition_mask, transparent)
-    return fuse_reference(h, depth, feat_weight, feat_bias, composition_mask, transparent)

@@ -32,21 +32,54 @@ layer) weights; :func:`grouped_mlp` runs the layers on those.
   (no atomics): deterministic and free of contention; a torch ``sum`` over the few splits ends it.
 * double backward (R1 / path-length regularisation): the backward op's own autograd differentiates
   :func:`grouped_mlp_reference`'s VJP with ``create_graph=True``.
+
+The kernels cover a channel count C that is a power of two >= 16 (``tl.dot`` tiles) and x and
+weight of one dtype among float16 / bfloat16 / float32 / float64; other inputs follow the fallback
+rule of :mod:`.backend` (reference maths, or an error if ``triton`` was forced).
 """
+
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
 
-from .backend import backend_for
+from .backend import interpreting, runs_triton, tl, triton
 
 SQRT2 = math.sqrt(2.0)
+
+
+def grouped_mlp(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    depth_weight: torch.Tensor,
+    depth_bias: torch.Tensor,
+    depth_layer: int,
+    detach_texture: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All classes' local MLPs, h_{l+1} = leaky_relu(h_l W''^T + b, 0.2)·sqrt(2), and the depth
+    d = h_{depth_layer} u + c (the module docstring has the formulas), on the backend chosen by
+    :mod:`.backend` (the maths: :func:`grouped_mlp_reference`, which documents the shapes):
+    ``triton`` runs the ``ssgan::grouped_mlp`` custom op (fused kernels, differentiable twice).
+    Returns h (B, K, P, C) and depth (B, K, P)."""
+    if runs_triton("grouped_mlp", x, _uncovered(x, weight)):
+        return torch.ops.ssgan.grouped_mlp(x, weight, bias, depth_weight, depth_bias,
+                                           int(depth_layer), bool(detach_texture))
+    return grouped_mlp_reference(x, weight, bias, depth_weight, depth_bias, depth_layer, detach_texture)
+
+
+def _uncovered(x: torch.Tensor, weight: torch.Tensor) -> str | None:
+    """Why the kernels do not cover these inputs (None: they do)."""
+    C = weight.shape[-1]
+    if C < 16 or C & (C - 1):
+        return f"the channel count C must be a power of two >= 16 (tl.dot tiles), got C={C}"
+    if x.dtype != weight.dtype or x.dtype not in _DTYPES:
+        return f"x and weight must share a dtype among float32/bfloat16/float16/float64, got {x.dtype} and " \
+               f"{weight.dtype}"
+    return None
 
 
 def modulated_weights(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
@@ -56,15 +89,9 @@ def modulated_weights(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tenso
     return w * torch.rsqrt(w.pow(2).sum(-1, keepdim=True) + 1e-8)
 
 
-def grouped_mlp_reference(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    depth_weight: torch.Tensor,
-    depth_bias: torch.Tensor,
-    depth_layer: int,
-    detach_texture: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def grouped_mlp_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                          depth_weight: torch.Tensor, depth_bias: torch.Tensor, depth_layer: int,
+                          detach_texture: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The grouped MLP in plain PyTorch (the mathematical truth).
 
     x: (Bx, Kx, P, C) inputs, broadcast over samples (Bx = 1 or B) and classes (Kx = 1 or K);
@@ -98,231 +125,223 @@ def grouped_mlp_flops(B: int, K: int, L: int, C: int, P: int, backward: bool = F
 # Triton kernels
 # ------------------------------------------------------------------------------------------------
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 # fp32 dots run with input_precision="ieee" on purpose: the default on NVIDIA is tf32 (10-bit
 # mantissa), which over L = 10 chained layers drifts ~1e-3 relative from the fp32 reference and
 # breaks parity tests. Speed comes from the bf16 path (tensor cores, fp32 accumulate); fp32 is the
 # exact-parity path. bf16 / fp16 operands ignore this setting.
 FP32_DOT_PRECISION = "ieee"
 
-_TORCH_TO_TL = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16,
-                torch.float64: tl.float64}
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
+if triton is not None:
+    _TORCH_TO_TL = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16,
+                    torch.float64: tl.float64}
 
-def _configs(blocks, warps):
-    return [triton.Config({"BLOCK_P": bp}, num_warps=nw) for bp in blocks for nw in warps]
+    def _configs(blocks, warps):
+        return [triton.Config({"BLOCK_P": bp}, num_warps=nw) for bp in blocks for nw in warps]
 
-
-if _INTERPRET:
-    # The interpreter runs programs one by one in numpy: one small config (no benchmarking), tiles
-    # of 16 rows so that test sizes like P = 37 have several tiles and a ragged tail.
-    _FWD_CONFIGS = _configs([16], [4])
-    _BWD_CONFIGS = _configs([16], [4])
-else:
-    _FWD_CONFIGS = _configs([32, 64, 128], [4, 8])
-    _BWD_CONFIGS = _configs([32, 64, 128], [4, 8])
-_BWD_MAX_BLOCK = max(c.kwargs["BLOCK_P"] for c in _BWD_CONFIGS)
-
-
-@triton.jit
-def _to(a, DOT: tl.constexpr, EMU: tl.constexpr):
-    """a.to(DOT). EMU (bf16 under the interpreter only): the interpreter's fp32 -> bf16 cast
-    truncates (and its "rtne" mode mishandles the mantissa carry), which biases every layer; the
-    GPU casts round to nearest even, so here that rounding is done on the fp32 bits first (the
-    following cast is then exact)."""
-    if EMU:
-        bits = a.to(tl.float32).to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return bits.to(tl.float32, bitcast=True).to(DOT)
+    if interpreting():
+        # The interpreter runs programs one by one in numpy: one small config (no benchmarking), tiles
+        # of 16 rows so that test sizes like P = 37 have several tiles and a ragged tail.
+        _FWD_CONFIGS = _configs([16], [4])
+        _BWD_CONFIGS = _configs([16], [4])
     else:
-        return a.to(DOT)
+        _FWD_CONFIGS = _configs([32, 64, 128], [4, 8])
+        _BWD_CONFIGS = _configs([32, 64, 128], [4, 8])
+    _BWD_MAX_BLOCK = max(c.kwargs["BLOCK_P"] for c in _BWD_CONFIGS)
 
+    @triton.jit
+    def _to(a, DOT: tl.constexpr, EMU: tl.constexpr):
+        """a.to(DOT). EMU (bf16 under the interpreter only): the interpreter's fp32 -> bf16 cast
+        truncates (and its "rtne" mode mishandles the mantissa carry), which biases every layer; the
+        GPU casts round to nearest even, so here that rounding is done on the fp32 bits first (the
+        following cast is then exact)."""
+        if EMU:
+            bits = a.to(tl.float32).to(tl.uint32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+            return bits.to(tl.float32, bitcast=True).to(DOT)
+        else:
+            return a.to(DOT)
 
-@triton.jit
-def _dot(a, b, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
-    """a @ b with operands rounded to DOT and accumulated in ACC. EMU (bf16 under the interpreter
-    only): the interpreter multiplies bf16 operands as their raw uint16 bit patterns (np.matmul on
-    the storage), so there the bf16-rounded operands are widened to ACC first: the same products
-    (exact in fp32) and fp32 accumulation as a tensor-core bf16 dot."""
-    if EMU:
-        return tl.dot(_to(a, DOT, EMU).to(ACC), _to(b, DOT, EMU).to(ACC), input_precision="ieee",
-                      out_dtype=ACC)
-    else:
-        return tl.dot(a.to(DOT), b.to(DOT), input_precision=PREC, out_dtype=ACC)
+    @triton.jit
+    def _dot(a, b, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+        """a @ b with operands rounded to DOT and accumulated in ACC. EMU (bf16 under the interpreter
+        only): the interpreter multiplies bf16 operands as their raw uint16 bit patterns (np.matmul on
+        the storage), so there the bf16-rounded operands are widened to ACC first: the same products
+        (exact in fp32) and fp32 accumulation as a tensor-core bf16 dot."""
+        if EMU:
+            return tl.dot(_to(a, DOT, EMU).to(ACC), _to(b, DOT, EMU).to(ACC), input_precision="ieee",
+                          out_dtype=ACC)
+        else:
+            return tl.dot(a.to(DOT), b.to(DOT), input_precision=PREC, out_dtype=ACC)
 
+    @triton.jit
+    def _act(a, ACC: tl.constexpr):
+        # leaky_relu(a, 0.2) * sqrt(2); constants built in the accumulator dtype (exact for fp64)
+        pos = tl.full([1, 1], 1.4142135623730951, ACC)
+        neg = tl.full([1, 1], 0.28284271247461906, ACC)
+        return tl.where(a > 0, a * pos, a * neg)
 
-@triton.jit
-def _act(a, ACC: tl.constexpr):
-    # leaky_relu(a, 0.2) * sqrt(2); constants built in the accumulator dtype (exact for fp64)
-    pos = tl.full([1, 1], 1.4142135623730951, ACC)
-    neg = tl.full([1, 1], 0.28284271247461906, ACC)
-    return tl.where(a > 0, a * pos, a * neg)
+    @triton.jit
+    def _act_grad(g, h_out, ACC: tl.constexpr):
+        # d/da of _act, read from the sign of the activation (a > 0 <=> h_out > 0; slope 0.2 at 0,
+        # as torch's leaky_relu backward)
+        pos = tl.full([1, 1], 1.4142135623730951, ACC)
+        neg = tl.full([1, 1], 0.28284271247461906, ACC)
+        return g * tl.where(h_out > 0, pos, neg)
 
+    @triton.jit
+    def _layer_fwd(h, w_l_ptr, b_l_ptr, w_offs, offs_c, DOT: tl.constexpr, ACC: tl.constexpr,
+                   PREC: tl.constexpr, EMU: tl.constexpr):
+        w = tl.load(w_l_ptr + w_offs)  # (C_out, C_in), coalesced
+        a = _dot(h, tl.trans(w), DOT, ACC, PREC, EMU)
+        a = a + tl.load(b_l_ptr + offs_c).to(ACC)[None, :]
+        return _act(a, ACC)
 
-@triton.jit
-def _act_grad(g, h_out, ACC: tl.constexpr):
-    # d/da of _act, read from the sign of the activation (a > 0 <=> h_out > 0; slope 0.2 at 0,
-    # as torch's leaky_relu backward)
-    pos = tl.full([1, 1], 1.4142135623730951, ACC)
-    neg = tl.full([1, 1], 0.28284271247461906, ACC)
-    return g * tl.where(h_out > 0, pos, neg)
-
-
-@triton.jit
-def _layer_fwd(h, w_l_ptr, b_l_ptr, w_offs, offs_c, DOT: tl.constexpr, ACC: tl.constexpr,
-               PREC: tl.constexpr, EMU: tl.constexpr):
-    w = tl.load(w_l_ptr + w_offs)  # (C_out, C_in), coalesced
-    a = _dot(h, tl.trans(w), DOT, ACC, PREC, EMU)
-    a = a + tl.load(b_l_ptr + offs_c).to(ACC)[None, :]
-    return _act(a, ACC)
-
-
-@triton.autotune(configs=_FWD_CONFIGS, key=["P", "C", "L"])
-@triton.jit
-def _fwd_kernel(
-    x_ptr, w_ptr, b_ptr, u_ptr, c_ptr, h_ptr, d_ptr,
-    P, K, DL, sxb, sxk,
-    L: tl.constexpr, C: tl.constexpr, BLOCK_P: tl.constexpr,
-    DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
-):
-    pid_p = tl.program_id(0)
-    bk = tl.program_id(1).to(tl.int64)
-    b = bk // K
-    k = bk % K
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_c = tl.arange(0, C)
-    pmask = offs_p < P
-    tile = offs_p[:, None] * C + offs_c[None, :]
-    w_offs = offs_c[:, None] * C + offs_c[None, :]
-
-    h = tl.load(x_ptr + b * sxb + k * sxk + tile, mask=pmask[:, None], other=0.0).to(ACC)
-    w_base = w_ptr + bk * (L * C * C)
-    b_base = b_ptr + k * (L * C)
-    for layer in range(0, DL):
-        h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
-    u = tl.load(u_ptr + k * C + offs_c).to(ACC)
-    d = tl.sum(h * u[None, :], axis=1) + tl.load(c_ptr + k).to(ACC)
-    for layer in range(DL, L):
-        h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
-
-    tl.store(h_ptr + bk * P * C + tile, _to(h, DOT, EMU), mask=pmask[:, None])
-    tl.store(d_ptr + bk * P + offs_p, _to(d, DOT, EMU), mask=pmask)
-
-
-@triton.jit
-def _layer_bwd(g, h_out, h_in, w_l_ptr, gw_l_ptr, gb_l_ptr, w_offs, offs_c,
-               NEED_G: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
-               EMU: tl.constexpr):
-    """One layer backward on a tile: g (BLOCK_P, C_out) is dL/dh_out; accumulates this tile's
-    grad W (C_out, C_in) and grad bias into the program's private partial sums; returns dL/dh_in."""
-    g_pre = _act_grad(g, h_out.to(ACC), ACC)
-    g_dot = _to(g_pre, DOT, EMU)
-    gw = _dot(tl.trans(g_dot), h_in, DOT, ACC, PREC, EMU)
-    tl.store(gw_l_ptr + w_offs, tl.load(gw_l_ptr + w_offs) + gw)
-    tl.store(gb_l_ptr + offs_c, tl.load(gb_l_ptr + offs_c) + tl.sum(g_pre, axis=0))
-    if NEED_G:
-        w = tl.load(w_l_ptr + w_offs)
-        g = _dot(g_dot, w, DOT, ACC, PREC, EMU)
-    return g
-
-
-@triton.autotune(configs=_BWD_CONFIGS, key=["P", "C", "L"])
-@triton.jit
-def _bwd_kernel(
-    x_ptr, w_ptr, b_ptr, u_ptr, gh_ptr, gd_ptr,
-    gx_ptr, gw_ptr, gb_ptr, gu_ptr, gc_ptr, scr_ptr,
-    P, K, S, DL, sxb, sxk, scr_stride,
-    L: tl.constexpr, C: tl.constexpr, DETACH: tl.constexpr, NEED_GX: tl.constexpr,
-    BLOCK_P: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
-):
-    """Backward by recomputation, one program per (sample, class, P-split s).
-
-    A program owns the pixel tiles s, s + S, s + 2S, ... of its (b, k). Per tile it (1) reruns
-    the forward, writing each layer's output tile to a program-private scratch slab in global
-    memory (activation tiles cannot be indexed by layer in registers; the slab is small,
-    L * BLOCK_P * C per program, and re-read right away, so it lives in L2), (2) walks the layers
-    backwards with the incoming gradient in registers.
-
-    Reductions over pixels (grad W per (b,k,l), grad bias, grad depth head) go to partial sums
-    private to the program (read-add-write, no atomics: deterministic, and no contention between
-    the tiles of one (b,k)); the wrapper sums the S (and B) partials with torch. The program zeroes
-    its partials itself, so autotuner re-runs are idempotent. grad x is written per (b, k) and
-    summed over broadcast dims by the wrapper.
-    """
-    pid = tl.program_id(0).to(tl.int64)
-    bk = pid // S
-    s = pid % S
-    b = bk // K
-    k = bk % K
-    offs_c = tl.arange(0, C)
-    offs_r = tl.arange(0, BLOCK_P)
-    w_offs = offs_c[:, None] * C + offs_c[None, :]
-    slab = offs_r[:, None] * C + offs_c[None, :]
-
-    w_base = w_ptr + bk * (L * C * C)
-    b_base = b_ptr + k * (L * C)
-    gw_base = gw_ptr + pid * (L * C * C)
-    gb_base = gb_ptr + pid * (L * C)
-    scr = scr_ptr + pid * scr_stride
-    x_base = x_ptr + b * sxb + k * sxk
-
-    zero_cc = tl.zeros([C, C], dtype=ACC)
-    zero_c = tl.zeros([C], dtype=ACC)
-    for layer in range(0, L):
-        tl.store(gw_base + layer * C * C + w_offs, zero_cc)
-        tl.store(gb_base + layer * C + offs_c, zero_c)
-    tl.store(gu_ptr + pid * C + offs_c, zero_c)
-    tl.store(gc_ptr + pid, tl.sum(zero_c, axis=0))
-    u = tl.load(u_ptr + k * C + offs_c).to(ACC)
-    tl.debug_barrier()
-
-    n_tiles = tl.cdiv(P, BLOCK_P)
-    for t in range(s, n_tiles, S):
-        offs_p = t * BLOCK_P + offs_r
+    @triton.autotune(configs=_FWD_CONFIGS, key=["P", "C", "L"])
+    @triton.jit
+    def _fwd_kernel(
+        x_ptr, w_ptr, b_ptr, u_ptr, c_ptr, h_ptr, d_ptr,
+        P, K, DL, sxb, sxk,
+        L: tl.constexpr, C: tl.constexpr, BLOCK_P: tl.constexpr,
+        DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
+    ):
+        pid_p = tl.program_id(0)
+        bk = tl.program_id(1).to(tl.int64)
+        b = bk // K
+        k = bk % K
+        offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+        offs_c = tl.arange(0, C)
         pmask = offs_p < P
         tile = offs_p[:, None] * C + offs_c[None, :]
-        x = tl.load(x_base + tile, mask=pmask[:, None], other=0.0)
+        w_offs = offs_c[:, None] * C + offs_c[None, :]
 
-        # (1) recompute: slab[l] = output of layer l (rows past P hold act(bias): harmless, their
-        # incoming gradients are zero)
-        h = x.to(ACC)
-        for layer in range(0, L):
+        h = tl.load(x_ptr + b * sxb + k * sxk + tile, mask=pmask[:, None], other=0.0).to(ACC)
+        w_base = w_ptr + bk * (L * C * C)
+        b_base = b_ptr + k * (L * C)
+        for layer in range(0, DL):
             h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
-            tl.store(scr + layer * BLOCK_P * C + slab, _to(h, DOT, EMU))
-        tl.debug_barrier()  # slab written by other threads' layouts than it is read with
+        u = tl.load(u_ptr + k * C + offs_c).to(ACC)
+        d = tl.sum(h * u[None, :], axis=1) + tl.load(c_ptr + k).to(ACC)
+        for layer in range(DL, L):
+            h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
 
-        # (2) backward, layers above the depth tap
-        g = tl.load(gh_ptr + bk * P * C + tile, mask=pmask[:, None], other=0.0).to(ACC)
-        # (loops count up with a positive step: scf.for has no negative steps, and older Tritons
-        # do not rewrite them)
-        for i in range(0, L - DL):
-            layer = L - 1 - i
-            g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
-                           tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
-                           w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
-                           w_offs, offs_c, True, DOT, ACC, PREC, EMU)
-        # depth tap on the output of layer DL - 1
-        gd = tl.load(gd_ptr + bk * P + offs_p, mask=pmask, other=0.0).to(ACC)
-        h_tap = tl.load(scr + (DL - 1) * BLOCK_P * C + slab).to(ACC)
-        tl.store(gu_ptr + pid * C + offs_c, tl.load(gu_ptr + pid * C + offs_c)
-                 + tl.sum(gd[:, None] * h_tap, axis=0))
-        tl.store(gc_ptr + pid, tl.load(gc_ptr + pid) + tl.sum(gd, axis=0))
-        if DETACH:  # classes with a depth head (k > 0) only take the depth head's gradient here
-            g = g * (k == 0).to(ACC)
-        g = g + gd[:, None] * u[None, :]
-        # layers DL - 1 .. 1 take their input from the slab, layer 0 from x
-        for i in range(0, DL - 1):
-            layer = DL - 1 - i
-            g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
-                           tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
-                           w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
-                           w_offs, offs_c, True, DOT, ACC, PREC, EMU)
-        g = _layer_bwd(g, tl.load(scr + slab), x, w_base, gw_base, gb_base,
-                       w_offs, offs_c, NEED_GX, DOT, ACC, PREC, EMU)
-        if NEED_GX:
-            tl.store(gx_ptr + bk * P * C + tile, g, mask=pmask[:, None])
-        tl.debug_barrier()  # partial sums and slab are re-read by the next tile
+        tl.store(h_ptr + bk * P * C + tile, _to(h, DOT, EMU), mask=pmask[:, None])
+        tl.store(d_ptr + bk * P + offs_p, _to(d, DOT, EMU), mask=pmask)
+
+    @triton.jit
+    def _layer_bwd(g, h_out, h_in, w_l_ptr, gw_l_ptr, gb_l_ptr, w_offs, offs_c,
+                   NEED_G: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
+                   EMU: tl.constexpr):
+        """One layer backward on a tile: g (BLOCK_P, C_out) is dL/dh_out; accumulates this tile's
+        grad W (C_out, C_in) and grad bias into the program's private partial sums; returns dL/dh_in."""
+        g_pre = _act_grad(g, h_out.to(ACC), ACC)
+        g_dot = _to(g_pre, DOT, EMU)
+        gw = _dot(tl.trans(g_dot), h_in, DOT, ACC, PREC, EMU)
+        tl.store(gw_l_ptr + w_offs, tl.load(gw_l_ptr + w_offs) + gw)
+        tl.store(gb_l_ptr + offs_c, tl.load(gb_l_ptr + offs_c) + tl.sum(g_pre, axis=0))
+        if NEED_G:
+            w = tl.load(w_l_ptr + w_offs)
+            g = _dot(g_dot, w, DOT, ACC, PREC, EMU)
+        return g
+
+    @triton.autotune(configs=_BWD_CONFIGS, key=["P", "C", "L"])
+    @triton.jit
+    def _bwd_kernel(
+        x_ptr, w_ptr, b_ptr, u_ptr, gh_ptr, gd_ptr,
+        gx_ptr, gw_ptr, gb_ptr, gu_ptr, gc_ptr, scr_ptr,
+        P, K, S, DL, sxb, sxk, scr_stride,
+        L: tl.constexpr, C: tl.constexpr, DETACH: tl.constexpr, NEED_GX: tl.constexpr,
+        BLOCK_P: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
+    ):
+        """Backward by recomputation, one program per (sample, class, P-split s).
+
+        A program owns the pixel tiles s, s + S, s + 2S, ... of its (b, k). Per tile it (1) reruns
+        the forward, writing each layer's output tile to a program-private scratch slab in global
+        memory (activation tiles cannot be indexed by layer in registers; the slab is small,
+        L * BLOCK_P * C per program, and re-read right away, so it lives in L2), (2) walks the layers
+        backwards with the incoming gradient in registers.
+
+        Reductions over pixels (grad W per (b,k,l), grad bias, grad depth head) go to partial sums
+        private to the program (read-add-write, no atomics: deterministic, and no contention between
+        the tiles of one (b,k)); the wrapper sums the S (and B) partials with torch. The program zeroes
+        its partials itself, so autotuner re-runs are idempotent. grad x is written per (b, k) and
+        summed over broadcast dims by the wrapper.
+        """
+        pid = tl.program_id(0).to(tl.int64)
+        bk = pid // S
+        s = pid % S
+        b = bk // K
+        k = bk % K
+        offs_c = tl.arange(0, C)
+        offs_r = tl.arange(0, BLOCK_P)
+        w_offs = offs_c[:, None] * C + offs_c[None, :]
+        slab = offs_r[:, None] * C + offs_c[None, :]
+
+        w_base = w_ptr + bk * (L * C * C)
+        b_base = b_ptr + k * (L * C)
+        gw_base = gw_ptr + pid * (L * C * C)
+        gb_base = gb_ptr + pid * (L * C)
+        scr = scr_ptr + pid * scr_stride
+        x_base = x_ptr + b * sxb + k * sxk
+
+        zero_cc = tl.zeros([C, C], dtype=ACC)
+        zero_c = tl.zeros([C], dtype=ACC)
+        for layer in range(0, L):
+            tl.store(gw_base + layer * C * C + w_offs, zero_cc)
+            tl.store(gb_base + layer * C + offs_c, zero_c)
+        tl.store(gu_ptr + pid * C + offs_c, zero_c)
+        tl.store(gc_ptr + pid, tl.sum(zero_c, axis=0))
+        u = tl.load(u_ptr + k * C + offs_c).to(ACC)
+        tl.debug_barrier()
+
+        n_tiles = tl.cdiv(P, BLOCK_P)
+        for t in range(s, n_tiles, S):
+            offs_p = t * BLOCK_P + offs_r
+            pmask = offs_p < P
+            tile = offs_p[:, None] * C + offs_c[None, :]
+            x = tl.load(x_base + tile, mask=pmask[:, None], other=0.0)
+
+            # (1) recompute: slab[l] = output of layer l (rows past P hold act(bias): harmless, their
+            # incoming gradients are zero)
+            h = x.to(ACC)
+            for layer in range(0, L):
+                h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c,
+                               DOT, ACC, PREC, EMU)
+                tl.store(scr + layer * BLOCK_P * C + slab, _to(h, DOT, EMU))
+            tl.debug_barrier()  # slab written by other threads' layouts than it is read with
+
+            # (2) backward, layers above the depth tap
+            g = tl.load(gh_ptr + bk * P * C + tile, mask=pmask[:, None], other=0.0).to(ACC)
+            # (loops count up with a positive step: scf.for has no negative steps, and older Tritons
+            # do not rewrite them)
+            for i in range(0, L - DL):
+                layer = L - 1 - i
+                g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
+                               tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
+                               w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
+                               w_offs, offs_c, True, DOT, ACC, PREC, EMU)
+            # depth tap on the output of layer DL - 1
+            gd = tl.load(gd_ptr + bk * P + offs_p, mask=pmask, other=0.0).to(ACC)
+            h_tap = tl.load(scr + (DL - 1) * BLOCK_P * C + slab).to(ACC)
+            tl.store(gu_ptr + pid * C + offs_c, tl.load(gu_ptr + pid * C + offs_c)
+                     + tl.sum(gd[:, None] * h_tap, axis=0))
+            tl.store(gc_ptr + pid, tl.load(gc_ptr + pid) + tl.sum(gd, axis=0))
+            if DETACH:  # classes with a depth head (k > 0) only take the depth head's gradient here
+                g = g * (k == 0).to(ACC)
+            g = g + gd[:, None] * u[None, :]
+            # layers DL - 1 .. 1 take their input from the slab, layer 0 from x
+            for i in range(0, DL - 1):
+                layer = DL - 1 - i
+                g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
+                               tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
+                               w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
+                               w_offs, offs_c, True, DOT, ACC, PREC, EMU)
+            g = _layer_bwd(g, tl.load(scr + slab), x, w_base, gw_base, gb_base,
+                           w_offs, offs_c, NEED_GX, DOT, ACC, PREC, EMU)
+            if NEED_GX:
+                tl.store(gx_ptr + bk * P * C + tile, g, mask=pmask[:, None])
+            tl.debug_barrier()  # partial sums and slab are re-read by the next tile
 
 
 # ------------------------------------------------------------------------------------------------
@@ -334,9 +353,6 @@ def _check_inputs(x, weight, bias, depth_weight, depth_bias, depth_layer):
     if weight.dim() != 5 or weight.shape[-1] != weight.shape[-2]:
         raise ValueError(f"grouped_mlp: weight must be (B, K, L, C, C), got {tuple(weight.shape)}")
     B, K, L, C = weight.shape[:4]
-    if C < 16 or C & (C - 1):
-        raise ValueError(f"grouped_mlp Triton kernel: channel count C must be a power of two >= 16 "
-                         f"(tl.dot tiles), got C={C}; use the reference backend for other sizes")
     if x.dim() != 4 or x.shape[0] not in (1, B) or x.shape[1] not in (1, K) or x.shape[3] != C:
         raise ValueError(f"grouped_mlp: x must be (1|B, 1|K, P, C) = (1|{B}, 1|{K}, P, {C}), "
                          f"got {tuple(x.shape)}")
@@ -346,9 +362,9 @@ def _check_inputs(x, weight, bias, depth_weight, depth_bias, depth_layer):
                          f"{tuple(bias.shape)}, {tuple(depth_weight.shape)}, {tuple(depth_bias.shape)}")
     if not 1 <= depth_layer <= L:
         raise ValueError(f"grouped_mlp: depth_layer must be in [1, {L}], got {depth_layer}")
-    if x.dtype != weight.dtype or x.dtype not in _TORCH_TO_TL:
-        raise ValueError(f"grouped_mlp: x and weight must share a dtype among {list(_TORCH_TO_TL)}, "
-                         f"got {x.dtype} and {weight.dtype}")
+    why = _uncovered(x, weight)
+    if why is not None:
+        raise ValueError(f"grouped_mlp Triton kernels: {why}")
 
 
 def _kernel_args(x, weight):
@@ -363,7 +379,7 @@ def _kernel_args(x, weight):
 
 
 def _emulate(dot):
-    return _INTERPRET and dot == tl.bfloat16
+    return interpreting() and dot == tl.bfloat16
 
 
 def _forward_triton(x, weight, bias, depth_weight, depth_bias, depth_layer):
@@ -514,21 +530,3 @@ def _bwd_backward(ctx, ggx, ggw, ggb, ggu, ggc):
 
 
 _grouped_mlp_backward_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_context)
-
-
-def grouped_mlp(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    depth_weight: torch.Tensor,
-    depth_bias: torch.Tensor,
-    depth_layer: int,
-    detach_texture: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`grouped_mlp_reference`'s maths with the backend chosen by :mod:`.backend`:
-    ``triton`` runs the ``ssgan::grouped_mlp`` custom op (fused kernels, differentiable twice),
-    ``reference`` the plain PyTorch version."""
-    if backend_for(x, "grouped_mlp") == "triton":
-        return torch.ops.ssgan.grouped_mlp(x, weight, bias, depth_weight, depth_bias,
-                                           int(depth_layer), bool(detach_texture))
-    return grouped_mlp_reference(x, weight, bias, depth_weight, depth_bias, depth_layer, detach_texture)

@@ -26,19 +26,49 @@ Backward: upfirdn2d is linear in x and its adjoint is again an upfirdn2d — the
 
 (the after-pad makes the adjoint's output exactly n long). The backward calls the same custom
 op, so double backward (R1, path length) comes for free.
+
+The kernels cover 4-D float16 / bfloat16 / float32 / float64 x, a 2-D filter that is constant
+(no gradient wanted) and up, down >= 1; other inputs follow the fallback rule of :mod:`.backend`
+(reference maths, or an error if ``triton`` was forced).
 """
+
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
 
-from .backend import backend_for
+from .backend import interpreting, runs_triton, tl, triton
+
+
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: Sequence[int] = (0, 0)
+) -> torch.Tensor:
+    """Upsample x (N, C, H, W) by ``up``, pad by ``pad`` ((x0, x1) for both axes or (x0, x1, y0,
+    y1); negative values crop), convolve with ``kernel`` (kh, kw) and keep every ``down``-th pixel
+    (the module docstring has the formula), on the backend chosen by :mod:`.backend` (the maths:
+    :func:`upfirdn2d_reference`). Inputs the kernels do not cover (a filter that requires grad,
+    see the module docstring) follow the fallback rule of :mod:`.backend`."""
+    x0, x1, y0, y1 = _pad4(pad)
+    if not runs_triton("upfirdn2d", x, _uncovered(x, kernel, up, down)):
+        return upfirdn2d_reference(x, kernel, up, down, (x0, x1, y0, y1))
+    return torch.ops.ssgan.upfirdn2d(x, kernel, int(up), int(down), int(x0), int(x1), int(y0), int(y1))
+
+
+def _uncovered(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int) -> str | None:
+    """Why the kernels do not cover these inputs (None: they do)."""
+    if x.ndim != 4 or kernel.ndim != 2:
+        return f"x must be 4-D and the filter 2-D, got {x.ndim}-D and {kernel.ndim}-D"
+    if up < 1 or down < 1:
+        return f"up {up} and down {down} must be >= 1"
+    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return f"dtype {x.dtype} is not a float16/bfloat16/float32/float64"
+    if kernel.requires_grad and torch.is_grad_enabled():
+        return "the filter requires grad (the kernels treat it as a constant)"
+    return None
 
 
 def _pad4(pad: Sequence[int]) -> tuple[int, int, int, int]:
@@ -64,125 +94,124 @@ def upfirdn2d_reference(
     return F.conv2d(x, f, stride=down, groups=C)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+# ------------------------------------------------------------------------------------------------
+# Triton kernels
+# ------------------------------------------------------------------------------------------------
 
 
-@triton.jit
-def _rows(q, H, UP: tl.constexpr):
-    """(valid, index) of upsampled/padded coordinates q in an axis of length H before upsampling."""
-    if UP == 1:
-        valid = (q >= 0) & (q < H)
-        idx = q
-    else:
-        valid = (q >= 0) & (q % UP == 0) & (q < H * UP)
-        idx = q // UP
-    return valid, idx
+def _pruner(*dims: tuple[str, str, int]):
+    """An autotuner ``early_config_prune`` dropping the configs whose block (config name, size
+    argument, smallest block) exceeds what the size needs; the smallest config if none is left."""
+    def prune(configs, nargs, **kwargs):
+        need = {name: max(floor, triton.next_power_of_2(nargs[arg])) for name, arg, floor in dims}
+        kept = [c for c in configs if all(c.kwargs[name] <= n for name, n in need.items())]
+        return kept or [min(configs, key=lambda c: math.prod(c.kwargs[name] for name in need))]
+    return prune
 
 
-@triton.jit
-def _upfirdn2d_nchw_kernel(
-    x_ptr, f_ptr, y_ptr, H, W, OH, OW, PX0, PY0,
-    UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-    FP64: tl.constexpr, INT64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    n_th = tl.cdiv(OH, BH)
-    n_tw = tl.cdiv(OW, BW)
-    tw = pid % n_tw
-    t = pid // n_tw
-    th = t % n_th
-    plane = t // n_th
-    if INT64:
-        plane = plane.to(tl.int64)
-    if FP64:
-        acc_t: tl.constexpr = tl.float64
-    else:
-        acc_t: tl.constexpr = tl.float32
-    oi = th * BH + tl.arange(0, BH)
-    oj = tw * BW + tl.arange(0, BW)
-    x_base = x_ptr + plane * H * W
-    acc = tl.zeros([BH, BW], dtype=acc_t)
-    for a in tl.static_range(KH):
-        rv, r = _rows(oi * DOWN + (a - PY0), H, UP)
-        for b in tl.static_range(KW):
-            cv, c = _rows(oj * DOWN + (b - PX0), W, UP)
-            w = tl.load(f_ptr + ((KH - 1 - a) * KW + (KW - 1 - b))).to(acc_t)
-            v = tl.load(x_base + r[:, None] * W + c[None, :], mask=rv[:, None] & cv[None, :], other=0.0)
-            acc += v.to(acc_t) * w
-    omask = (oi < OH)[:, None] & (oj < OW)[None, :]
-    tl.store(y_ptr + plane * OH * OW + oi[:, None] * OW + oj[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=omask)
+if triton is not None:
+    @triton.jit
+    def _rows(q, H, UP: tl.constexpr):
+        """(valid, index) of upsampled/padded coordinates q in an axis of length H before upsampling."""
+        if UP == 1:
+            valid = (q >= 0) & (q < H)
+            idx = q
+        else:
+            valid = (q >= 0) & (q % UP == 0) & (q < H * UP)
+            idx = q // UP
+        return valid, idx
+
+    @triton.jit
+    def _unravel(n0, n1):
+        """This program's (i0, i1, rest) with program id = (rest · n1 + i1) · n0 + i0."""
+        pid = tl.program_id(0)
+        t = pid // n0
+        return pid % n0, t % n1, t // n1
+
+    @triton.jit
+    def _taps(x_ptr, f_ptr, oi, oj, cc, cmask, n, C, H, W, PX0, PY0, UP: tl.constexpr, DOWN: tl.constexpr,
+              KH: tl.constexpr, KW: tl.constexpr, FP64: tl.constexpr, NHWC: tl.constexpr,
+              S0: tl.constexpr, S1: tl.constexpr):
+        """The [S0, S1] tile of y = Σ_{a,b} v[i·down + a, j·down + b] · f[kh-1-a, kw-1-b], gathered
+        from x. NCHW: x_ptr is the (n, c) plane, rows oi (S0) × columns oj (S1) (cc, cmask, n, C
+        unused). NHWC: one output row; pixels oj (S0, oi their row as a vector) × channels cc (S1)
+        of sample n. Sums in float64 if FP64, else float32."""
+        ACC: tl.constexpr = tl.float64 if FP64 else tl.float32
+        acc = tl.zeros([S0, S1], dtype=ACC)
+        for a in tl.static_range(KH):
+            rv, r = _rows(oi * DOWN + (a - PY0), H, UP)
+            for b in tl.static_range(KW):
+                cv, c = _rows(oj * DOWN + (b - PX0), W, UP)
+                w = tl.load(f_ptr + ((KH - 1 - a) * KW + (KW - 1 - b))).to(ACC)
+                if NHWC:
+                    pix = (n * H + r) * W + c
+                    v = tl.load(x_ptr + pix[:, None] * C + cc[None, :],
+                                mask=(rv & cv)[:, None] & cmask[None, :], other=0.0)
+                else:
+                    v = tl.load(x_ptr + r[:, None] * W + c[None, :], mask=rv[:, None] & cv[None, :],
+                                other=0.0)
+                acc += v.to(ACC) * w
+        return acc
+
+    @triton.jit
+    def _upfirdn2d_nchw_kernel(
+        x_ptr, f_ptr, y_ptr, H, W, OH, OW, PX0, PY0,
+        UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        FP64: tl.constexpr, INT64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+    ):
+        tw, th, plane = _unravel(tl.cdiv(OW, BW), tl.cdiv(OH, BH))
+        if INT64:
+            plane = plane.to(tl.int64)
+        oi = th * BH + tl.arange(0, BH)
+        oj = tw * BW + tl.arange(0, BW)
+        acc = _taps(x_ptr + plane * H * W, f_ptr, oi, oj, oj, oj < OW, 0, 1, H, W, PX0, PY0,
+                    UP, DOWN, KH, KW, FP64, False, BH, BW)
+        omask = (oi < OH)[:, None] & (oj < OW)[None, :]
+        tl.store(y_ptr + plane * OH * OW + oi[:, None] * OW + oj[None, :], acc.to(y_ptr.dtype.element_ty),
+                 mask=omask)
+
+    @triton.jit
+    def _upfirdn2d_nhwc_kernel(
+        x_ptr, f_ptr, y_ptr, C, H, W, OH, OW, PX0, PY0,
+        UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        FP64: tl.constexpr, INT64: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr,
+    ):
+        tc, tw, t = _unravel(tl.cdiv(C, BC), tl.cdiv(OW, BW))
+        oi = t % OH
+        n = t // OH
+        if INT64:
+            n = n.to(tl.int64)
+        oj = tw * BW + tl.arange(0, BW)
+        cc = tc * BC + tl.arange(0, BC)
+        cmask = cc < C
+        # the output row as a vector over the tile's pixels: keeps every mask a tensor (the Triton
+        # interpreter mis-types tensor & scalar-bool masks)
+        oi_v = oi + tl.zeros([BW], dtype=oi.dtype)
+        acc = _taps(x_ptr, f_ptr, oi_v, oj, cc, cmask, n, C, H, W, PX0, PY0,
+                    UP, DOWN, KH, KW, FP64, True, BW, BC)
+        omask = (oj < OW)[:, None] & cmask[None, :]
+        tl.store(y_ptr + ((n * OH + oi) * OW + oj[:, None]) * C + cc[None, :], acc.to(y_ptr.dtype.element_ty),
+                 mask=omask)
+
+    _nchw_tuned = triton.autotune(
+        [triton.Config({"BH": bh, "BW": bw}, num_warps=w)
+         for bh, bw, w in ((4, 16, 2), (8, 16, 4), (8, 32, 4), (16, 32, 4), (8, 64, 4), (16, 64, 4),
+                           (32, 64, 8), (32, 32, 4))],
+        key=["H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
+        prune_configs_by={"early_config_prune": _pruner(("BH", "OH", 4), ("BW", "OW", 16))},
+    )(_upfirdn2d_nchw_kernel)
+    _nhwc_tuned = triton.autotune(
+        [triton.Config({"BW": bw, "BC": bc}, num_warps=w)
+         for bw, bc, w in ((4, 16, 2), (8, 32, 4), (16, 32, 4), (32, 32, 4), (8, 64, 4), (16, 64, 4),
+                           (4, 128, 4), (8, 128, 8), (32, 16, 4))],
+        key=["C", "H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
+        prune_configs_by={"early_config_prune": _pruner(("BW", "OW", 4), ("BC", "C", 16))},
+    )(_upfirdn2d_nhwc_kernel)
 
 
-@triton.jit
-def _upfirdn2d_nhwc_kernel(
-    x_ptr, f_ptr, y_ptr, C, H, W, OH, OW, PX0, PY0,
-    UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-    FP64: tl.constexpr, INT64: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    n_tc = tl.cdiv(C, BC)
-    n_tw = tl.cdiv(OW, BW)
-    tc = pid % n_tc
-    t = pid // n_tc
-    tw = t % n_tw
-    t = t // n_tw
-    oi = t % OH
-    n = t // OH
-    if INT64:
-        n = n.to(tl.int64)
-    if FP64:
-        acc_t: tl.constexpr = tl.float64
-    else:
-        acc_t: tl.constexpr = tl.float32
-    oj = tw * BW + tl.arange(0, BW)
-    cc = tc * BC + tl.arange(0, BC)
-    cmask = cc < C
-    acc = tl.zeros([BW, BC], dtype=acc_t)
-    # the output row as a vector over the tile's pixels: keeps every mask a tensor (the Triton
-    # interpreter mis-types tensor & scalar-bool masks)
-    oi_v = oi + tl.zeros([BW], dtype=oi.dtype)
-    for a in tl.static_range(KH):
-        rv, r = _rows(oi_v * DOWN + (a - PY0), H, UP)
-        for b in tl.static_range(KW):
-            cv, c = _rows(oj * DOWN + (b - PX0), W, UP)
-            w = tl.load(f_ptr + ((KH - 1 - a) * KW + (KW - 1 - b))).to(acc_t)
-            pix = (n * H + r) * W + c
-            v = tl.load(x_ptr + pix[:, None] * C + cc[None, :], mask=(rv & cv)[:, None] & cmask[None, :],
-                        other=0.0)
-            acc += v.to(acc_t) * w
-    omask = (oj < OW)[:, None] & cmask[None, :]
-    tl.store(y_ptr + ((n * OH + oi) * OW + oj[:, None]) * C + cc[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=omask)
-
-
-def _prune_nchw(configs, nargs, **kwargs):
-    bh, bw = max(4, triton.next_power_of_2(nargs["OH"])), max(16, triton.next_power_of_2(nargs["OW"]))
-    kept = [c for c in configs if c.kwargs["BH"] <= bh and c.kwargs["BW"] <= bw]
-    return kept or [min(configs, key=lambda c: c.kwargs["BH"] * c.kwargs["BW"])]
-
-
-def _prune_nhwc(configs, nargs, **kwargs):
-    bw, bc = max(4, triton.next_power_of_2(nargs["OW"])), max(16, triton.next_power_of_2(nargs["C"]))
-    kept = [c for c in configs if c.kwargs["BW"] <= bw and c.kwargs["BC"] <= bc]
-    return kept or [min(configs, key=lambda c: c.kwargs["BW"] * c.kwargs["BC"])]
-
-
-_nchw_tuned = triton.autotune(
-    [triton.Config({"BH": bh, "BW": bw}, num_warps=w)
-     for bh, bw, w in ((4, 16, 2), (8, 16, 4), (8, 32, 4), (16, 32, 4), (8, 64, 4), (16, 64, 4),
-                       (32, 64, 8), (32, 32, 4))],
-    key=["H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
-    prune_configs_by={"early_config_prune": _prune_nchw},
-)(_upfirdn2d_nchw_kernel)
-_nhwc_tuned = triton.autotune(
-    [triton.Config({"BW": bw, "BC": bc}, num_warps=w)
-     for bw, bc, w in ((4, 16, 2), (8, 32, 4), (16, 32, 4), (32, 32, 4), (8, 64, 4), (16, 64, 4),
-                       (4, 128, 4), (8, 128, 8), (32, 16, 4))],
-    key=["C", "H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
-    prune_configs_by={"early_config_prune": _prune_nhwc},
-)(_upfirdn2d_nhwc_kernel)
+# ------------------------------------------------------------------------------------------------
+# Launchers, custom op and autograd
+# ------------------------------------------------------------------------------------------------
 
 
 def _layout(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -224,25 +253,23 @@ def _upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, up: int, down: int,
     OH, OW = y.shape[2:]
     KH, KW = f.shape
     meta = dict(UP=up, DOWN=down, KH=KH, KW=KW, FP64=fp64, INT64=max(x.numel(), y.numel()) >= 2**31)
-    args = (x, f, y, C, H, W, OH, OW, px0, py0) if cl else (x, f, y, H, W, OH, OW, px0, py0)
-    if cl:
-        if _interpreting():
-            bw, bc = min(triton.next_power_of_2(OW), 32), min(triton.next_power_of_2(C), 64)
-            grid = (N * OH * triton.cdiv(OW, bw) * triton.cdiv(C, bc),)
-            _upfirdn2d_nhwc_kernel[grid](*args, BW=bw, BC=bc, **meta)
-        else:
-            def grid(m):
-                return (N * OH * triton.cdiv(OW, m["BW"]) * triton.cdiv(C, m["BC"]),)
-            _nhwc_tuned[grid](*args, **meta)
+    np2 = triton.next_power_of_2
+    if cl:  # one program per (n, output row, BW pixels, BC channels)
+        kernel, tuned, args = _upfirdn2d_nhwc_kernel, _nhwc_tuned, (x, f, y, C, H, W, OH, OW, px0, py0)
+        fixed = {"BW": min(np2(OW), 32), "BC": min(np2(C), 64)}
+
+        def grid(m):
+            return (N * OH * triton.cdiv(OW, m["BW"]) * triton.cdiv(C, m["BC"]),)
+    else:  # one program per (n, c) plane tile [BH, BW]
+        kernel, tuned, args = _upfirdn2d_nchw_kernel, _nchw_tuned, (x, f, y, H, W, OH, OW, px0, py0)
+        fixed = {"BH": min(np2(OH), 32), "BW": min(np2(OW), 64)}
+
+        def grid(m):
+            return (N * C * triton.cdiv(OH, m["BH"]) * triton.cdiv(OW, m["BW"]),)
+    if interpreting():  # fixed blocks: the interpreter would time every config in Python
+        kernel[grid(fixed)](*args, **fixed, **meta)
     else:
-        if _interpreting():
-            bh, bw = min(triton.next_power_of_2(OH), 32), min(triton.next_power_of_2(OW), 64)
-            grid = (N * C * triton.cdiv(OH, bh) * triton.cdiv(OW, bw),)
-            _upfirdn2d_nchw_kernel[grid](*args, BH=bh, BW=bw, **meta)
-        else:
-            def grid(m):
-                return (N * C * triton.cdiv(OH, m["BH"]) * triton.cdiv(OW, m["BW"]),)
-            _nchw_tuned[grid](*args, **meta)
+        tuned[grid](*args, **meta)
     return y
 
 
@@ -270,19 +297,3 @@ def _backward(ctx, gy):
 
 
 _upfirdn2d_op.register_autograd(_backward, setup_context=_setup)
-
-
-def upfirdn2d(
-    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: Sequence[int] = (0, 0)
-) -> torch.Tensor:
-    """:func:`upfirdn2d_reference`'s maths with the backend chosen by :mod:`.backend`.
-
-    The Triton path takes 4-D floating x on CUDA (or CPU under ``TRITON_INTERPRET=1``) and a
-    constant 2-D filter; a filter that requires grad uses the reference maths."""
-    x0, x1, y0, y1 = _pad4(pad)
-    if (backend_for(x, "upfirdn2d") != "triton" or x.ndim != 4 or kernel.ndim != 2 or up < 1 or down < 1
-            or x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-            or not (x.is_cuda or _interpreting())
-            or (kernel.requires_grad and torch.is_grad_enabled())):
-        return upfirdn2d_reference(x, kernel, up, down, (x0, x1, y0, y1))
-    return torch.ops.ssgan.upfirdn2d(x, kernel, int(up), int(down), int(x0), int(x1), int(y0), int(y1))
