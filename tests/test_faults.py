@@ -54,7 +54,7 @@ CFG = preset("tiny")
 STEPS = 12
 RUN = [sys.executable, str(ROOT / "train.py"), "--batch", "4", "--ckpt-every", "2", "--log-every", "1",
        "--sample-every", "100", "--metrics", "none", "--device", "cpu", "--threads", "1"]
-TRIALS = 12  # kill-and-resume trials in test_random_kills_resume_bit_exact
+TRIALS = 10  # kill-and-resume trials in test_random_kills_resume_bit_exact
 PAUSE = 0.3  # seconds each checkpoint write sleeps in the kill trials (SSGAN_DEBUG_SAVE_PAUSE)
 
 
@@ -134,7 +134,7 @@ def _flip_byte(path: Path, where: float = 0.6) -> None:
 # ----- kills -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_random_kills_resume_bit_exact(tmp_path, reference):
-    """TRIALS runs, each killed (SIGKILL) one to three times and resumed until it finishes. A third
+    """TRIALS runs, each killed (SIGKILL) once or twice and resumed until it finishes. A third
     of the kills wait for a checkpoint write to be under way (its temporary file exists; every write
     pauses PAUSE s inside, before and after the rename), the others land at a random time after the
     launch. Every run must end with the reference G-EMA, ``latest`` on the last step, no temp file."""
@@ -144,7 +144,7 @@ def test_random_kills_resume_bit_exact(tmp_path, reference):
     for trial in range(TRIALS):
         out = tmp_path / f"trial{trial}"
         ckpts = out / "checkpoints"
-        for k in range(rng.randint(1, 3)):
+        for k in range(rng.randint(1, 2)):
             during_write = (trial + k) % 3 == 0
             # in a write: before the rename (temp file there) or in the pause after it
             delay = rng.uniform(0.0, 2 * PAUSE) if during_write else rng.uniform(1.0, wall + 2 * PAUSE * 6)
