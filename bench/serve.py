@@ -40,7 +40,8 @@ from bench.timing import environment
 from ssgan.classes import ClassInfo, default_names
 from ssgan.model.config import preset
 from ssgan.model.generator import SemanticGenerator
-from ssgan.serve.app import Limits, create_app
+from ssgan.serve.app import create_app
+from ssgan.serve.editor import Limits
 from ssgan.serve.engine import Engine, LocalCache
 
 TARGET_EDIT_MS = 100.0  # CPU, tiny model, p50 of an edit

@@ -25,7 +25,8 @@ from ssgan import cli  # noqa: E402
 from ssgan.classes import ClassInfo, default_names  # noqa: E402
 from ssgan.edit import editing as E  # noqa: E402
 from ssgan.serve import commands  # noqa: E402
-from ssgan.serve.app import Limits, create_app  # noqa: E402
+from ssgan.serve.app import create_app  # noqa: E402
+from ssgan.serve.editor import Limits  # noqa: E402
 from ssgan.serve.engine import Engine, LocalCache  # noqa: E402
 
 CFG = ssgan.preset("tiny")
@@ -245,7 +246,7 @@ def test_upload_inverts_and_cancels(client, engine):
 
 def test_an_encoder_replaces_the_search(engine):
     """The hook for ``--encoder`` (ssgan.edit.encoder): an image → latent function answers the upload."""
-    from ssgan.serve.app import Editor
+    from ssgan.serve.editor import Editor
 
     fixed = engine.sample(12)
     seen = []
@@ -263,7 +264,7 @@ def test_an_encoder_replaces_the_search(engine):
 
 
 def test_latest_request_wins(engine):
-    from ssgan.serve.app import Editor
+    from ssgan.serve.editor import Editor
 
     editor = Editor(engine)
     sid = editor.new_session()["session"]

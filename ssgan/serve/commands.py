@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def build(args: argparse.Namespace) -> Any:
     """The Starlette app for ``args``; bad input raises ``CLIError`` (one line)."""
-    from ssgan.serve.app import Limits, create_app
+    from ssgan.serve.app import create_app
+    from ssgan.serve.editor import Limits
     from ssgan.serve.engine import Engine, load_directions
 
     if args.threads:

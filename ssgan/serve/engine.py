@@ -31,13 +31,11 @@ from ssgan.edit import editing as E
 from ssgan.edit import inversion as I
 from ssgan.model import latents as L
 from ssgan.model.generator import SemanticGenerator, Synthesis
+from ssgan.serve.errors import ClientError
 
 PARTS = ("shape", "texture", "all")
 N_COMPONENTS = 5  # principal components offered per class when no direction files are given
-
-
-class EditError(ValueError):
-    """A request the model cannot do (unknown class, direction, part …); one line for the page."""
+SEEDS = (-2**63, 2**64 - 1)  # what torch.Generator.manual_seed accepts
 
 
 @dataclass
@@ -115,15 +113,18 @@ class Engine:
         mapping cached per (seed, truncation)."""
         psi = self.truncation if truncation is None else float(truncation)
         if not 0 <= psi <= 1:
-            raise EditError(f"truncation must be in [0, 1], not {psi}")
-        key = (int(seed), psi)
+            raise ClientError(f"truncation must be in [0, 1], not {psi}")
+        seed = int(seed)
+        if not SEEDS[0] <= seed <= SEEDS[1]:
+            raise ClientError(f"seed must be a 64-bit integer ({SEEDS[0]} … {SEEDS[1]}), not {seed}")
+        key = (seed, psi)
         with self._lock:
             hit = self._mapped.get(key)
             if hit is not None:
                 self._mapped.move_to_end(key)
                 return hit.clone()
         mean = self.mean() if psi < 1 else None
-        latent = E.sample_latents(self.G, 1, int(seed), psi, mean)
+        latent = E.sample_latents(self.G, 1, seed, psi, mean)
         with self._lock:
             self._mapped[key] = latent
             while len(self._mapped) > self._mapping_cache:
@@ -133,16 +134,16 @@ class Engine:
     def check_classes(self, classes: Sequence[int]) -> list[int]:
         out = sorted({int(c) for c in classes})
         if not out:
-            raise EditError("pick at least one region first")
+            raise ClientError("pick at least one region first")
         bad = [c for c in out if not 0 <= c < self.cfg.seg_dim]
         if bad:
-            raise EditError(f"class {bad[0]} is out of range: this model has {self.cfg.seg_dim} classes")
+            raise ClientError(f"class {bad[0]} is out of range: this model has {self.cfg.seg_dim} classes")
         return out
 
     @staticmethod
     def check_part(part: str) -> str:
         if part not in PARTS:
-            raise EditError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
+            raise ClientError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
         return part
 
     def replace(self, latent: torch.Tensor, source: torch.Tensor, classes: Sequence[int], part: str
@@ -154,7 +155,7 @@ class Engine:
                     t: float) -> torch.Tensor:
         """anchor + t · (replace(anchor, reference) − anchor): those codes only move, t in [0, 1]."""
         if not 0 <= t <= 1:
-            raise EditError(f"t must be in [0, 1], not {t}")
+            raise ClientError(f"t must be in [0, 1], not {t}")
         end = self.replace(anchor, reference, classes, part)
         return anchor + float(t) * (end - anchor)
 
@@ -185,14 +186,14 @@ class Engine:
         codes = L.class_codes(classes, part, cfg)
         if self.user_directions:
             if name not in self.user_directions:
-                raise EditError(f"unknown direction {name!r}; known: {', '.join(self.direction_names())}")
+                raise ClientError(f"unknown direction {name!r}; known: {', '.join(self.direction_names())}")
             vector = np.zeros((cfg.n_latent, cfg.style_dim), np.float32)
             vector[codes] = self.user_directions[name][codes]
             if not np.abs(vector).any():
-                raise EditError(f"direction {name!r} does not move the {part} codes of the chosen regions")
+                raise ClientError(f"direction {name!r} does not move the {part} codes of the chosen regions")
             return Direction(name, vector, "user direction")
         if name not in self.direction_names():
-            raise EditError(f"unknown direction {name!r}; known: {', '.join(self.direction_names())}")
+            raise ClientError(f"unknown direction {name!r}; known: {', '.join(self.direction_names())}")
         axes, sigma = self.components()
         i = int(name[2:]) - 1
         vector = np.zeros((cfg.n_latent, cfg.style_dim), np.float32)

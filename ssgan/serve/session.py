@@ -15,10 +15,7 @@ import torch
 
 from ssgan.model.generator import Synthesis
 from ssgan.serve.engine import LocalCache
-
-
-class SessionError(LookupError):
-    """An unknown or expired session id (the page reloads to get a new one)."""
+from ssgan.serve.errors import ClientError
 
 
 class Cancelled(Exception):
@@ -131,11 +128,13 @@ class Sessions:
                     old.job.cancel.set()
             return session
 
-    def get(self, sid: str | None) -> Session:
+    def get(self, sid: Any) -> Session:
+        """The session ``sid`` (any JSON value a client sent); an unknown or expired one is a 404
+        ``ClientError`` (the page reloads to get a new one)."""
         with self._lock:
-            session = self._items.get(sid or "")
+            session = self._items.get(sid) if isinstance(sid, str) else None
             if session is None:
-                raise SessionError("unknown or expired session; reload the page")
+                raise ClientError("unknown or expired session; reload the page", 404)
             self._items.move_to_end(session.id)
             session.used = time.monotonic()
             return session
