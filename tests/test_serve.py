@@ -276,6 +276,98 @@ def test_latest_request_wins(engine):
     assert not fresh.get("stale") and len(session.history) == 2
 
 
+def test_the_editor_works_without_http(engine):
+    """The editor's operations called directly: an edit and its change map, undo/redo (the change
+    over the classes of the step crossed), a drag as one history entry, a download's bytes, and
+    bad input as ClientError with its status."""
+    from ssgan.serve.editor import Editor
+    from ssgan.serve.errors import ClientError
+
+    editor = Editor(engine)
+    sid = editor.new_session()["session"]
+    s = editor.resample(sid, [3], "texture", seed=9)
+    assert s["action"] == "resample texture of mouth (seed 9)" and s["last"]["recomputed_classes"] == [3]
+    assert s["diff"]["classes"] == [3]
+    s = editor.undo(sid)
+    assert s["position"] == 0 and s["diff"]["classes"] == [3] and s["last"]["name"] == "undo"
+    assert editor.redo(sid)["position"] == 1
+    with pytest.raises(ClientError) as e:
+        editor.redo(sid)
+    assert e.value.status == 400 and str(e.value) == "nothing to redo"
+    for t in (0.2, 0.6):
+        s = editor.interpolate(sid, [1], "all", t)
+    assert s["length"] == 3 and s["action"].endswith("t = 0.60")
+    got = editor.download(sid, "latent.npy")
+    assert got.filename == "ssgan-002-latent.npy" and got.media_type == "application/octet-stream"
+    assert np.load(io.BytesIO(got.body)).shape == (CFG.n_latent, CFG.style_dim)
+    for call, status in [(lambda: editor.state("nope"), 404), (lambda: editor.download(sid, "x.png"), 404),
+                         (lambda: editor.move(sid, [1], "all", "pc1", 50.0), 400),
+                         (lambda: editor.copy(sid, [1], "hair"), 400)]:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.status == status
+
+
+def test_bad_fields_are_400_not_500(client):
+    """Input that used to reach a library's ValueError (a seed torch cannot take, an int() over a
+    JSON 1e400 or a superscript digit, a .npy of strings) is refused as the client's error."""
+    sid = new_session(client)
+    bad = [("/api/sample", {"session": sid, "seed": 2**70}, 400, "seed must be a 64-bit integer"),
+           ("/api/sample", {"session": sid, "seed": 1.5}, 400, "field 'seed' must be int"),
+           ("/api/sample", {"session": sid, "truncation": 2}, 400, "truncation must be in [0, 1]"),
+           ("/api/sample", {"session": [sid]}, 404, "reload the page"),
+           ("/api/edit", {"session": sid, "op": "warp", "classes": [1]}, 400, "op must be resample"),
+           ("/api/edit", {"session": sid, "op": "interpolate", "classes": [1]}, 400, "missing field 't'"),
+           ("/api/edit", {"session": sid, "op": "direction", "classes": [1], "direction": "pc1",
+                          "strength": 50}, 400, "strength must be in [-20, 20]")]
+    for path, body, status, words in bad:
+        r = client.post(path, json=body)
+        assert r.status_code == status and words in r.json()["error"], (body, r.text)
+    r = client.post("/api/sample", content=f'{{"session": "{sid}", "seed": 1e400}}'.encode())
+    assert r.status_code == 400 and "field 'seed' must be int" in r.json()["error"]
+    for steps in ("\u00b2", "1" * 30, "-3"):
+        r = client.post(f"/api/invert?session={sid}&steps={steps}", content=b"x")
+        assert r.status_code == 400 and "steps must be a whole number" in r.json()["error"], r.text
+    buf = io.BytesIO()
+    np.save(buf, np.full((CFG.n_latent, CFG.style_dim), "a"))
+    r = client.post(f"/api/latent?session={sid}&name=s.npy", content=buf.getvalue())
+    assert r.status_code == 400 and "s.npy holds dtype <U1, not a float array" in r.json()["error"]
+    assert client.get(f"/api/state?session={sid}").json()["length"] == 1  # nothing changed
+
+
+def test_a_bug_is_a_500_with_a_logged_traceback(client, monkeypatch, caplog):
+    """Only ClientError is the client's fault: any other exception from inside the editor, a
+    ValueError too (once answered 400), is a 500 with one line for the page and the API's headers,
+    its traceback logged; the session is unchanged and the server keeps serving."""
+    import logging
+
+    sid = new_session(client)
+    editor = client.app.state.editor
+
+    def fails(error: Exception):
+        def raise_it(*args, **kwargs):
+            raise error
+        return raise_it
+
+    with monkeypatch.context() as m, caplog.at_level(logging.ERROR, logger="ssgan.serve"):
+        m.setattr(editor, "sample", fails(ZeroDivisionError("division by zero")))
+        r = client.post("/api/sample", json={"session": sid, "seed": 1})
+        assert r.status_code == 500
+        assert r.json() == {"error": "internal error: ZeroDivisionError: division by zero"}
+        assert r.headers["cache-control"] == "no-store"
+        assert r.headers["content-security-policy"].startswith("default-src 'self'")
+        m.setattr(editor.engine, "render", fails(ValueError("a bug deep inside")))
+        r = client.post("/api/edit", json={"session": sid, "op": "resample", "classes": [1], "part": "all"})
+        assert r.status_code == 500 and r.json()["error"] == "internal error: ValueError: a bug deep inside"
+    failed = [rec for rec in caplog.records if rec.name == "ssgan.serve" and rec.exc_info]
+    assert [rec.getMessage() for rec in failed] == ["POST /api/sample failed", "POST /api/edit failed"]
+    assert "Traceback" in caplog.text and "in raise_it" in caplog.text
+    s = client.get(f"/api/state?session={sid}").json()
+    assert s["length"] == 1 and s["action"] == "sample seed 0"
+    r = client.post("/api/sample", json={"session": sid, "seed": 1})
+    assert r.status_code == 200 and r.json()["length"] == 2
+
+
 def test_cached_render_equals_full_recompute(engine):
     """The per-class cache re-runs only the changed classes' local generators and gives the same
     images as rendering from scratch, through a chain of edits: the hidden features bit for bit,
