@@ -1,6 +1,6 @@
-"""The editor's web app (Starlette): one static page and the JSON API it uses (README, "Interactive
-editor"). Nothing the client sends is used as a path; uploads are decoded in memory and downloads
-are generated from the session's state."""
+"""The editor's web app (Starlette): one static page and the JSON API it uses (docs/serve.md,
+"JSON API"). Nothing the client sends is used as a path; uploads are decoded in memory and
+downloads are generated from the session's state."""
 
 from __future__ import annotations
 
@@ -385,7 +385,7 @@ def _get(body: dict[str, Any], name: str, kind: type, default: Any = _MISSING) -
 
 # ----- HTTP -----------------------------------------------------------------------------------
 def create_app(engine: Engine, limits: Limits = Limits()) -> Starlette:
-    """The Starlette app: ``/`` (the page), ``/static/…`` and ``/api/…`` (README)."""
+    """The Starlette app: ``/`` (the page), ``/static/…`` and ``/api/…`` (docs/serve.md)."""
     editor = Editor(engine, limits)
 
     def endpoint(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
