@@ -10,7 +10,7 @@ The JSON holds:
   ``nvidia-smi``), CUDA runtime; and the versions of Python, torch, Triton and numpy;
 * ``ceilings``: the measured device-to-device copy bandwidth (GB/s, bytes read + written, of a
   1 GiB buffer) and dense bf16 matrix-product rate (an 8192³ product on random data), the two
-  numbers every other figure is judged against (see the README's performance targets);
+  numbers every other figure is judged against (see the performance targets in docs/performance.md);
 * ``parity``: :func:`bench.parity.run_all` — relative errors of each op's outputs (``fwd``) and
   gradients (``bwd``) against float64, per dtype, with the bound and a verdict; ``parity_ok``.
 

@@ -1,4 +1,4 @@
-"""Render the README's performance section from the GPU session's JSON files.
+"""Render docs/performance.md's tables from the GPU session's JSON files.
 
     python -m bench.table                      # the newest GPU JSON of each stage in bench/results/
     python -m bench.table FILE.json|DIR ...    # these files (a folder: every *.json in it)

@@ -1,4 +1,4 @@
-"""The README's encoder picture: photo | encoder reconstruction | edit | difference map.
+"""The encoder picture of docs/editing.md: photo | encoder reconstruction | edit | difference map.
 
     python docs/make_encoder_figure.py --ckpt G.safetensors --encoder enc.safetensors  # encoder_edit.png
 

@@ -1,4 +1,4 @@
-"""The README's two pictures: the built-in data and the default run's last sample grid.
+"""The pictures of the README and docs/training.md: the built-in data and the default run's last grid.
 
     python train.py && python docs/make_figures.py          # -> docs/data.png, docs/tiny_samples.png
 

@@ -1,4 +1,4 @@
-"""The JSON API on HTTP (README, "Interactive editor"): one function per route. Each parses its
+"""The JSON API on HTTP (docs/serve.md, "JSON API"): one function per route. Each parses its
 request (a JSON body, query parameters or an upload's bytes), calls the app's
 :class:`~ssgan.serve.editor.Editor` (``request.app.state.editor``; blocking work in a thread) and
 answers JSON. Nothing the client sends is used as a path.

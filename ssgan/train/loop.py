@@ -36,7 +36,7 @@ Reproducibility: the batch of step s depends only on (seed, s, global batch) (se
 whose states are checkpointed, so a resumed run reproduces an uninterrupted one exactly on CPU with
 the same world size.
 
-Reliability (README, "Reliability"): ``--resume auto`` (the default) continues from the newest
+Reliability (docs/reliability.md): ``--resume auto`` (the default) continues from the newest
 valid checkpoint in ``--outdir`` when there is one, so re-running the same command, or torchrun
 restarting its workers (``--max-restarts``), continues the run; ``--resume never`` refuses a folder
 with checkpoints, ``--resume PATH`` continues from that file. SIGTERM or Ctrl-C finishes the
@@ -55,7 +55,7 @@ bf16 autocast with fp32 weights and losses; R1 and path length (double backward)
 modules eagerly (see ``ssgan.train.steps.StepForwards``). Nothing in a step reads a value back to
 the host; losses are read when logged.
 
-Defaults that differ from the official script (see ``--help`` and the README): R1 weights scaled
+Defaults that differ from the official script (see ``--help`` and docs/training.md): R1 weights scaled
 with size²/batch except for the celeba presets (``ssgan.train.steps.r1_auto``), the G-EMA ramp-up
 (``ssgan.train.steps.ema_beta``; ``--resume`` keeps the run's EMA schedule) and lr 0.004 for
 ``tiny``.

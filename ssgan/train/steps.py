@@ -138,7 +138,7 @@ def r1_auto(cfg: SSGANConfig, batch: int) -> tuple[float, float]:
       the penalty over more samples (NVlabs: γ = 0.0002·size²/batch). The ratio γ_seg/γ_img =
       1000/10 is the paper's. R1_PER_PIXEL = 0.00125 (γ = 0.16 / 16 for 32 px at batch 8) was
       chosen by experiment on the tiny preset: with the paper's 10 / 1000 its masks never grew
-      eyes or mouths (README, "Training").
+      eyes or mouths (docs/training.md, "The default run").
     """
     if any(cfg == PRESETS[name] for name in ("celeba-256", "celeba-512")):
         return R1_PAPER
