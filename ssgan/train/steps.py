@@ -54,6 +54,7 @@ from ssgan.model import latents as L
 from ssgan.model.config import PRESETS, SSGANConfig
 from ssgan.model.generator import SemanticGenerator, Synthesis
 from ssgan.train import losses
+from ssgan.train.options import option
 
 #: Gradient synchronisation called after each backward (e.g. :func:`ssgan.distributed.sync_grads`),
 #: or None.
@@ -68,26 +69,37 @@ LOSS_KEYS: tuple[str, ...] = ("d", "real_score", "fake_score", "r1_img", "r1_seg
 # Hyper-parameters
 # ------------------------------------------------------------------------------------------------
 
+#: The section of ``train.py --help`` that lists the objective's flags.
+OBJECTIVE = "objective"
+
 
 @dataclass
 class TrainConfig:
-    """Every optimisation hyper-parameter, with the paper's (official ``train.py``) defaults."""
+    """Every optimisation hyper-parameter, with the paper's (official ``train.py``) defaults. Each
+    field but ``use_seg`` is a flag of ``train.py`` (:func:`ssgan.train.options.option`: its help
+    and spelling); where a new run departs from the paper's default, see
+    :data:`ssgan.train.spec.DEPARTURES`."""
 
-    lr: float = 0.002
-    betas: tuple[float, float] = (0.0, 0.99)
-    r1_img: float = 10.0
-    r1_seg: float = 1000.0
-    d_reg_every: int = 16
-    g_reg_every: int = 4
-    path_regularize: float = 0.5
-    path_batch_shrink: int = 2
-    path_decay: float = 0.01
-    mixing: float = 0.3
-    lambda_mask: float = 100.0
-    ema_kimg: float | None = None  # G-EMA half-life in kimg; None: 10·batch/32 (see ema_beta)
-    ema_rampup: float = 0.0  # 0: the official fixed decay; NVlabs use 0.05 (see ema_beta)
+    lr: float = option(0.002, "Adam learning rate", group=OBJECTIVE)
+    betas: tuple[float, float] = option((0.0, 0.99), "Adam betas", group=OBJECTIVE)
+    r1_img: float = option(10.0, "R1 weight on D's image gradients", group=OBJECTIVE, official=True)
+    r1_seg: float = option(1000.0, "R1 weight on D's mask gradients", group=OBJECTIVE, official=True)
+    d_reg_every: int = option(16, "lazy R1 interval", group=OBJECTIVE, official=True)
+    g_reg_every: int = option(4, "lazy path-length interval", group=OBJECTIVE, official=True)
+    path_regularize: float = option(0.5, "path-length weight", group=OBJECTIVE, official=True)
+    path_batch_shrink: int = option(2, "path-length batch divisor", group=OBJECTIVE, official=True)
+    path_decay: float = option(0.01, "mean path length decay", group=OBJECTIVE)
+    mixing: float = option(0.3, "style-mixing probability", group=OBJECTIVE)
+    lambda_mask: float = option(100.0, "mask loss weight", group=OBJECTIVE, official=True)
+    ema_kimg: float | None = option(  # None: 10·batch/32 (see ema_beta)
+        None, "G-EMA half-life in thousands of images (default 10·batch/32: the official fixed per-step "
+              "decay 0.5^(32/10⁴))", group=OBJECTIVE)
+    ema_rampup: float = option(  # 0: the official fixed decay; NVlabs use 0.05 (see ema_beta)
+        0.0, "G-EMA ramp-up: the half-life is at most this fraction of the images seen so far, so early "
+             "G-EMA follows G (NVlabs); 0: the official fixed decay", group=OBJECTIVE)
     use_seg: bool = True  # False for image-only data: D(img) only, no R1 on seg, no mask loss
-    freeze_local: bool = False
+    freeze_local: bool = option(False, "domain adaptation: keep the local generators fixed (default: all of "
+                                       "G trains)", group="run", official=True)
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
