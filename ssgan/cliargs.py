@@ -122,7 +122,8 @@ def add_outdir(q: argparse.ArgumentParser, help: str = "folder for the output fi
                deprecated: Sequence[str] = ()) -> None:
     """``--outdir DIR``: the one spelling of a folder that a command writes (``deprecated``, e.g.
     ``("--out",)``: the old spellings of commands that spelled it otherwise before)."""
-    add_argument(q, "--outdir", deprecated=deprecated, dest="outdir", metavar="DIR", required=required, help=help)
+    add_argument(q, "--outdir", deprecated=deprecated, dest="outdir", metavar="DIR", required=required,
+                 help=help)
 
 
 def add_seed(q: argparse.ArgumentParser, help: str = "random seed (samples and the mean w)") -> None:

@@ -8,9 +8,10 @@
     python train.py --preset celeba-256 --data DIR --size 128 --seg-dim 8 --transparent 6,7  # any data
 
 Model configuration: ``--preset`` (or a resumed / ``--init`` checkpoint's), then ``--config FILE``
-(SSGANConfig fields as JSON), then ``DATA/classes.json`` or ``--class-names FILE`` (class names: the
-class count and the transparent classes, see ``ssgan.classes``), then one flag per SSGANConfig field (``--size``,
-``--seg-dim``, ``--transparent``, ``--local-layers`` …; ``ssgan.model.config.add_config_flags``).
+(SSGANConfig fields as JSON), then ``DATA/classes.json`` or ``--class-names FILE`` (class names:
+the class count and the transparent classes, see ``ssgan.classes``), then one flag per SSGANConfig
+field (``--size``, ``--seg-dim``, ``--transparent``, ``--local-layers`` …;
+``ssgan.model.config.add_config_flags``).
 classes.json and a flag that disagree, or anything that differs from a resumed / ``--init``
 checkpoint's configuration, is a one-line error. The class names go into the checkpoints.
 
@@ -25,9 +26,9 @@ samples). One step ``i`` (0-based) is, as in the official script: D step; R1 whe
 == 0``; G step; path length when ``i % g_reg_every == 0``; EMA. The ``step`` in ``stats.jsonl`` and
 in checkpoint names counts completed steps (step N is logged after index i = N − 1).
 
-Outputs under ``--outdir`` (``--out``: its deprecated spelling): ``stats.jsonl``, ``curves.png`` (the curves of
-``ssgan.train.plot``, redrawn at log steps while drawing stays under ~5 % of the run's time, and at
-the end), ``samples/<step>.png`` (G-EMA on fixed latents: image | mask | coarse mask),
+Outputs under ``--outdir`` (``--out``: its deprecated spelling): ``stats.jsonl``, ``curves.png``
+(the curves of ``ssgan.train.plot``, redrawn at log steps while drawing stays under ~5 % of the
+run's time, and at the end), ``samples/<step>.png`` (G-EMA on fixed latents: image | mask | coarse mask),
 ``checkpoints/<step>.safetensors`` (G, D, G-EMA, optimisers, step, every rank's RNG states, mean
 path length and last loss values, ``ssgan.train.state``; the newest ``--keep`` are kept).
 

@@ -116,4 +116,5 @@ def add_options(q: Any, cls: type, group: str, departures: Mapping[str, Departur
             kwargs.update({"type": d.type} if d.type is not None else {})
         cliargs.add_argument(q, flag_of(cls, f.name), deprecated=o["deprecated"], **kwargs)
         if o["official"]:  # the official script's spelling: works, not shown
-            q.add_argument(f"--{f.name}", **{**kwargs, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS})
+            hidden = {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+            q.add_argument(f"--{f.name}", **{**kwargs, **hidden})

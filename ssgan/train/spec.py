@@ -60,12 +60,13 @@ def float_or_auto(text: str) -> float | str:
 DEPARTURES: dict[str, Departure] = {
     "lr": Departure(None, f"default: {TINY_LR} for the tiny preset (its default run then shows faces with "
                           f"eyes and mouths in {DEFAULT_STEPS} steps), the paper's {PAPER.lr} otherwise"),
-    "r1_img": Departure("auto", f"auto: the paper's {PAPER.r1_img:g} for the celeba presets, "
-                                f"{T.R1_PER_PIXEL}·size²/batch otherwise (tiny at batch 8: 0.16), because R1's "
-                                f"scale grows with the pixel count (ssgan.train.steps.r1_auto)", float_or_auto),
+    "r1_img": Departure("auto", f"auto: the paper's {PAPER.r1_img:g} for the celeba presets, {T.R1_PER_PIXEL}"
+                                f"·size²/batch otherwise (tiny at batch 8: 0.16), because R1's scale grows "
+                                f"with the pixel count (ssgan.train.steps.r1_auto)", float_or_auto),
     "r1_seg": Departure("auto", f"auto: 100 × the auto --r1-img (the paper's {PAPER.r1_seg:g} for the "
                                 f"celeba presets)", float_or_auto),
-    "ema_rampup": Departure(None, f"default {DEFAULT_EMA_RAMPUP} for new runs; a resumed run keeps its value"),
+    "ema_rampup": Departure(None, f"default {DEFAULT_EMA_RAMPUP} for new runs; a resumed run keeps its "
+                                  f"value"),
 }
 
 #: The sections of ``--help``: option group -> title.
@@ -87,7 +88,8 @@ class RunSpec:
 
     # run
     preset: str | None = option(  # None: DEFAULT_PRESET, or a resumed / --init checkpoint's configuration
-        None, f"model configuration (default {DEFAULT_PRESET}; a resumed or --init checkpoint brings its own)",
+        None, f"model configuration (default {DEFAULT_PRESET}; a resumed or --init checkpoint brings its "
+              f"own)",
         group="run", choices=sorted(PRESETS))
     batch: int = option(DEFAULT_BATCH, "global batch, split across ranks", group="run")
     steps: int = option(DEFAULT_STEPS, "total optimisation steps", group="run")
@@ -96,8 +98,8 @@ class RunSpec:
         add_outdir, help="run folder (default runs/<preset>)", required=False, deprecated=("--out",)))
     device: str = option(group="run", default_factory=default_device, add=add_device)  # cuda when available
     threads: int | None = option(
-        None, "intra-op CPU threads per process (default on CPU: 1, the fastest for the tiny model and robust "
-              "on a busy machine; otherwise torch's default)", group="run")
+        None, "intra-op CPU threads per process (default on CPU: 1, the fastest for the tiny model and "
+              "robust on a busy machine; otherwise torch's default)", group="run")
     resume: str = option(  # auto | never | a checkpoint file (see checked())
         "auto", "auto: continue from the newest valid checkpoint in --outdir when there is one (of the same "
                 "configuration: anything else is an error), else start; never: start, and refuse a folder "
@@ -119,8 +121,9 @@ class RunSpec:
     images: str | None = option(None, "image folder (default: DATA/images)", group="data")
     labels: str | None = option(None, "label folder (default: DATA/labels when present)", group="data")
     class_names: str | None = option(
-        None, "classes.json: the class names (default: DATA/classes.json or LABELS/classes.json when present; "
-              "the built-in data names its own)", group="data", metavar="FILE", deprecated=("--classes",))
+        None, "classes.json: the class names (default: DATA/classes.json or LABELS/classes.json when "
+              "present; the built-in data names its own)", group="data", metavar="FILE",
+        deprecated=("--classes",))
     hflip: bool = option(False, "random horizontal flips (reproducible; default: none)", group="data")
     length: int = option(DEFAULT_LENGTH, "size of the built-in dataset", group="data")
     cache: bool = option(False, "decode a folder dataset once into memory (uint8; N·size²·4 bytes) to feed "
@@ -132,7 +135,8 @@ class RunSpec:
     sample_every: int = option(100, "write a sample grid every N steps", group="outputs")
     ckpt_every: int = option(100, "write a checkpoint every N steps", group="outputs")
     keep: int = option(3, "checkpoints kept (0: all)", group="outputs")
-    count: int = option(8, "latents in the sample grids", group="outputs", metavar="N", deprecated=("--n-sample",))
+    count: int = option(8, "latents in the sample grids", group="outputs", metavar="N",
+                        deprecated=("--n-sample",))
     metrics: str | None = option(
         None, "G-EMA metrics logged to metrics.jsonl, e.g. fid10k,maskfd10k; 'none': off (default: maskfd500 "
               "on CPU; maskfd10k, plus fid10k with Inception weights, on CUDA)", group="outputs")
@@ -250,8 +254,8 @@ class RunSpec:
         for k, default in (("ema_kimg", None), ("ema_rampup", new_rampup)):
             old = (saved or {}).get(k, default)
             if saved is not None and given[k] is not None and given[k] != old:
-                notes.append(f"note: {flag_of(T.TrainConfig, k)} {given[k]} differs from {self.resume_path}'s "
-                             f"{old}; G-EMA continues with {given[k]}")
+                notes.append(f"note: {flag_of(T.TrainConfig, k)} {given[k]} differs from "
+                             f"{self.resume_path}'s {old}; G-EMA continues with {given[k]}")
             given[k] = old if given[k] is None else given[k]
         if not use_seg:
             given["lambda_mask"] = 0.0
