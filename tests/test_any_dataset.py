@@ -37,7 +37,8 @@ def one_line_error(capsys) -> str:
     """The error line of a failed run (stderr may also hold the progress bar's carriage returns)."""
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip() and "step/s]" not in line]
-    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("ssgan: error: "), err
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith(("ssgan: error: ", "error: ")), err
     return lines[0]
 
 
