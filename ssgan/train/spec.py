@@ -88,9 +88,8 @@ class RunSpec:
 
     # run
     preset: str | None = option(  # None: DEFAULT_PRESET, or a resumed / --init checkpoint's configuration
-        None, f"model configuration (default {DEFAULT_PRESET}; a resumed or --init checkpoint brings its "
-              f"own)",
-        group="run", choices=sorted(PRESETS))
+        None, f"model configuration (default {DEFAULT_PRESET}; a resumed or --init checkpoint brings "
+              f"its own)", group="run", choices=sorted(PRESETS))
     batch: int = option(DEFAULT_BATCH, "global batch, split across ranks", group="run")
     steps: int = option(DEFAULT_STEPS, "total optimisation steps", group="run")
     seed: int = option(0, "seed of the weights, latents and data order", group="run")

@@ -54,7 +54,7 @@ from ssgan.model import latents as L
 from ssgan.model.config import PRESETS, SSGANConfig
 from ssgan.model.generator import SemanticGenerator, Synthesis
 from ssgan.train import losses
-from ssgan.train.options import option
+from ssgan.train.options import flag_of, option
 
 #: Gradient synchronisation called after each backward (e.g. :func:`ssgan.distributed.sync_grads`),
 #: or None.
@@ -103,24 +103,26 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
-        problems = []  # each names the field and train.py's flag for it
+        def named(*fields: str) -> str:  # "a and b (--a, --b)": the fields and train.py's flags
+            return f"{' and '.join(fields)} ({', '.join(flag_of(TrainConfig, f) for f in fields)})"
+
+        problems = []
         if not self.lr >= 0:
-            problems.append(f"lr (--lr) must be >= 0, got {self.lr}")
+            problems.append(f"{named('lr')} must be >= 0, got {self.lr}")
         if not all(0 <= b < 1 for b in self.betas):
-            problems.append(f"betas (--betas) must lie in [0, 1), got {self.betas[0]} {self.betas[1]}")
+            problems.append(f"{named('betas')} must lie in [0, 1), got {self.betas[0]} {self.betas[1]}")
         if not (self.r1_img >= 0 and self.r1_seg >= 0):
-            problems.append(f"r1_img and r1_seg (--r1-img, --r1-seg) must be >= 0, got {self.r1_img} "
-                            f"and {self.r1_seg}")
+            problems.append(f"{named('r1_img', 'r1_seg')} must be >= 0, got {self.r1_img} and {self.r1_seg}")
         if self.d_reg_every < 1 or self.g_reg_every < 1:
-            problems.append("d_reg_every and g_reg_every (--d-reg-every, --g-reg-every) must be >= 1")
+            problems.append(f"{named('d_reg_every', 'g_reg_every')} must be >= 1")
         if self.path_batch_shrink < 1:
-            problems.append("path_batch_shrink (--path-batch-shrink) must be >= 1")
+            problems.append(f"{named('path_batch_shrink')} must be >= 1")
         if not 0 <= self.mixing <= 1:
-            problems.append(f"mixing (--mixing) must lie in [0, 1], got {self.mixing}")
+            problems.append(f"{named('mixing')} must lie in [0, 1], got {self.mixing}")
         if self.ema_kimg is not None and not self.ema_kimg > 0:
-            problems.append(f"ema_kimg (--ema-kimg) must be > 0, got {self.ema_kimg}")
+            problems.append(f"{named('ema_kimg')} must be > 0, got {self.ema_kimg}")
         if not self.ema_rampup >= 0:
-            problems.append(f"ema_rampup (--ema-rampup) must be >= 0, got {self.ema_rampup}")
+            problems.append(f"{named('ema_rampup')} must be >= 0, got {self.ema_rampup}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
