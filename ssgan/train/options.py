@@ -8,13 +8,13 @@ paper's defaults) and :class:`ssgan.train.spec.RunSpec` (the run: preset, batch,
 Where a new run departs from the paper's default (``--lr``, ``--r1-img`` …), the run's default and
 its reason are a :class:`Departure` in :data:`ssgan.train.spec.DEPARTURES`.
 
-A field's flag is ``--`` + its name with ``-`` for ``_`` unless ``flag`` says otherwise; its
-argparse ``type`` / ``action`` / ``nargs`` follow from its annotation (``int``, ``float``,
-``bool`` a switch, ``bool | None`` ``--x / --no-x``, ``tuple[float, float]`` two numbers) unless
-given. ``official=True`` adds the official script's underscore spelling (``--r1_img``) as a hidden
-alias; ``deprecated`` spellings still work, are hidden and warn
-(:func:`ssgan.cliargs.add_argument`); ``add`` is a :mod:`ssgan.cliargs` helper that declares a
-flag shared by every command (``--device``, ``--outdir``) instead.
+A field's flag is ``--`` + its name with ``-`` for ``_`` (:func:`flag_of`); its argparse
+``type`` / ``action`` / ``nargs`` follow from its annotation (``int``, ``float``, ``bool`` a
+switch, ``bool | None`` ``--x / --no-x``, ``tuple[float, float]`` two numbers) unless given.
+``official=True`` adds the official script's underscore spelling (``--r1_img``) as a hidden alias;
+``deprecated`` spellings still work, are hidden and warn (:func:`ssgan.cliargs.add_argument`);
+``add`` is a :mod:`ssgan.cliargs` helper that declares a flag shared by every command
+(``--device``, ``--outdir``) instead.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ class Departure:
 
 
 def option(default: Any = MISSING, help: str = "", *, group: str, default_factory: Any = MISSING,
-           flag: str | None = None, official: bool = False, deprecated: Sequence[str] = (),
-           add: Callable[[Any], None] | None = None, **parse: Any) -> Any:
+           official: bool = False, deprecated: Sequence[str] = (), add: Callable[[Any], None] | None = None,
+           **parse: Any) -> Any:
     """A dataclass field that is a command-line flag (see the module doc): ``group`` names its
     section of ``--help``; ``parse``: argparse keywords (``choices``, ``metavar``, ``type`` …)."""
-    meta = {OPTION: {"help": help, "group": group, "flag": flag, "official": official,
+    meta = {OPTION: {"help": help, "group": group, "official": official,
                      "deprecated": tuple(deprecated), "add": add, "parse": parse}}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
@@ -61,9 +61,11 @@ def option_fields(cls: type) -> list[dataclasses.Field]:
 
 
 def flag_of(cls: type, name: str) -> str:
-    """The flag of field ``name`` of ``cls`` (e.g. ``"--r1-img"``)."""
-    f = next(f for f in option_fields(cls) if f.name == name)
-    return f.metadata[OPTION]["flag"] or "--" + f.name.replace("_", "-")
+    """The flag of option field ``name`` of ``cls``: ``--`` + the name with ``-`` for ``_``
+    (``r1_img``: ``"--r1-img"``)."""
+    if name not in {f.name for f in option_fields(cls)}:
+        raise KeyError(f"{cls.__name__}.{name} is not a command-line option")
+    return "--" + name.replace("_", "-")
 
 
 def field_default(f: dataclasses.Field) -> Any:
