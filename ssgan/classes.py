@@ -8,9 +8,10 @@ defaults when neither has any.
      "colors": {"hair": [120, 60, 20], "3": [0, 0, 255]}} # optional display colours (name or index)
 
 A checkpoint written by ``train.py`` stores them under ``meta["classes"]`` as
-``{"names": [...], "colors": {"<index>": [r, g, b]}}``. Checkpoints without names (the official
-release ``.pt``, runs on the built-in data) get :func:`default_names`: CelebAMask-HQ's 13 names
-when K = 13 (the released models were trained on it), ``class<k>`` otherwise.
+``{"names": [...], "colors": {"<index>": [r, g, b]}}`` (a run on the built-in data: that data's
+names, ``ssgan.data.synthetic.SyntheticFaces.class_names``). Checkpoints without names (the
+official release ``.pt``) get :func:`default_names`: CelebAMask-HQ's 13 names when K = 13 (the
+released models were trained on it), ``class<k>`` otherwise.
 """
 
 from __future__ import annotations

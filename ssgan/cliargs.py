@@ -9,6 +9,7 @@ text are the same in every command. See :mod:`ssgan.cli` for how a subcommand is
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if not action.option_strings and action.nargs not in ("?", "*"):
             return text
         return f"{text} (default: %(default)s)"
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        """Without the deprecated spellings of a :class:`DeprecatedAlias` (they work, unlisted)."""
+        if isinstance(action, DeprecatedAlias):
+            action = copy.copy(action)
+            action.option_strings = [o for o in action.option_strings if o not in action.deprecated]
+        return super()._format_action_invocation(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,10 +119,11 @@ def add_device(q: argparse.ArgumentParser) -> None:
 
 
 def add_outdir(q: argparse.ArgumentParser, help: str = "folder for the output files", required: bool = True,
-               aliases: Sequence[str] = ()) -> None:
-    """``--outdir DIR``: the one spelling of a folder that a command writes (``aliases``, e.g.
-    ``("--out",)``, for commands that spelled it otherwise before)."""
-    q.add_argument("--outdir", *aliases, dest="outdir", metavar="DIR", required=required, help=help)
+               deprecated: Sequence[str] = ()) -> None:
+    """``--outdir DIR``: the one spelling of a folder that a command writes (``deprecated``, e.g.
+    ``("--out",)``: the old spellings of commands that spelled it otherwise before)."""
+    add_argument(q, "--outdir", deprecated=deprecated, dest="outdir", metavar="DIR", required=required,
+                 help=help)
 
 
 def add_seed(q: argparse.ArgumentParser, help: str = "random seed (samples and the mean w)") -> None:

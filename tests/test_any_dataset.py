@@ -37,7 +37,8 @@ def one_line_error(capsys) -> str:
     """The error line of a failed run (stderr may also hold the progress bar's carriage returns)."""
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip() and "step/s]" not in line]
-    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith(("ssgan: error: ", "error: ")), err
     return lines[0]
 
 
@@ -63,14 +64,14 @@ def named8(data8, tmp_path_factory) -> Path:
 def run_flags(data8, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("flags") / "run"
     assert train.main(["--data", str(data8), "--size", "64", "--seg-dim", "8", "--transparent", "4",
-                       "--out", str(out), *RUN]) == 0
+                       "--outdir", str(out), *RUN]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def run_named(named8, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("named_run") / "run"
-    assert train.main(["--data", str(named8), "--size", "64", "--out", str(out), *RUN]) == 0
+    assert train.main(["--data", str(named8), "--size", "64", "--outdir", str(out), *RUN]) == 0
     return out
 
 
@@ -157,19 +158,19 @@ def test_generate_and_mix_take_names(run_named, tmp_path, capsys):
 @pytest.mark.slow
 def test_contradictions_are_one_line_errors(named8, run_flags, data8, tmp_path, capsys):
     # classes.json says 8 classes, the flag 9
-    assert train.main(["--data", str(named8), "--seg-dim", "9", "--out", str(tmp_path / "a"), *RUN]) == 2
+    assert train.main(["--data", str(named8), "--seg-dim", "9", "--outdir", str(tmp_path / "a"), *RUN]) == 2
     err = one_line_error(capsys)
     assert "--seg-dim" in err and "classes.json" in err and "9" in err and "8" in err
-    assert train.main(["--data", str(named8), "--transparent", "eyes", "--out", str(tmp_path / "b"),
+    assert train.main(["--data", str(named8), "--transparent", "eyes", "--outdir", str(tmp_path / "b"),
                        *RUN]) == 2
     assert "--transparent" in one_line_error(capsys)
     # a resumed run with another class count
-    assert train.main(["--data", str(data8), "--seg-dim", "6", "--out", str(run_flags), "--resume",
+    assert train.main(["--data", str(data8), "--seg-dim", "6", "--outdir", str(run_flags), "--resume",
                        *RUN]) == 2
     err = one_line_error(capsys)
     assert "seg_dim=6" in err and "seg_dim=8" in err and "0000002.safetensors" in err
     # labels beyond the class count without classes.json: the file and how to set the count
-    assert train.main(["--data", str(data8), "--size", "64", "--out", str(tmp_path / "c"), *RUN]) == 2
+    assert train.main(["--data", str(data8), "--size", "64", "--outdir", str(tmp_path / "c"), *RUN]) == 2
     err = one_line_error(capsys)
     assert "labels" in err and ".png holds class" in err and "--seg-dim" in err and "classes.json" in err
 

@@ -68,12 +68,12 @@ def _env(**extra: str) -> dict[str, str]:
 def _launch(out: Path, log: Path, steps: int = STEPS, **env: str) -> subprocess.Popen:
     """``train.py --resume`` in a subprocess, its output appended to ``log``."""
     with open(log, "a") as f:
-        return subprocess.Popen([*RUN, "--steps", str(steps), "--out", str(out), "--resume"], cwd=ROOT,
+        return subprocess.Popen([*RUN, "--steps", str(steps), "--outdir", str(out), "--resume"], cwd=ROOT,
                                 env=_env(**env), stdout=f, stderr=subprocess.STDOUT)
 
 
 def _finish(out: Path, steps: int = STEPS) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*RUN, "--steps", str(steps), "--out", str(out), "--resume"], cwd=ROOT,
+    proc = subprocess.run([*RUN, "--steps", str(steps), "--outdir", str(out), "--resume"], cwd=ROOT,
                           env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
@@ -437,14 +437,14 @@ def test_best_checkpoint_has_the_run_metadata(tmp_path, capsys, monkeypatch):
     assert train.main(["--batch", "4", "--length", "16", "--steps", "4", "--ckpt-every", "2",
                        "--log-every", "2", "--sample-every", "100", "--metrics", "maskfd8",
                        "--metrics-every", "2", "--device", "cpu", "--threads", "1",
-                       "--classes", str(classes), "--out", str(out)]) == 0
+                       "--class-names", str(classes), "--outdir", str(out)]) == 0
     ckpts = out / "checkpoints"
     step = inspect_checkpoint(ckpts / "0000004.safetensors")
     best = inspect_checkpoint(ckpts / "best-maskfd8.safetensors")
     assert best["config"] == step["config"]
     assert set(best["meta"]) == set(step["meta"]) | {"metric", "value"}
     assert {k: v for k, v in best["meta"].items() if k not in ("metric", "value")} == step["meta"]
-    assert best["meta"]["classes"]["names"] == names and best["meta"]["args"]["classes"] == str(classes)
+    assert best["meta"]["classes"]["names"] == names and best["meta"]["args"]["class_names"] == str(classes)
     assert best["meta"]["metric"] == "maskfd8" and isinstance(best["meta"]["value"], float)
     verify_checkpoint(ckpts / "best-maskfd8.safetensors", cache=False)
     assert load_checkpoint(ckpts / "best-maskfd8.safetensors").classes.names == tuple(names)

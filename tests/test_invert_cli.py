@@ -171,7 +171,7 @@ def test_invert_bad_input(converted, tmp_path, capsys):
 def test_invert_and_edit_a_train_py_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     assert train.main(["--preset", "tiny", "--batch", "2", "--length", "4", "--steps", "1", "--device", "cpu",
-                       "--out", str(run)]) == 0
+                       "--outdir", str(run)]) == 0
     ckpt = run / "checkpoints" / "0000001.safetensors"
     G = load_checkpoint(ckpt).g_ema
     _photos_with_labels(G, tmp_path, 1, seed=2)

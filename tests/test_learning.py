@@ -77,7 +77,7 @@ def train_reader(k: int, size: int) -> nn.Module:
 @pytest.mark.slow
 def test_tiny_model_learns_faces_with_matching_masks(tmp_path):
     out = tmp_path / "run"
-    assert train.main(["--out", str(out), "--steps", str(STEPS), "--batch", str(BATCH), "--lr", str(LR),
+    assert train.main(["--outdir", str(out), "--steps", str(STEPS), "--batch", str(BATCH), "--lr", str(LR),
                        "--device", "cpu", "--log-every", "100", "--sample-every", str(STEPS),
                        "--ckpt-every", str(STEPS)]) == 0
     G = load_checkpoint(latest_checkpoint(out / "checkpoints")).g_ema.eval()

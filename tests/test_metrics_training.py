@@ -43,7 +43,7 @@ def private_cache(tmp_path_factory):
 def run_with_metrics(tmp_path_factory):
     out = tmp_path_factory.mktemp("metrics") / "run"
     assert train.main([*BASE, *METRICS, "--steps", "5", "--ckpt-every", "2", "--keep", "2",
-                       "--out", str(out)]) == 0
+                       "--outdir", str(out)]) == 0
     return out
 
 
@@ -81,8 +81,8 @@ def test_train_writes_metrics_jsonl_and_best_checkpoints(run_with_metrics):
 def test_resume_keeps_metrics_and_best(run_with_metrics, tmp_path):
     out = tmp_path / "run"
     subprocess.run(["cp", "-r", str(run_with_metrics), str(out)], check=True)
-    assert train.main([*BASE, *METRICS, "--steps", "6", "--ckpt-every", "2", "--keep", "1", "--out", str(out),
-                       "--resume"]) == 0
+    assert train.main([*BASE, *METRICS, "--steps", "6", "--ckpt-every", "2", "--keep", "1", "--outdir",
+                       str(out), "--resume"]) == 0
     steps = [r["step"] for r in records(out)]
     assert steps == [2, 2, 2, 4, 4, 4, 5, 5, 5, 6, 6, 6]
 
@@ -91,7 +91,7 @@ def test_resume_keeps_metrics_and_best(run_with_metrics, tmp_path):
 def test_metrics_do_not_change_training(run_with_metrics, tmp_path):
     out = tmp_path / "plain"
     assert train.main([*BASE, "--metrics", "none", "--steps", "4", "--ckpt-every", "2",
-                       "--out", str(out)]) == 0
+                       "--outdir", str(out)]) == 0
     assert not (out / "metrics.jsonl").exists()
     a = load_checkpoint(out / "checkpoints" / "0000004.safetensors").g_ema.state_dict()
     b = load_checkpoint(run_with_metrics / "checkpoints" / "0000004.safetensors").g_ema.state_dict()
@@ -99,11 +99,11 @@ def test_metrics_do_not_change_training(run_with_metrics, tmp_path):
 
 
 def test_train_metric_errors_are_one_line(tmp_path, capsys):
-    assert train.main([*BASE, "--metrics", "fid8x", "--steps", "1", "--out", str(tmp_path / "a")]) == 2
+    assert train.main([*BASE, "--metrics", "fid8x", "--steps", "1", "--outdir", str(tmp_path / "a")]) == 2
     assert "unknown metric 'fid8x'" in capsys.readouterr().err
     export_synthetic(tmp_path / "data", 4, 32)
     assert train.main([*BASE, "--images", str(tmp_path / "data" / "images"), "--metrics", "maskfd8",
-                       "--steps", "1", "--out", str(tmp_path / "b")]) == 2
+                       "--steps", "1", "--outdir", str(tmp_path / "b")]) == 2
     assert "no labels" in capsys.readouterr().err
 
 
@@ -113,7 +113,7 @@ def test_ddp_metrics_split_and_gathered(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "train.py"), *BASE, "--steps", "2", "--ckpt-every", "2",
-           "--metrics", "maskfd16,maskiou16", "--metrics-every", "2", "--out", str(out)]
+           "--metrics", "maskfd16,maskiou16", "--metrics-every", "2", "--outdir", str(out)]
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     recs = records(out)  # rank 0 alone writes

@@ -54,7 +54,7 @@ def test_train_writes_and_redraws_curves_and_tensorboard(tmp_path, monkeypatch):
     # an unlimited budget: redraw at every log step (the budget itself is tested below)
     monkeypatch.setattr(outputs, "CurveWriter", lambda out: plot.CurveWriter(out, budget=1e9))
     out = tmp_path / "run"
-    assert train.main([*BASE, "--out", str(out), "--steps", "6", "--log-every", "2", "--tensorboard"]) == 0
+    assert train.main([*BASE, "--outdir", str(out), "--steps", "6", "--log-every", "2", "--tensorboard"]) == 0
     assert seen[:3] == [1, 2, 3]  # redrawn at each log step with the new record; then the final draw
     png = Image.open(out / plot.CURVES)
     assert png.format == "PNG" and png.width > 1000 and png.height > 400
@@ -69,7 +69,7 @@ def test_train_writes_and_redraws_curves_and_tensorboard(tmp_path, monkeypatch):
 
 def test_tensorboard_missing_is_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
-    assert train.main([*BASE, "--out", str(tmp_path / "run"), "--steps", "2", "--tensorboard"]) == 2
+    assert train.main([*BASE, "--outdir", str(tmp_path / "run"), "--steps", "2", "--tensorboard"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install tensorboard" in err
 

@@ -31,7 +31,7 @@ LOSS_KEYS = list(T.LOSS_KEYS)
 
 
 def run(tmp: Path, *extra: str) -> int:
-    return train.main([*BASE, "--out", str(tmp), *extra])
+    return train.main([*BASE, "--outdir", str(tmp), *extra])
 
 
 def stats(out: Path) -> list[dict]:
@@ -46,7 +46,7 @@ def digest(path: Path) -> str:
 def test_short_run_writes_everything(tmp_path):
     out = tmp_path / "run"
     assert run(out, "--steps", "4", "--log-every", "3", "--sample-every", "2", "--ckpt-every", "2",
-               "--keep", "1", "--n-sample", "3") == 0
+               "--keep", "1", "--count", "3") == 0
     recs = stats(out)
     assert [r["step"] for r in recs] == [3, 4]  # every 3 steps and always the last
     for r in recs:
@@ -146,7 +146,7 @@ def test_non_finite_guard_keeps_last_good_checkpoint(tmp_path, monkeypatch, caps
 
 
 def test_dataset_smaller_than_batch(tmp_path, capsys):
-    assert train.main([*BASE, "--length", "3", "--steps", "1", "--out", str(tmp_path / "x")]) == 2
+    assert train.main([*BASE, "--length", "3", "--steps", "1", "--outdir", str(tmp_path / "x")]) == 2
     assert "dataset has 3 images but one batch needs 4" in capsys.readouterr().err
 
 
@@ -186,7 +186,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     out, hashes = tmp_path / "ddp", tmp_path / "hashes"
     env = {**os.environ, "SSGAN_DEBUG_PARAM_HASH": str(hashes), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "train.py"), *BASE, "--steps", "3", "--log-every", "1", "--out", str(out)]
+           str(ROOT / "train.py"), *BASE, "--steps", "3", "--log-every", "1", "--outdir", str(out)]
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     r0 = json.loads((hashes / "rank0.json").read_text())
@@ -199,7 +199,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert "rank1.rng.torch_cpu" in ck.tensors  # every rank's RNG state is saved
     assert ck.meta["world_size"] == 2
 
-    bad = subprocess.run([*cmd[:-2], "--batch", "3", "--out", str(tmp_path / "bad")], env=env, cwd=ROOT,
+    bad = subprocess.run([*cmd[:-2], "--batch", "3", "--outdir", str(tmp_path / "bad")], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0
     assert "not divisible by the world size 2" in bad.stderr
@@ -254,7 +254,7 @@ def test_freeze_local_ema_keeps_loaded_local_nets(tmp_path):
 def test_bad_hyper_parameters_one_line_error(tmp_path, capsys, flags, message):
     assert run(tmp_path / "x", "--steps", "1", *flags) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert err.startswith("ssgan: error: ") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x" / "checkpoints").exists()
 
@@ -266,7 +266,7 @@ def test_resume_with_other_flags(tmp_path, capsys):
     capsys.readouterr()
     assert run(out, "--steps", "2", "--resume", "--freeze-local") == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "--freeze-local" in err and "Traceback" not in err
+    assert err.startswith("ssgan: error: ") and "--freeze-local" in err and "Traceback" not in err
     assert run(out, "--steps", "2", "--resume", "--lr", "0.001", "--betas", "0.5", "0.9") == 0
     assert "optimisers continue with the current values" in capsys.readouterr().out
     ck = load_checkpoint(out / "checkpoints" / "0000002.safetensors")

@@ -99,13 +99,16 @@ class ItemDataset(Dataset):
     without any flip; this class applies the optional random horizontal flip and builds the dict.
 
     Attributes every subclass sets: ``size`` (H = W), ``seg_dim`` (K), ``hflip`` and
-    ``has_labels`` (False for image-only data).
+    ``has_labels`` (False for image-only data); ``class_names``: the names of classes 0 … K−1
+    when the data itself knows them (the built-in data), else None (a folder's are in its
+    ``classes.json``, see :mod:`ssgan.classes`).
     """
 
     size: int
     seg_dim: int
     hflip: bool
     has_labels: bool
+    class_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -265,7 +265,7 @@ class CachedDataset(ItemDataset):
         if not isinstance(dataset, ItemDataset):
             raise TypeError(f"CachedDataset wraps the datasets of ssgan.data, not {type(dataset).__name__}")
         self.size, self.seg_dim, self.hflip = dataset.size, dataset.seg_dim, dataset.hflip
-        self.has_labels = dataset.has_labels
+        self.has_labels, self.class_names = dataset.has_labels, dataset.class_names
         n, s = len(dataset), dataset.size
         need = n * s * s * (4 if self.has_labels else 3)
         if max_bytes is None:

@@ -51,19 +51,26 @@ class SyntheticFaces(ItemDataset):
     * 4 glasses (present in ~60 % of items): two rings and a bridge whose colour is
       alpha-blended (alpha 0.45..0.75) over what lies below while its label wins: the
       partly transparent class (``tiny`` preset: ``transparent_dims=(4,)``);
-    * 5 .. K-1 (when K > 5): extra striped shapes (rotated rectangles, triangles, discs) at random
-      places, each present in ~70 % of items, behind or in front of the face.
+    * 5 .. K-1 (when K > 5): extra striped shapes (rotated rectangles, triangles, discs, in turn:
+      :data:`EXTRA_SHAPES`) at random places, each present in ~70 % of items, behind or in front
+      of the face.
 
+    ``class_names``: these classes' names (:data:`CLASS_NAMES`, then ``rectangle5``,
+    ``triangle6``, ``disc7``, ``rectangle8`` …), which a run on this data stores in its checkpoints.
     ``hflip``: flip each item horizontally with probability 1/2 (torch RNG).
     """
 
-    MIN_CLASSES = 5
+    #: The names of classes 0 .. 4, as drawn by :meth:`render`.
+    CLASS_NAMES: tuple[str, ...] = ("background", "face", "eyes", "mouth", "glasses")
+    #: The shapes of the extra classes 5, 6, 7, 8 … in turn (see :meth:`_extra_shape`).
+    EXTRA_SHAPES: tuple[str, ...] = ("rectangle", "triangle", "disc")
+    MIN_CLASSES = len(CLASS_NAMES)
 
     def __init__(self, size: int, length: int, seed: int = 0, seg_dim: int = 5, hflip: bool = False):
         if seg_dim < self.MIN_CLASSES:
             raise ValueError(
-                f"SyntheticFaces draws {self.MIN_CLASSES} classes (background, face, eyes, mouth, "
-                f"glasses) and needs seg_dim >= {self.MIN_CLASSES}, got seg_dim={seg_dim}"
+                f"SyntheticFaces draws {self.MIN_CLASSES} classes ({', '.join(self.CLASS_NAMES)}) and "
+                f"needs seg_dim >= {self.MIN_CLASSES}, got seg_dim={seg_dim}"
             )
         if seg_dim > 256:
             raise ValueError(f"seg_dim={seg_dim} is too large (labels are stored as uint8, at most 256)")
@@ -72,6 +79,8 @@ class SyntheticFaces(ItemDataset):
         self.size, self.length, self.seed, self.seg_dim = int(size), int(length), int(seed), int(seg_dim)
         self.hflip = bool(hflip)
         self.has_labels = True
+        extra = range(self.MIN_CLASSES, self.seg_dim)
+        self.class_names = self.CLASS_NAMES + tuple(f"{self._shape(k)}{k}" for k in extra)
         c = (np.arange(self.size, dtype=np.float64) + 0.5) / self.size
         self._y, self._x = np.meshgrid(c, c, indexing="ij")
 
@@ -166,6 +175,10 @@ class SyntheticFaces(ItemDataset):
         image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
         return image, label
 
+    def _shape(self, k: int) -> str:
+        """The shape of extra class ``k`` >= 5."""
+        return self.EXTRA_SHAPES[(k - self.MIN_CLASSES) % len(self.EXTRA_SHAPES)]
+
     def _extra_shape(self, rng: np.random.Generator, k: int):
         """(region | None, k, colour field, behind_face) for extra class ``k`` (always draws the
         same random numbers so that items stay reproducible whatever is present)."""
@@ -181,10 +194,10 @@ class SyntheticFaces(ItemDataset):
             return None, k, field, behind
         lx = (x - cx) * math.cos(rot) + (y - cy) * math.sin(rot)
         ly = -(x - cx) * math.sin(rot) + (y - cy) * math.cos(rot)
-        kind = (k - self.MIN_CLASSES) % 3
-        if kind == 0:  # rotated rectangle
+        shape = self._shape(k)
+        if shape == "rectangle":  # rotated
             region = (np.abs(lx) <= s) & (np.abs(ly) <= 0.6 * s)
-        elif kind == 1:  # triangle (apex up in its own frame)
+        elif shape == "triangle":  # apex up in its own frame
             region = (ly <= 0.6 * s) & (ly >= -s + 1.6 * np.abs(lx))
         else:  # disc
             region = lx * lx + ly * ly <= s * s

@@ -1,7 +1,8 @@
 """Training (docs/training.md).
 
 ``loop`` (the loop: ``python train.py`` and ``ssgan train``), ``spec`` (its command line and every
-run default: ``RunSpec``), ``state`` (networks, optimisers, step, RNGs and the checkpoint schema:
+run default: ``RunSpec``), ``options`` (a training option declared once: a dataclass field with its
+default, help and flag), ``state`` (networks, optimisers, step, RNGs and the checkpoint schema:
 ``TrainState``), ``outputs`` (what follows a step: logs, samples, checkpoints, metrics, stop
 requests: ``RunOutputs``), ``steps`` (the four optimisation steps, G-EMA, optimisers, precision),
 ``losses``, ``rng`` (seeding and RNG capture), ``rundir`` (stats.jsonl, checkpoint files, sample

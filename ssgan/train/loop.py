@@ -8,9 +8,10 @@
     python train.py --preset celeba-256 --data DIR --size 128 --seg-dim 8 --transparent 6,7  # any data
 
 Model configuration: ``--preset`` (or a resumed / ``--init`` checkpoint's), then ``--config FILE``
-(SSGANConfig fields as JSON), then ``DATA/classes.json`` (class names: the class count and the
-transparent classes, see ``ssgan.classes``), then one flag per SSGANConfig field (``--size``,
-``--seg-dim``, ``--transparent``, ``--local-layers`` …; ``ssgan.model.config.add_config_flags``).
+(SSGANConfig fields as JSON), then ``DATA/classes.json`` or ``--class-names FILE`` (class names:
+the class count and the transparent classes, see ``ssgan.classes``), then one flag per SSGANConfig
+field (``--size``, ``--seg-dim``, ``--transparent``, ``--local-layers`` …;
+``ssgan.model.config.add_config_flags``).
 classes.json and a flag that disagree, or anything that differs from a resumed / ``--init``
 checkpoint's configuration, is a one-line error. The class names go into the checkpoints.
 
@@ -25,9 +26,9 @@ samples). One step ``i`` (0-based) is, as in the official script: D step; R1 whe
 == 0``; G step; path length when ``i % g_reg_every == 0``; EMA. The ``step`` in ``stats.jsonl`` and
 in checkpoint names counts completed steps (step N is logged after index i = N − 1).
 
-Outputs under ``--outdir`` (alias ``--out``): ``stats.jsonl``, ``curves.png`` (the curves of
-``ssgan.train.plot``, redrawn at log steps while drawing stays under ~5 % of the run's time, and at
-the end), ``samples/<step>.png`` (G-EMA on fixed latents: image | mask | coarse mask),
+Outputs under ``--outdir`` (``--out``: its deprecated spelling): ``stats.jsonl``, ``curves.png``
+(the curves of ``ssgan.train.plot``, redrawn at log steps while drawing stays under ~5 % of the
+run's time, and at the end), ``samples/<step>.png`` (G-EMA on fixed latents: image | mask | coarse mask),
 ``checkpoints/<step>.safetensors`` (G, D, G-EMA, optimisers, step, every rank's RNG states, mean
 path length and last loss values, ``ssgan.train.state``; the newest ``--keep`` are kept).
 
@@ -77,6 +78,7 @@ from pathlib import Path
 import torch
 
 from ssgan.checkpoint import CheckpointError, load_checkpoint
+from ssgan.cliargs import CLIError
 from ssgan.data import DatasetError
 from ssgan.data.loader import make_step_loader
 from ssgan.distributed import DistInfo, cleanup_distributed, init_distributed
@@ -89,30 +91,34 @@ from ssgan.train.state import TrainState, info_say
 def main(argv: Sequence[str] | None = None, parsed: argparse.Namespace | None = None) -> int:
     """``python train.py`` (``argv``, default ``sys.argv[1:]``) / ``ssgan train`` (``parsed``: its
     arguments, see ``ssgan.train.commands``): 0 done (or stopped on request), 1 a non-finite value,
-    2 a bad command line, run folder, dataset or checkpoint (one line on stderr)."""
+    2 a bad command line, run folder, dataset or checkpoint (one line ``ssgan: error: …`` on stderr,
+    as every ``ssgan`` command)."""
     try:
         spec = RunSpec.from_args(argv) if parsed is None else RunSpec.from_namespace(parsed)
         info = init_distributed(spec.device)
-    except (TrainError, RuntimeError) as e:  # checked before any process group is set up
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (CLIError, TrainError, RuntimeError) as e:  # checked before any process group is set up
+        return fail(e, 2)
     threads = torch.get_num_threads()
     if spec.threads is not None or info.device.type == "cpu":
         torch.set_num_threads(max(1, spec.threads or 1))
     try:
         return train(spec, info)
     except (TrainError, DatasetError, CheckpointError, MetricError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e, 2)
     except NonFiniteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail(e, 1)
     except KeyboardInterrupt:
         print("interrupted (no checkpoint written)", file=sys.stderr)
         return 130
     finally:
         torch.set_num_threads(threads)
         cleanup_distributed()
+
+
+def fail(error: Exception, status: int) -> int:
+    """Print ``error`` as one line ``ssgan: error: …`` on stderr; return ``status``."""
+    print(f"ssgan: error: {' '.join(str(error).split())}", file=sys.stderr)
+    return status
 
 
 def train(spec: RunSpec, info: DistInfo) -> int:

@@ -122,7 +122,7 @@ class RunOutputs:
         run, device, out, main = state.run, info.device, spec.outdir, info.is_main
         assert out is not None
         start = state.step
-        self.sample_z = torch.randn(spec.n_sample, run.cfg.style_dim,
+        self.sample_z = torch.randn(spec.count, run.cfg.style_dim,
                                     generator=torch.Generator().manual_seed(spec.seed)).to(device)
         self.logger = JsonlLogger(out / "stats.jsonl", resume_step=start) if main else None
         self.curves = CurveWriter(out) if main else None  # out/curves.png, redrawn at log steps

@@ -56,7 +56,7 @@ class RunModel:
         config_name = f"{source.path.name}'s" if source is not None else spec.preset_name
         if source is not None and spec.preset and preset(spec.preset) != base:
             say(f"note: using the configuration of {source.path}, not --preset {spec.preset}")
-        classes_path = Path(spec.classes) if spec.classes else find_classes(spec.data, spec.labels)
+        classes_path = Path(spec.class_names) if spec.class_names else find_classes(spec.data, spec.labels)
         try:
             file_classes = read_classes(classes_path) if classes_path else None
             known = file_classes or (source.classes if source is not None else None)
@@ -66,10 +66,13 @@ class RunModel:
             cfg = resolve_config(base, changes, locked=str(source.path) if source is not None else None)
         except ValueError as e:
             raise TrainError(str(e)) from None
-        classes = known if known and known.k == cfg.seg_dim else ClassInfo(default_names(cfg.seg_dim))
         dataset = open_dataset(spec.data, spec.images, spec.labels, cfg.size, cfg.seg_dim, hflip=False,
                                seed=0, length=spec.length, cache=spec.cache,
                                cache_workers=min(8, os.cpu_count() or 1) if info.is_main else 0)
+        # the class names: a classes.json's, else the data's own (the built-in data's), else a checkpoint's
+        own = ClassInfo(dataset.class_names) if dataset.class_names else None
+        found = [c for c in (file_classes, own, known) if c is not None and c.k == cfg.seg_dim]
+        classes = found[0] if found else ClassInfo(default_names(cfg.seg_dim))
         use_seg = bool(getattr(dataset, "has_labels", True))
         saved = (source.meta.get("train") or {}) if resumed and source is not None else None
         tc, notes = spec.train_config(cfg, use_seg, saved)

@@ -54,6 +54,7 @@ from ssgan.model import latents as L
 from ssgan.model.config import PRESETS, SSGANConfig
 from ssgan.model.generator import SemanticGenerator, Synthesis
 from ssgan.train import losses
+from ssgan.train.options import flag_of, option
 
 #: Gradient synchronisation called after each backward (e.g. :func:`ssgan.distributed.sync_grads`),
 #: or None.
@@ -68,47 +69,60 @@ LOSS_KEYS: tuple[str, ...] = ("d", "real_score", "fake_score", "r1_img", "r1_seg
 # Hyper-parameters
 # ------------------------------------------------------------------------------------------------
 
+#: The section of ``train.py --help`` that lists the objective's flags.
+OBJECTIVE = "objective"
+
 
 @dataclass
 class TrainConfig:
-    """Every optimisation hyper-parameter, with the paper's (official ``train.py``) defaults."""
+    """Every optimisation hyper-parameter, with the paper's (official ``train.py``) defaults. Each
+    field but ``use_seg`` is a flag of ``train.py`` (:func:`ssgan.train.options.option`: its help
+    and spelling); where a new run departs from the paper's default, see
+    :data:`ssgan.train.spec.DEPARTURES`."""
 
-    lr: float = 0.002
-    betas: tuple[float, float] = (0.0, 0.99)
-    r1_img: float = 10.0
-    r1_seg: float = 1000.0
-    d_reg_every: int = 16
-    g_reg_every: int = 4
-    path_regularize: float = 0.5
-    path_batch_shrink: int = 2
-    path_decay: float = 0.01
-    mixing: float = 0.3
-    lambda_mask: float = 100.0
-    ema_kimg: float | None = None  # G-EMA half-life in kimg; None: 10·batch/32 (see ema_beta)
-    ema_rampup: float = 0.0  # 0: the official fixed decay; NVlabs use 0.05 (see ema_beta)
+    lr: float = option(0.002, "Adam learning rate", group=OBJECTIVE)
+    betas: tuple[float, float] = option((0.0, 0.99), "Adam betas", group=OBJECTIVE)
+    r1_img: float = option(10.0, "R1 weight on D's image gradients", group=OBJECTIVE, official=True)
+    r1_seg: float = option(1000.0, "R1 weight on D's mask gradients", group=OBJECTIVE, official=True)
+    d_reg_every: int = option(16, "lazy R1 interval", group=OBJECTIVE, official=True)
+    g_reg_every: int = option(4, "lazy path-length interval", group=OBJECTIVE, official=True)
+    path_regularize: float = option(0.5, "path-length weight", group=OBJECTIVE, official=True)
+    path_batch_shrink: int = option(2, "path-length batch divisor", group=OBJECTIVE, official=True)
+    path_decay: float = option(0.01, "mean path length decay", group=OBJECTIVE)
+    mixing: float = option(0.3, "style-mixing probability", group=OBJECTIVE)
+    lambda_mask: float = option(100.0, "mask loss weight", group=OBJECTIVE, official=True)
+    ema_kimg: float | None = option(  # None: 10·batch/32 (see ema_beta)
+        None, "G-EMA half-life in thousands of images (default 10·batch/32: the official fixed per-step "
+              "decay 0.5^(32/10⁴))", group=OBJECTIVE)
+    ema_rampup: float = option(  # 0: the official fixed decay; NVlabs use 0.05 (see ema_beta)
+        0.0, "G-EMA ramp-up: the half-life is at most this fraction of the images seen so far, so early "
+             "G-EMA follows G (NVlabs); 0: the official fixed decay", group=OBJECTIVE)
     use_seg: bool = True  # False for image-only data: D(img) only, no R1 on seg, no mask loss
-    freeze_local: bool = False
+    freeze_local: bool = option(False, "domain adaptation: keep the local generators fixed (default: all of "
+                                       "G trains)", group="run", official=True)
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
-        problems = []  # each names the field and train.py's flag for it
+        def named(*fields: str) -> str:  # "a and b (--a, --b)": the fields and train.py's flags
+            return f"{' and '.join(fields)} ({', '.join(flag_of(TrainConfig, f) for f in fields)})"
+
+        problems = []
         if not self.lr >= 0:
-            problems.append(f"lr (--lr) must be >= 0, got {self.lr}")
+            problems.append(f"{named('lr')} must be >= 0, got {self.lr}")
         if not all(0 <= b < 1 for b in self.betas):
-            problems.append(f"betas (--betas) must lie in [0, 1), got {self.betas[0]} {self.betas[1]}")
+            problems.append(f"{named('betas')} must lie in [0, 1), got {self.betas[0]} {self.betas[1]}")
         if not (self.r1_img >= 0 and self.r1_seg >= 0):
-            problems.append(f"r1_img and r1_seg (--r1-img, --r1-seg) must be >= 0, got {self.r1_img} "
-                            f"and {self.r1_seg}")
+            problems.append(f"{named('r1_img', 'r1_seg')} must be >= 0, got {self.r1_img} and {self.r1_seg}")
         if self.d_reg_every < 1 or self.g_reg_every < 1:
-            problems.append("d_reg_every and g_reg_every (--d-reg-every, --g-reg-every) must be >= 1")
+            problems.append(f"{named('d_reg_every', 'g_reg_every')} must be >= 1")
         if self.path_batch_shrink < 1:
-            problems.append("path_batch_shrink (--path-batch-shrink) must be >= 1")
+            problems.append(f"{named('path_batch_shrink')} must be >= 1")
         if not 0 <= self.mixing <= 1:
-            problems.append(f"mixing (--mixing) must lie in [0, 1], got {self.mixing}")
+            problems.append(f"{named('mixing')} must lie in [0, 1], got {self.mixing}")
         if self.ema_kimg is not None and not self.ema_kimg > 0:
-            problems.append(f"ema_kimg (--ema-kimg) must be > 0, got {self.ema_kimg}")
+            problems.append(f"{named('ema_kimg')} must be > 0, got {self.ema_kimg}")
         if not self.ema_rampup >= 0:
-            problems.append(f"ema_rampup (--ema-rampup) must be >= 0, got {self.ema_rampup}")
+            problems.append(f"{named('ema_rampup')} must be >= 0, got {self.ema_rampup}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
