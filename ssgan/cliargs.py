@@ -62,17 +62,25 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
-        """As argparse's; a required flag that a deprecated positional (:class:`DeprecatedPositional`)
-        may stand for is required only when that positional is absent too."""
-        moved = self._moved()
-        self._require(moved, False)
+        """As argparse's, and a deprecated positional (:class:`DeprecatedPositional`) given stands
+        for its flag (with a warning); that flag, when required, is required only without it."""
+        moved = [a for a in self._actions if isinstance(a, DeprecatedPositional)]
+        required = [a.target for a in moved if a.target.required]
+        self._require(required, False)
         try:
             ns, rest = super().parse_known_args(args, namespace)
         finally:
-            self._require(moved, True)
+            self._require(required, True)
         for a in moved:
-            if getattr(ns, a.dest, None) is None:
-                self.error(f"the following arguments are required: {a.target.option_strings[0]}")
+            value, given = ns.__dict__.pop(a.dest, None), getattr(ns, a.target.dest, None)
+            flag = spelling(a.target)
+            if value is not None and given is not None:
+                self.error(f"give {flag} once (the positional {a.metavar} is its deprecated spelling)")
+            if value is not None:
+                warn_deprecated(f"the positional {a.metavar}", flag)
+                setattr(ns, a.target.dest, value)
+            elif a.target in required and given is None:
+                self.error(f"the following arguments are required: {preferred(a.target)}")
         return ns, rest
 
     def format_usage(self) -> str:
@@ -87,20 +95,18 @@ class Parser(argparse.ArgumentParser):
     def _shown_required(self) -> Iterator[None]:
         """Help shows a flag that a deprecated positional stands for as required, also while
         parsing (``--help``)."""
-        moved = [a for a in self._moved() if not a.target.required]
-        self._require(moved, True)
+        targets = [a.target for a in self._actions if isinstance(a, DeprecatedPositional)
+                   and not a.target.required and a.target_required]
+        self._require(targets, True)
         try:
             yield
         finally:
-            self._require(moved, False)
-
-    def _moved(self) -> list[DeprecatedPositional]:
-        return [a for a in self._actions if isinstance(a, DeprecatedPositional) and a.required_target]
+            self._require(targets, False)
 
     @staticmethod
-    def _require(actions: Sequence[DeprecatedPositional], value: bool) -> None:
+    def _require(actions: Sequence[argparse.Action], value: bool) -> None:
         for a in actions:
-            a.target.required = value
+            a.required = value
 
 
 def spelling(action: argparse.Action, flag: str | None = None) -> str:
@@ -144,24 +150,18 @@ class DeprecatedAlias(argparse.Action):
 
 class DeprecatedPositional(argparse.Action):
     """A hidden optional positional that was the old spelling of the flag ``target`` (e.g. the
-    output file of ``convert SRC DST``, now ``--out DST``): given, it warns and stores into
-    ``target``'s dest."""
+    output file of ``convert SRC DST``, now ``--out DST``); :class:`Parser` moves its value to
+    ``target``'s dest with a warning."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, target: argparse.Action, nargs: str = "?",
                  **kwargs: Any) -> None:
-        super().__init__(option_strings, target.dest, nargs=nargs, default=argparse.SUPPRESS,
-                         type=target.type, help=argparse.SUPPRESS, metavar=dest.upper())
+        super().__init__(option_strings, dest, nargs=nargs, default=None, type=target.type,
+                         help=argparse.SUPPRESS, metavar=dest.upper())
         self.target = target
-        self.required_target = target.required
+        self.target_required = target.required
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        if values is None or values is argparse.SUPPRESS:
-            return  # absent
-        if getattr(namespace, self.dest, None) not in (None, values):
-            parser.error(f"give {spelling(self.target)} once (the positional {self.metavar} is its "
-                         f"deprecated spelling)")
-        warn_deprecated(f"the positional {self.metavar}", spelling(self.target, preferred(self.target)))
         setattr(namespace, self.dest, values)
 
 

@@ -45,6 +45,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """The report; exit status 1 when it found files that would stop training."""
     try:
         report, ds = tools.inspect_folder(args.dir, args.size, args.seg_dim, progress=not args.quiet)
+    except DatasetError:
+        raise
     except ValueError as e:  # --seg-dim beyond what label PNGs hold
         raise A.CLIError(f"--seg-dim: {e}") from None
     print(tools.format_report(report))
@@ -56,7 +58,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def add_arguments(q: argparse.ArgumentParser) -> None:
     """The actions of ``ssgan data`` (and of ``python -m ssgan.data``)."""
-    actions = q.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    actions = q.add_subparsers(dest="data_command", required=True, metavar="ACTION",
+                               help="celebamask, synthetic: write a labelled dataset; from-colors: "
+                                    "colour labels to index labels; inspect: check a data folder")
     p = actions.add_parser("celebamask", help="CelebAMask-HQ part masks -> 13-class label PNGs")
     p.add_argument("anno_dir", metavar="ANNO_DIR",
                    help="the CelebAMask-HQ-mask-anno folder (subfolders 0 .. 14)")
