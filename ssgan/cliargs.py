@@ -58,6 +58,11 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]  # one line, exit 2
+        for a in self._actions:  # argparse names an option by all its strings: not the deprecated ones
+            hidden = getattr(a, "deprecated", ())
+            if hidden:
+                message = message.replace("/".join(a.option_strings),
+                                          "/".join(o for o in a.option_strings if o not in hidden))
         raise CLIError(message)
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
