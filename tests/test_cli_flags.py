@@ -136,7 +136,7 @@ def test_convert_needs_its_output(capsys):
     ("ssgan.serve", ["/no/such.safetensors", "--device", "cpu"], "does not exist"),
     ("ssgan.serve", [], "required: CKPT"),
 ])
-@pytest.mark.filterwarnings("ignore:'ssgan.train.plot' found in sys.modules")  # imported by this test run
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules after import")  # imported by other tests
 def test_module_entry_points_are_the_ssgan_commands(module, argv, says, monkeypatch, capsys):
     """``python -m MODULE`` (run here as ``__main__``): one line ``ssgan: error: …``, exit 2."""
     monkeypatch.setattr(sys, "argv", [module, *argv])

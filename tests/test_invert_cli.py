@@ -37,7 +37,7 @@ def _photos_with_labels(G, folder: Path, n: int, seed: int) -> None:
 def converted(tmp_path_factory):
     d = tmp_path_factory.mktemp("inv")
     G = _official_pt(d / "release.pt")
-    assert main(["convert", str(d / "release.pt"), str(d / "conv.safetensors")]) == 0
+    assert main(["convert", str(d / "release.pt"), "--out", str(d / "conv.safetensors")]) == 0
     _photos_with_labels(G, d, 3, seed=1)
     return d
 
