@@ -78,6 +78,7 @@ class Parser(argparse.ArgumentParser):
             self._require(required, True)
         for a in moved:
             value, given = ns.__dict__.pop(a.dest, None), getattr(ns, a.target.dest, None)
+            given = None if given == a.target.default else given
             flag = spelling(a.target)
             if value is not None and given is not None:
                 self.error(f"give {flag} once (the positional {a.metavar} is its deprecated spelling)")
@@ -137,9 +138,9 @@ def warn_deprecated(old: str, new: str) -> None:
 
 
 class DeprecatedAlias(argparse.Action):
-    """Stores like ``store`` (or, with ``nargs=0``, like ``store_const``); given under one of its
-    ``deprecated`` option strings, it prints :func:`warn_deprecated`'s line. ``--help`` does not
-    show the deprecated strings (:class:`HelpFormatter`)."""
+    """Stores like ``store``; given under one of its ``deprecated`` option strings, it prints
+    :func:`warn_deprecated`'s line. ``--help`` does not show the deprecated strings
+    (:class:`HelpFormatter`), nor do error lines (:meth:`Parser.error`)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, deprecated: Sequence[str] = (),
                  **kwargs: Any) -> None:
@@ -150,7 +151,7 @@ class DeprecatedAlias(argparse.Action):
                  option_string: str | None = None) -> None:
         if option_string in self.deprecated:
             warn_deprecated(spelling(self, option_string), spelling(self))
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        setattr(namespace, self.dest, values)
 
 
 class DeprecatedPositional(argparse.Action):
@@ -175,8 +176,6 @@ def add_argument(q: argparse.ArgumentParser, name: str, *aliases: str, deprecate
     """``q.add_argument(name, *aliases, *deprecated, …)``; the ``deprecated`` spellings still work,
     print one warning line when used and are hidden from ``--help``."""
     if deprecated:
-        if kwargs.get("action") == "store_true":
-            kwargs.update(nargs=0, const=True, default=kwargs.get("default", False))
         kwargs.update(action=DeprecatedAlias, deprecated=tuple(deprecated))
     return q.add_argument(name, *aliases, *deprecated, **kwargs)
 
@@ -289,10 +288,12 @@ def add_out(q: argparse.ArgumentParser, help: str, required: bool = False, defau
     return out
 
 
-def add_count(q: argparse.ArgumentParser, help: str, default: int, deprecated: Sequence[str] = ()) -> None:
-    """``-n N`` / ``--count N``: how many things (images, latents, items) the command makes."""
-    add_argument(q, "-n", "--count", deprecated=deprecated, dest="count", metavar="N", type=int,
-                 default=default, help=help)
+def add_count(q: argparse.ArgumentParser, help: str, default: int, deprecated: Sequence[str] = (),
+              dest: str = "count") -> argparse.Action:
+    """``-n N`` / ``--count N``: how many things (images, latents, items) the command makes
+    (``args.count``, or ``dest``)."""
+    return add_argument(q, "-n", "--count", deprecated=deprecated, dest=dest, metavar="N", type=int,
+                        default=default, help=help)
 
 
 def add_seed(q: argparse.ArgumentParser, help: str = "random seed (samples and the mean w)") -> None:
