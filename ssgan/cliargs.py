@@ -83,7 +83,7 @@ class Parser(argparse.ArgumentParser):
             if value is not None and given is not None:
                 self.error(f"give {flag} once (the positional {a.metavar} is its deprecated spelling)")
             if value is not None:
-                warn_deprecated(f"the positional {a.metavar}", flag)
+                warn_deprecated(f"the positional {a.metavar}", f"{preferred(a.target)} {a.metavar}")
                 setattr(ns, a.target.dest, value)
             elif a.target in required and given is None:
                 self.error(f"the following arguments are required: {preferred(a.target)}")
@@ -150,7 +150,7 @@ class DeprecatedAlias(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         if option_string in self.deprecated:
-            warn_deprecated(spelling(self, option_string), spelling(self))
+            warn_deprecated(option_string, preferred(self))
         setattr(namespace, self.dest, values)
 
 

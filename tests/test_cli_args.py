@@ -88,7 +88,7 @@ def test_direction_labels_is_a_deprecated_alias_of_attributes(capsys):
     assert capsys.readouterr().err == ""
     old = p.parse_args([*base, "--labels", "a.csv"])
     assert old.attributes == new.attributes == "a.csv"
-    assert capsys.readouterr().err == "warning: --labels CSV is deprecated; use --attributes CSV\n"
+    assert capsys.readouterr().err == "warning: --labels is deprecated; use --attributes\n"
     action = next(a for a in _subparsers()["direction"]._actions if a.dest == "attributes")
     assert isinstance(action, DeprecatedAlias) and action.deprecated == ("--labels",)
 

@@ -186,7 +186,7 @@ def test_invert_and_edit_a_train_py_checkpoint(tmp_path, capsys):
     assert main(["direction", str(ckpt), "--latents", str(tmp_path / "inv" / "latent"), "--labels",
                  str(tmp_path / "attrs.csv"), "--attribute", "bright", "--classes", "2",
                  "--out", str(tmp_path / "d.npy")]) == 0
-    assert "warning: --labels CSV is deprecated; use --attributes CSV\n" in capsys.readouterr().err
+    assert "warning: --labels is deprecated; use --attributes\n" in capsys.readouterr().err
     direction = np.load(tmp_path / "d.npy")
     # "other" = face0 + 1 everywhere is the positive: the normal points along +1 in class 2's codes
     assert Dn.touched_classes(direction, G.config) == [2]
