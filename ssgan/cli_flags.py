@@ -170,7 +170,7 @@ def markdown(parser: argparse.ArgumentParser) -> str:
              "| flag | takes | meaning | commands |", "|---|---|---|---|"]
     for flag, found in sorted(shared(parser).items()):
         names = ", ".join(dict.fromkeys(u.command for u in found))
-        kinds = " or ".join(sorted({kind(u.action) for u in found}))
+        kinds = "; ".join(sorted({kind(u.action) for u in found}))
         lines.append(f"| {_spellings(found)} | {kinds} | {MEANINGS.get(flag, '?')} | {names} |")
     lines += ["", "## Deprecated spellings", "",
               "They still work for one release, hidden from `--help`, and print one line",
