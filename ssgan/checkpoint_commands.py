@@ -13,7 +13,7 @@ from ssgan.classes import ClassInfo
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    out = convert_official(args.src, args.dst)
+    out = convert_official(args.src, args.out)
     print(f"wrote {out}")
 
 
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``convert`` and ``info``."""
     q = sub.add_parser("convert", help="official .pt -> ssgan .safetensors")
     q.add_argument("src", metavar="SRC", help="official checkpoint (.pt with g_ema/d/args)")
-    q.add_argument("dst", metavar="DST", help="ssgan checkpoint to write (.safetensors)")
+    A.add_out(q, "ssgan checkpoint to write (.safetensors)", required=True, positional="DST")
     q.set_defaults(func=cmd_convert)
 
     q = sub.add_parser("info", help="print a checkpoint's configuration and sections")

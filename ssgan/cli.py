@@ -1,11 +1,15 @@
-"""The ``ssgan`` command: convert checkpoints, generate samples, mix parts, show the composition,
-invert photographs, fit and apply attribute directions, evaluate metrics, train.
+"""The ``ssgan`` command: convert checkpoints, prepare data, generate samples, mix parts, show the
+composition, invert photographs, fit and apply attribute directions, evaluate metrics, serve the
+editor, train, plot training curves.
 
 Subcommands (``ssgan <command> --help`` shows each one's arguments and their defaults):
-``convert``, ``info`` (:mod:`ssgan.checkpoint_commands`); ``generate``, ``mix``, ``components``,
-``interpolate``, ``invert``, ``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``encoder``
-(:mod:`ssgan.edit.encoder_commands`); ``metrics`` (:mod:`ssgan.metrics.commands`); ``serve``
-(:mod:`ssgan.serve.commands`); ``train`` (:mod:`ssgan.train.commands`: ``python train.py``).
+``convert``, ``info`` (:mod:`ssgan.checkpoint_commands`); ``data`` (:mod:`ssgan.data.commands`:
+``python -m ssgan.data``); ``generate``, ``mix``, ``components``, ``interpolate``, ``invert``,
+``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``encoder`` (:mod:`ssgan.edit.encoder_commands`);
+``metrics`` (:mod:`ssgan.metrics.commands`); ``serve`` (:mod:`ssgan.serve.commands`:
+``python -m ssgan.serve``); ``train`` (:mod:`ssgan.train.commands`: ``python train.py``); ``plot``
+(:mod:`ssgan.train.plot`: ``python -m ssgan.train.plot``). Every flag has one meaning in all of
+them (docs/cli.md, checked by tests/test_cli_flags.py).
 
 Adding a subcommand
 -------------------
@@ -23,7 +27,14 @@ Adding a subcommand
    ``ssgan: error: …`` and exit status 2. Anything else is a bug and keeps its traceback.
 3. Add the module to ``COMMANDS`` below; the order there is the order of ``ssgan --help``.
 
-Renamed spellings keep working: ``cliargs.add_argument(q, "--new", deprecated=("--old",), …)``.
+4. A ``python -m ssgan.…`` form of the command calls :func:`ssgan.cliargs.standalone` with the same
+   arguments (see :func:`ssgan.data.commands.main`): the same parser, errors and exit statuses.
+
+A flag name means one thing in every command: a file the command writes is ``--out FILE``
+(:func:`ssgan.cliargs.add_out`), a folder ``--outdir DIR``, how many things it makes ``-n/--count N``
+(``add_count``), classes ``--classes CLASS ...``, a label folder ``--labels DIR``. Renamed spellings
+keep working one release, hidden from ``--help``, with one warning line:
+``cliargs.add_argument(q, "--new", deprecated=("--old",), …)``.
 """
 
 from __future__ import annotations
@@ -34,33 +45,24 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ssgan import checkpoint_commands
-from ssgan.checkpoint import CheckpointError
-from ssgan.classes import ClassesError
-from ssgan.cliargs import CLIError, Parser
+from ssgan.cliargs import COMMON_ERRORS, CLIError, Parser, run
+from ssgan.data import commands as data_commands
 from ssgan.edit import commands as edit_commands
 from ssgan.edit import encoder_commands
 from ssgan.metrics import commands as metrics_commands
 from ssgan.serve import commands as serve_commands
 from ssgan.train import commands as train_commands
+from ssgan.train import plot
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "expected_errors", "main"]
 
 #: The modules that register subcommands, in the order of ``ssgan --help``.
-COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, edit_commands, encoder_commands, metrics_commands,
-                                    serve_commands, train_commands)
-
-#: Errors every subcommand may raise for bad input (reported as one line, exit status 2).
-COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, ClassesError)
-
-#: Errors about a path the user named, reported as one line "PATH: reason" when they carry the path.
-FILE_ERRORS: tuple[tuple[type[OSError], str], ...] = (
-    (FileNotFoundError, "no such file"), (PermissionError, "permission denied"),
-    (IsADirectoryError, "is a folder, not a file"), (FileExistsError, "exists and is not a folder"),
-    (NotADirectoryError, "a part of this path is a file, not a folder"))
-
+COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, data_commands, edit_commands, encoder_commands,
+                                    metrics_commands, serve_commands, train_commands, plot)
 
 def expected_errors() -> tuple[type[Exception], ...]:
-    """The errors reported as one line: :data:`COMMON_ERRORS` and each command module's ``ERRORS``."""
+    """The errors reported as one line: :data:`ssgan.cliargs.COMMON_ERRORS` and each command
+    module's ``ERRORS``."""
     out = list(COMMON_ERRORS)
     for module in COMMANDS:
         out += [e for e in getattr(module, "ERRORS", ()) if e not in out]
@@ -79,23 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ssgan`` console script; returns 0 on success (or the status the command
-    returned), exits 2 on bad input (one line on stderr). Any other exception is a bug and
-    propagates with its traceback."""
-    try:
-        args = build_parser().parse_args(argv)
-        status = args.func(args)
-    except expected_errors() as e:
-        _fail(str(e))
-    except tuple(t for t, _ in FILE_ERRORS) as e:
-        if e.filename is None:  # not about a file the user named: a bug
-            raise
-        _fail(f"{e.filename}: {next(r for t, r in FILE_ERRORS if isinstance(e, t))}")
-    return int(status or 0)
-
-
-def _fail(message: str) -> None:
-    print(f"ssgan: error: {' '.join(message.split())}", file=sys.stderr)
-    raise SystemExit(2)
+    returned), exits 2 on bad input (one line on stderr, :func:`ssgan.cliargs.run`). Any other
+    exception is a bug and propagates with its traceback."""
+    return run(build_parser(), argv, expected_errors())
 
 
 if __name__ == "__main__":

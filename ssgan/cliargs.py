@@ -9,17 +9,18 @@ text are the same in every command. See :mod:`ssgan.cli` for how a subcommand is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
-from ssgan.checkpoint import inspect_checkpoint, load_checkpoint
-from ssgan.classes import ClassInfo
+from ssgan.checkpoint import CheckpointError, inspect_checkpoint, load_checkpoint
+from ssgan.classes import ClassesError, ClassInfo
 
 
 class CLIError(Exception):
@@ -27,8 +28,16 @@ class CLIError(Exception):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: …)`` after every option that has a default; options whose default is
-    ``None`` or ``False`` (flags) say in their own help what happens without them."""
+    """Shows ``(default: …)`` after every option that has a default (options whose default is
+    ``None`` or ``False`` say in their own help what happens without them) and leaves out the
+    deprecated spellings of an option."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        hidden = getattr(action, "deprecated", ())
+        if hidden:
+            action = copy.copy(action)
+            action.option_strings = [o for o in action.option_strings if o not in hidden]
+        return super()._format_action_invocation(action)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -39,28 +48,99 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return text
         return f"{text} (default: %(default)s)"
 
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        """Without the deprecated spellings of a :class:`DeprecatedAlias` (they work, unlisted)."""
-        if isinstance(action, DeprecatedAlias):
-            action = copy.copy(action)
-            action.option_strings = [o for o in action.option_strings if o not in action.deprecated]
-        return super()._format_action_invocation(action)
-
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (``CLIError``) and whose help shows defaults."""
+    """An argument parser whose errors are one line (``CLIError``), whose help shows defaults and
+    hides deprecated spellings (:func:`add_argument`, :func:`add_out`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]  # one line, exit 2
+        for a in self._actions:  # argparse names an option by all its strings: not the deprecated ones
+            hidden = getattr(a, "deprecated", ())
+            if hidden:
+                message = message.replace("/".join(a.option_strings),
+                                          "/".join(o for o in a.option_strings if o not in hidden))
         raise CLIError(message)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, and a deprecated positional (:class:`DeprecatedPositional`) given stands
+        for its flag (with a warning); that flag, when required, is required only without it."""
+        moved = [a for a in self._actions if isinstance(a, DeprecatedPositional)]
+        required = [a.target for a in moved if a.target.required]
+        self._require(required, False)
+        try:
+            ns, rest = super().parse_known_args(args, namespace)
+        finally:
+            self._require(required, True)
+        for a in moved:
+            value, given = ns.__dict__.pop(a.dest, None), getattr(ns, a.target.dest, None)
+            given = None if given == a.target.default else given
+            flag = spelling(a.target)
+            if value is not None and given is not None:
+                self.error(f"give {flag} once (the positional {a.metavar} is its deprecated spelling)")
+            if value is not None:
+                warn_deprecated(f"the positional {a.metavar}", f"{preferred(a.target)} {a.metavar}")
+                setattr(ns, a.target.dest, value)
+            elif a.target in required and given is None:
+                self.error(f"the following arguments are required: {preferred(a.target)}")
+        return ns, rest
+
+    def format_usage(self) -> str:
+        with self._shown_required():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with self._shown_required():
+            return super().format_help()
+
+    @contextlib.contextmanager
+    def _shown_required(self) -> Iterator[None]:
+        """Help shows a flag that a deprecated positional stands for as required, also while
+        parsing (``--help``)."""
+        targets = [a.target for a in self._actions if isinstance(a, DeprecatedPositional)
+                   and not a.target.required and a.target_required]
+        self._require(targets, True)
+        try:
+            yield
+        finally:
+            self._require(targets, False)
+
+    @staticmethod
+    def _require(actions: Sequence[argparse.Action], value: bool) -> None:
+        for a in actions:
+            a.required = value
+
+
+def spelling(action: argparse.Action, flag: str | None = None) -> str:
+    """How ``action`` is written on the command line: ``--out FILE``, ``--quiet``, ``CKPT``."""
+    if not action.option_strings:
+        return str(action.metavar or action.dest.upper())
+    flag = flag or preferred(action)
+    if action.nargs == 0:
+        return flag
+    metavar = action.metavar or action.dest.upper()
+    return f"{flag} {' '.join(metavar) if isinstance(metavar, tuple) else metavar}"
+
+
+def preferred(action: argparse.Action) -> str:
+    """The spelling that ``--help`` shows first: the first long, not deprecated, option string."""
+    current = [o for o in action.option_strings if o not in getattr(action, "deprecated", ())]
+    return next((o for o in current if o.startswith("--")), current[0])
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    """The one line that a deprecated spelling prints on stderr (it keeps working one release)."""
+    print(f"warning: {old} is deprecated; use {new}", file=sys.stderr)
 
 
 class DeprecatedAlias(argparse.Action):
-    """Stores like ``store``; given under one of ``deprecated`` option strings, it also prints a
-    warning naming the new spelling (the old one keeps working)."""
+    """Stores like ``store``; given under one of its ``deprecated`` option strings, it prints
+    :func:`warn_deprecated`'s line. ``--help`` does not show the deprecated strings
+    (:class:`HelpFormatter`), nor do error lines (:meth:`Parser.error`)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, deprecated: Sequence[str] = (),
                  **kwargs: Any) -> None:
@@ -70,18 +150,88 @@ class DeprecatedAlias(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         if option_string in self.deprecated:
-            current = next(o for o in self.option_strings if o not in self.deprecated)
-            print(f"ssgan: warning: {option_string} is deprecated here; use {current}", file=sys.stderr)
+            warn_deprecated(option_string, preferred(self))
+        setattr(namespace, self.dest, values)
+
+
+class DeprecatedPositional(argparse.Action):
+    """A hidden optional positional that was the old spelling of the flag ``target`` (e.g. the
+    output file of ``convert SRC DST``, now ``--out DST``); :class:`Parser` moves its value to
+    ``target``'s dest with a warning."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, target: argparse.Action, nargs: str = "?",
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=nargs, default=None, type=target.type,
+                         help=argparse.SUPPRESS, metavar=dest.upper())
+        self.target = target
+        self.target_required = target.required
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
         setattr(namespace, self.dest, values)
 
 
 def add_argument(q: argparse.ArgumentParser, name: str, *aliases: str, deprecated: Sequence[str] = (),
                  **kwargs: Any) -> argparse.Action:
-    """``q.add_argument(name, *aliases, *deprecated, …)``; the ``deprecated`` spellings still work and
-    print a warning when used."""
+    """``q.add_argument(name, *aliases, *deprecated, …)``; the ``deprecated`` spellings still work,
+    print one warning line when used and are hidden from ``--help``."""
     if deprecated:
         kwargs.update(action=DeprecatedAlias, deprecated=tuple(deprecated))
     return q.add_argument(name, *aliases, *deprecated, **kwargs)
+
+
+def deprecated_spellings(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    """(old spelling, new spelling) of every deprecated flag or positional of ``parser`` itself."""
+    out = []
+    for a in parser._actions:
+        if isinstance(a, DeprecatedAlias):
+            out += [(spelling(a, old), spelling(a)) for old in a.deprecated]
+        elif isinstance(a, DeprecatedPositional):
+            out.append((f"{a.metavar} (positional)", spelling(a.target)))
+    return out
+
+
+#: Errors every command may raise for bad input (reported as one line, exit status 2).
+COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, ClassesError)
+
+#: Errors about a path the user named, reported as one line "PATH: reason" when they carry the path.
+FILE_ERRORS: tuple[tuple[type[OSError], str], ...] = (
+    (FileNotFoundError, "no such file"), (PermissionError, "permission denied"),
+    (IsADirectoryError, "is a folder, not a file"), (FileExistsError, "exists and is not a folder"),
+    (NotADirectoryError, "a part of this path is a file, not a folder"))
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+        errors: tuple[type[Exception], ...] = ()) -> int:
+    """Parse ``argv`` and call ``args.func(args)``: the one way every ``ssgan`` command and every
+    ``python -m ssgan…`` entry point runs. Returns 0 on success (or the status ``func`` returned);
+    bad input (:data:`COMMON_ERRORS`, ``errors``, a named file that cannot be used) exits 2 after one
+    line ``ssgan: error: …`` on stderr. Any other exception is a bug and keeps its traceback."""
+    try:
+        args = parser.parse_args(argv)
+        status = args.func(args)
+    except COMMON_ERRORS + tuple(errors) as e:
+        fail(str(e))
+    except tuple(t for t, _ in FILE_ERRORS) as e:
+        if e.filename is None:  # not about a file the user named: a bug
+            raise
+        fail(f"{e.filename}: {next(r for t, r in FILE_ERRORS if isinstance(e, t))}")
+    return int(status or 0)
+
+
+def fail(message: str) -> NoReturn:
+    """``ssgan: error: MESSAGE`` on one line of stderr, exit status 2."""
+    print(f"ssgan: error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def standalone(prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+               argv: Sequence[str] | None, errors: tuple[type[Exception], ...] = ()) -> int:
+    """A ``python -m ssgan.…`` entry point: the arguments of its ``ssgan`` subcommand
+    (``add_arguments``, which also sets ``func``) under the name ``prog``, run by :func:`run`."""
+    q = Parser(prog=prog, description=description)
+    add_arguments(q)
+    return run(q, argv, errors)
 
 
 # ----- the common arguments -----------------------------------------------------------------------
@@ -119,11 +269,31 @@ def add_device(q: argparse.ArgumentParser) -> None:
 
 
 def add_outdir(q: argparse.ArgumentParser, help: str = "folder for the output files", required: bool = True,
-               deprecated: Sequence[str] = ()) -> None:
-    """``--outdir DIR``: the one spelling of a folder that a command writes (``deprecated``, e.g.
-    ``("--out",)``: the old spellings of commands that spelled it otherwise before)."""
-    add_argument(q, "--outdir", deprecated=deprecated, dest="outdir", metavar="DIR", required=required,
-                 help=help)
+               aliases: Sequence[str] = (), deprecated: Sequence[str] = ()) -> argparse.Action:
+    """``--outdir DIR``: the one spelling of a folder that a command writes (``deprecated``: old
+    spellings that still work with a warning)."""
+    return add_argument(q, "--outdir", *aliases, deprecated=deprecated, dest="outdir", metavar="DIR",
+                        required=required, help=help)
+
+
+def add_out(q: argparse.ArgumentParser, help: str, required: bool = False, default: str | None = None,
+            deprecated: Sequence[str] = (), positional: str | None = None) -> argparse.Action:
+    """``--out FILE``: the one spelling of a file that a command writes. ``deprecated``: old flag
+    spellings (e.g. ``--json``); ``positional``: the metavar of an old positional spelling
+    (e.g. ``DST``), which still works with a warning."""
+    out = add_argument(q, "--out", deprecated=deprecated, dest="out", metavar="FILE", required=required,
+                       default=default, help=help)
+    if positional:
+        q.add_argument(positional.lower(), action=DeprecatedPositional, target=out, nargs="?")
+    return out
+
+
+def add_count(q: argparse.ArgumentParser, help: str, default: int, deprecated: Sequence[str] = (),
+              dest: str = "count") -> argparse.Action:
+    """``-n N`` / ``--count N``: how many things (images, latents, items) the command makes
+    (``args.count``, or ``dest``)."""
+    return add_argument(q, "-n", "--count", deprecated=deprecated, dest=dest, metavar="N", type=int,
+                        default=default, help=help)
 
 
 def add_seed(q: argparse.ArgumentParser, help: str = "random seed (samples and the mean w)") -> None:

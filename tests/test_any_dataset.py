@@ -220,9 +220,11 @@ def test_from_colors_round_trip_and_unknown_colour(data8, tmp_path, capsys):
     bad = np.array(Image.open(rgb_dir / labels[3].name))
     bad[5, 9] = (1, 2, 3)
     Image.fromarray(bad).save(rgb_dir / labels[3].name)
-    assert data_main(["from-colors", str(rgb_dir), str(tmp_path / "out2"), "--colors", str(spec),
-                      "--quiet"]) == 2
-    err = one_line_error(capsys)
+    with pytest.raises(SystemExit) as info:
+        data_main(["from-colors", str(rgb_dir), str(tmp_path / "out2"), "--colors", str(spec), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssgan: error: ") and err.count("\n") == 1, err
     assert labels[3].name in err and "(x=9, y=5)" in err and "(1, 2, 3)" in err
     assert not (tmp_path / "out2").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder left

@@ -112,7 +112,7 @@ def _official_pt(path, cfg=OFFICIAL_CFG):
 def test_convert_then_generate(tmp_path, capsys):
     G = _official_pt(tmp_path / "release.pt")
     dst = tmp_path / "conv.safetensors"
-    assert main(["convert", str(tmp_path / "release.pt"), str(dst)]) == 0
+    assert main(["convert", str(tmp_path / "release.pt"), "--out", str(dst)]) == 0
     assert main(["info", str(dst)]) == 0
     text = capsys.readouterr().out
     assert "sections: g_ema, d" in text and "seg_dim: 3" in text and "channel_max: 512" in text
@@ -240,7 +240,7 @@ def test_errors(ckpt, samples, tmp_path, capsys):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 100)
     assert "junk.safetensors" in _fails(["info", str(junk)], capsys)
-    assert "mismatch" not in _fails(["convert", str(junk), str(tmp_path / "o.safetensors")], capsys)
+    assert "mismatch" not in _fails(["convert", str(junk), "--out", str(tmp_path / "o.safetensors")], capsys)
     _fails(["frobnicate"], capsys)
     _fails(["mix", str(ckpt), "--outdir", str(tmp_path)], capsys)  # missing required options
     assert not list(tmp_path.glob("*.png"))

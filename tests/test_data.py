@@ -403,8 +403,11 @@ def test_celebamask_errors_and_cli(tmp_path, capsys):
         celebamask_labels(anno, tmp_path / "out", size=16, progress=False)
     assert main(["celebamask", str(anno), str(tmp_path / "cli"), "--size", "8", "--quiet"]) == 0
     assert (tmp_path / "cli" / "3.png").exists()
-    assert main(["celebamask", str(tmp_path / "nope"), str(tmp_path / "cli")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["celebamask", str(tmp_path / "nope"), str(tmp_path / "cli")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssgan: error: ") and err.count("\n") == 1 and "does not exist" in err
     _save(anno / "0" / "00004_moustache.png", _mask(slice(0, 1), slice(0, 1)))
     with pytest.raises(DatasetError, match="unexpected file .*00004_moustache.png"):
         celebamask_labels(anno, tmp_path / "out", size=8, progress=False)

@@ -37,7 +37,7 @@ def _photos_with_labels(G, folder: Path, n: int, seed: int) -> None:
 def converted(tmp_path_factory):
     d = tmp_path_factory.mktemp("inv")
     G = _official_pt(d / "release.pt")
-    assert main(["convert", str(d / "release.pt"), str(d / "conv.safetensors")]) == 0
+    assert main(["convert", str(d / "release.pt"), "--out", str(d / "conv.safetensors")]) == 0
     _photos_with_labels(G, d, 3, seed=1)
     return d
 
@@ -186,7 +186,7 @@ def test_invert_and_edit_a_train_py_checkpoint(tmp_path, capsys):
     assert main(["direction", str(ckpt), "--latents", str(tmp_path / "inv" / "latent"), "--labels",
                  str(tmp_path / "attrs.csv"), "--attribute", "bright", "--classes", "2",
                  "--out", str(tmp_path / "d.npy")]) == 0
-    assert "--labels is deprecated here; use --attributes" in capsys.readouterr().err
+    assert "warning: --labels is deprecated; use --attributes\n" in capsys.readouterr().err
     direction = np.load(tmp_path / "d.npy")
     # "other" = face0 + 1 everywhere is the positive: the normal points along +1 in class 2's codes
     assert Dn.touched_classes(direction, G.config) == [2]

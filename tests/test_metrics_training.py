@@ -131,7 +131,7 @@ def test_cli_metrics_on_a_trained_checkpoint(run_with_metrics, tmp_path, capsys)
     ckpt = run_with_metrics / "checkpoints" / "0000004.safetensors"
     names = "maskfd8,maskfreq8,maskiou8" + (",fid2,kid2" if default_weights() is not None else "")
     assert cli(["metrics", str(ckpt), "--metrics", names, "--batch", "4", "--cache-dir", str(tmp_path / "c"),
-                "--json", str(tmp_path / "m.json"), "--quiet", "--device", "cpu"]) == 0
+                "--out", str(tmp_path / "m.json"), "--quiet", "--device", "cpu"]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == ["metric", "value", "n_gen", "n_real", "seconds"]
     doc = json.loads((tmp_path / "m.json").read_text())

@@ -95,7 +95,7 @@ def test_broken_drawing_never_stops_training(tmp_path, capsys):
     writer = plot.CurveWriter(tmp_path / "no-such-run")
     assert not writer.update() and not writer.update(final=True)
     err = capsys.readouterr().err
-    assert err.count("warning") == 1 and "python -m ssgan.train.plot" in err and not writer.enabled
+    assert err.count("warning") == 1 and "ssgan plot " in err and not writer.enabled
 
 
 def test_overlay_two_runs(tmp_path, capsys):
@@ -118,9 +118,12 @@ def test_overlay_two_runs(tmp_path, capsys):
 def test_missing_stats_is_one_line_error(tmp_path, capsys):
     good = fake_run(tmp_path / "good")
     (tmp_path / "empty").mkdir()
-    assert plot.main([str(good), str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")]) == 2
+    with pytest.raises(SystemExit) as info:
+        plot.main([str(good), str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")])
+    assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(tmp_path / "empty" / "stats.jsonl") in err
+    assert len(err.splitlines()) == 1 and err.startswith("ssgan: error: ")
+    assert str(tmp_path / "empty" / "stats.jsonl") in err
     assert not (tmp_path / "x.png").exists()
 
 

@@ -3,7 +3,8 @@
 ``base`` (the item format, :class:`DatasetError`, the file scan), ``folders`` (image/label
 folders, the in-memory cache, :func:`open_dataset`), ``synthetic`` (the built-in procedural
 dataset), ``celebamask`` (CelebAMask-HQ part masks to label maps), ``tools`` (``from-colors``,
-``inspect``), ``loader`` (the training loader's data order), ``__main__`` (``python -m ssgan.data``).
+``inspect``), ``loader`` (the training loader's data order), ``commands`` (``ssgan data``, also
+``python -m ssgan.data``).
 """
 
 from ssgan.data.base import (

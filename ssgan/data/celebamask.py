@@ -1,4 +1,4 @@
-"""The CelebAMask-HQ label converter (``python -m ssgan.data celebamask``): the per-part masks of
+"""The CelebAMask-HQ label converter (``ssgan data celebamask``): the per-part masks of
 ``CelebAMask-HQ-mask-anno`` become label PNGs of the 13 classes of docs/training.md
 ("CelebAMask-HQ classes"), painted in the order of the official SemanticStyleGAN
 ``data/preprocess_celeba.py``.

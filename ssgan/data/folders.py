@@ -209,7 +209,7 @@ class FolderDataset(ItemDataset):
                         f"label {lpath} holds class {top} but the model has seg_dim={self.seg_dim} "
                         f"classes (values 0..{self.seg_dim - 1}); set the class count with --seg-dim "
                         f"N (train.py) or a classes.json in the data folder listing the class names, "
-                        f"or check the label encoding (python -m ssgan.data inspect DIR)"
+                        f"or check the label encoding (ssgan data inspect DIR)"
                     )
                 if lm.size != (size, size):
                     label = np.asarray(lm.resize((size, size), Image.Resampling.NEAREST))

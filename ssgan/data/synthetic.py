@@ -1,6 +1,6 @@
 """The built-in procedural dataset: :class:`SyntheticFaces`, "faces" of 5 or more classes drawn at
 any resolution with no download (tests, CPU training), and :func:`export_synthetic`, which writes
-them as image / label folders (``python -m ssgan.data synthetic``).
+them as image / label folders (``ssgan data synthetic``).
 """
 
 from __future__ import annotations

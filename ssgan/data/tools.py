@@ -1,8 +1,8 @@
 """Preparing and checking a segmented dataset before training: colour-coded label maps to index
 PNGs, and a report of what a data folder holds.
 
-    python -m ssgan.data from-colors LABELS_DIR OUT_DIR --colors classes.json
-    python -m ssgan.data inspect DIR [--size 256] [--png DIR/inspect.png]
+    ssgan data from-colors LABELS_DIR OUT_DIR --colors classes.json
+    ssgan data inspect DIR [--size 256] [--out DIR/inspect.png]
 
 ``from-colors`` reads the class colours from a classes.json (see :mod:`ssgan.classes`) that gives
 a colour to every class, or from a plain JSON object ``{"name": [r, g, b], ...}`` / list
@@ -19,11 +19,9 @@ the reason; and writes a PNG of a few images beside their coloured masks with a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -292,44 +290,3 @@ def preview(report: Report, ds: FolderDataset, n: int = 8, tile: int = 128) -> n
     if not masks:
         return figure
     return V.with_legend(figure, report.classes.names, colors, report.classes.transparent)
-
-
-# ------------------------------------------------------------------------------------------------
-# Command line (subcommands of ``python -m ssgan.data``)
-# ------------------------------------------------------------------------------------------------
-COMMANDS = ("from-colors", "inspect")
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``from-colors`` and ``inspect`` to the subparsers of ``python -m ssgan.data``."""
-    p = sub.add_parser("from-colors", help="colour-coded label maps -> index label PNGs")
-    p.add_argument("labels_dir", help="folder of colour-coded label images (PNG; <stem> as the images)")
-    p.add_argument("out_dir", help="new folder for the index PNGs (e.g. DATA/labels)")
-    p.add_argument("--colors", required=True,
-                   help="classes.json with a colour per class, {name: [r, g, b]} or [[r, g, b], ...]")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p = sub.add_parser("inspect", help="counts, sizes, class frequencies and bad files of a data folder")
-    p.add_argument("dir", help="data folder with images/ (and labels/, classes.json)")
-    p.add_argument("--size", type=int, default=256, help="training resolution to read the data at")
-    p.add_argument("--seg-dim", type=int, default=None, help="class count (default: classes.json's)")
-    p.add_argument("--png", default=None, help="preview picture (default DIR/inspect.png)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run a subcommand of :data:`COMMANDS`; errors are one line on stderr, status 2. ``inspect``
-    returns 1 when it found files that would stop training."""
-    try:
-        if args.command == "from-colors":
-            n = from_colors(args.labels_dir, args.out_dir, args.colors, progress=not args.quiet)
-            print(f"wrote {n} index labels to {args.out_dir}")
-            return 0
-        report, ds = inspect_folder(args.dir, args.size, args.seg_dim, progress=not args.quiet)
-        print(format_report(report))
-        if ds is not None and report.good:
-            path = V.save_png(preview(report, ds), Path(args.png or Path(args.dir) / "inspect.png"))
-            print(f"\n  preview: {path}")
-        return 1 if report.problems else 0
-    except (DatasetError, ClassesError, ValueError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2

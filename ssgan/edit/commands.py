@@ -54,13 +54,13 @@ def _one_latent(args: argparse.Namespace, G) -> torch.Tensor:
 
 # ----- random samples and their codes ---------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> None:
-    if args.n < 1 or args.batch < 1:
-        raise A.CLIError("-n and --batch must be >= 1")
+    if args.count < 1 or args.batch < 1:
+        raise A.CLIError("-n/--count and --batch must be >= 1")
     G, classes = A.load_generator(args)
     out = Path(args.outdir)
     rgbs, segs = [], []
-    with tqdm(total=args.n, desc="generate", unit="img", disable=args.quiet) as bar:
-        for i, s in enumerate(E.generate(G, args.n, args.seed, args.truncation, batch=args.batch,
+    with tqdm(total=args.count, desc="generate", unit="img", disable=args.quiet) as bar:
+        for i, s in enumerate(E.generate(G, args.count, args.seed, args.truncation, batch=args.batch,
                                          mean=_mean(G, args), progress=bar.update,
                                          colors=classes.palette())):
             V.save_png(s.rgb, out / "img" / f"{i:06d}.png")
@@ -77,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         blank = [np.full_like(rgbs[0], 255)] * (ncol - len(row_rgb))
         tiles += row_rgb + blank + row_seg + blank
     V.save_png(_legend(V.grid(np.stack(tiles), ncol=ncol), classes), out / "grid.png")
-    print(f"wrote {args.n} samples to {out}")
+    print(f"wrote {args.count} samples to {out}")
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
@@ -312,15 +312,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register generate, mix, components, interpolate, invert, direction and edit."""
     q = sub.add_parser("generate", help="random samples: images, masks, compact W+ latents, grid")
     A.add_common(q)
-    q.add_argument("-n", type=int, default=16, help="number of samples")
+    A.add_count(q, "number of samples", default=16)
     q.add_argument("--batch", type=int, default=8, help="samples rendered together")
     q.add_argument("--grid-max", type=int, default=64, help="samples shown in grid.png")
     q.set_defaults(func=cmd_generate)
 
     q = sub.add_parser("mix", help="copy some classes' codes from a reference latent into a source")
     A.add_common(q)
-    q.add_argument("--source", required=True, help="source latent .npy (n_latent, D)")
-    q.add_argument("--reference", required=True, help="reference latent .npy (n_latent, D)")
+    q.add_argument("--source", required=True, metavar="FILE", help="source latent .npy (n_latent, D)")
+    q.add_argument("--reference", required=True, metavar="FILE", help="reference latent .npy (n_latent, D)")
     A.add_classes(q, "the classes whose codes come from the reference, e.g. hair eyes or 7,2", required=True)
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
     _add_diff(q, "mix_diff.png")
@@ -328,7 +328,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("components", help="the image built up class by class, with depths and masks")
     A.add_common(q)
-    q.add_argument("--latent", help="latent .npy (default: a sample drawn with --seed)")
+    q.add_argument("--latent", metavar="FILE", help="latent .npy (default: a sample drawn with --seed)")
     q.set_defaults(func=cmd_components)
 
     q = sub.add_parser("interpolate", help="move one class's codes towards a random target",
@@ -338,7 +338,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_common(q)
     A.add_classes(q, "the one class that moves, e.g. hair or 7", required=True, aliases=("--class",))
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
-    q.add_argument("--latent", help="latent .npy (default: a sample drawn with --seed)")
+    q.add_argument("--latent", metavar="FILE", help="latent .npy (default: a sample drawn with --seed)")
     q.add_argument("--frames", type=int, default=16, help="frames from source to target, both included")
     q.set_defaults(func=cmd_interpolate)
 
@@ -394,9 +394,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--latents", required=True, metavar="DIR", help="folder of <name>.npy latents")
     A.add_argument(q, "--attributes", deprecated=("--labels",), dest="attributes", required=True,
                    metavar="CSV", help="CSV: header 'name,<attribute>,...', a row per latent (name = file "
-                                       "stem), values 1/0 (--labels: deprecated spelling)")
+                                       "stem), values 1/0")
     q.add_argument("--attribute", required=True, help="the CSV column to fit")
-    q.add_argument("--out", required=True, metavar="FILE", help="output .npy")
+    A.add_out(q, "the direction .npy to write", required=True)
     A.add_classes(q, "fit on these classes' shape and texture codes only, e.g. 7 (default: all codes)")
     q.set_defaults(func=cmd_direction)
 
@@ -405,8 +405,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "frame_<i>.png (image | mask), latent_<i>.npy, edit.png and diff.png "
                                    "(|frame - input| heat maps).")
     A.add_common(q)
-    q.add_argument("--latent", required=True, help="latent .npy (n_latent, D), e.g. from invert")
-    q.add_argument("--direction", required=True, help="direction .npy (n_latent, D), e.g. from direction")
+    q.add_argument("--latent", required=True, metavar="FILE",
+                   help="latent .npy (n_latent, D), e.g. from invert")
+    q.add_argument("--direction", required=True, metavar="FILE",
+                   help="direction .npy (n_latent, D), e.g. from direction")
     q.add_argument("--strength", default="-3,0,3",
                    help="comma-separated strengths; write --strength=-3,0,3 when the first is negative")
     A.add_classes(q, "edit only these classes' codes (default: those the direction moves)")

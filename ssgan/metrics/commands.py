@@ -1,5 +1,5 @@
 """The ``ssgan metrics`` subcommand: quality metrics of a checkpoint's G-EMA against real data
-(:func:`ssgan.metrics.compute`), as a table and, with ``--json``, a JSON file. Registered by
+(:func:`ssgan.metrics.compute`), as a table and, with ``--out FILE``, a JSON file. Registered by
 :func:`add_parser` (see :mod:`ssgan.cli`)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ERRORS: tuple[type[Exception], ...] = (MetricError, InceptionError, DatasetError
 
 
 def cmd_metrics(args: argparse.Namespace) -> None:
-    """Quality metrics of a checkpoint's G-EMA against real data: a table, and JSON with --json."""
+    """Quality metrics of a checkpoint's G-EMA against real data: a table, and JSON with --out."""
     res = compute(args.metrics, args.ckpt, data=args.data, images=args.images, labels=args.labels,
                   inception=args.inception, device=args.device, batch=args.batch,
                   truncation=args.truncation, seed=args.seed, cache_dir=args.cache_dir or True,
@@ -35,8 +35,8 @@ def cmd_metrics(args: argparse.Namespace) -> None:
     extractors = {d["extractor"]["sha256"]: d["extractor"] for d in res["details"].values() if d["extractor"]}
     for e in extractors.values():
         print(f"extractor: {e['path']} ({e['format']}, sha256 {e['sha256'][:16]}…)")
-    if args.json:
-        out = Path(args.json)
+    if args.out:
+        out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
         record = {"checkpoint": str(args.ckpt), "truncation": args.truncation, "seed": args.seed, **res}
@@ -65,5 +65,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--batch", type=int, default=32, help="images per forward pass")
     q.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="real-statistics cache (default: ~/.cache/ssgan)")
-    q.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (default: none)")
+    A.add_out(q, "write the results to this JSON file (default: none)", deprecated=("--json",))
     q.set_defaults(func=cmd_metrics)

@@ -1,8 +1,8 @@
-"""``python -m ssgan.serve CKPT``: the same as ``ssgan serve CKPT``."""
+"""``python -m ssgan.serve CKPT``: the same as ``ssgan serve CKPT`` (:func:`ssgan.serve.commands.main`)."""
 
 import sys
 
-from ssgan.cli import main
+from ssgan.serve.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    sys.exit(main())

@@ -21,8 +21,8 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script
 
 
 def create_app(engine: Engine, limits: Limits | None = None) -> Starlette:
-    """The Starlette app: ``/`` (the page), ``/static/…`` and ``/api/…`` (docs/serve.md, "JSON API"); its editor is
-    ``app.state.editor`` (``limits``: :class:`Limits`' defaults when None).
+    """The Starlette app: ``/`` (the page), ``/static/…`` and ``/api/…`` (docs/serve.md, "JSON API");
+    its editor is ``app.state.editor`` (``limits``: :class:`Limits`' defaults when None).
 
     A ``ClientError`` is answered by Starlette's exception handling; the catch-all for every other
     exception sits in an ``ExceptionMiddleware`` inside :class:`Headers`, not in Starlette's

@@ -1,14 +1,15 @@
 """The ``serve`` subcommand: load a checkpoint, start the editor's web app, print its address.
 
 Registered by :func:`add_parser` (see :mod:`ssgan.cli`); ``python -m ssgan.serve CKPT`` is
-``ssgan serve CKPT``. :func:`build` makes the app from the parsed arguments (the tests and the benchmark
-use it), :func:`cmd_serve` serves it until Ctrl+C.
+``ssgan serve CKPT`` (:func:`main`). :func:`build` makes the app from the parsed arguments (the tests
+and the benchmark use it), :func:`cmd_serve` serves it until Ctrl+C.
 """
 
 from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     A.add_generator(q)
     A.add_device(q)
     A.add_truncation(q)
-    q.add_argument("--encoder", metavar="ENC",
+    q.add_argument("--encoder", metavar="FILE",
                    help="an `ssgan encoder train` file: uploads are inverted by the encoder (milliseconds) "
                         "instead of the latent search (default: none, the search)")
     q.add_argument("--host", default="127.0.0.1",
@@ -37,16 +38,23 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted, MB")
     q.add_argument("--max-pixels", type=int, default=40_000_000, help="largest upload accepted, pixels")
     q.add_argument("--threads", type=int, help="torch intra-op CPU threads; default: torch's")
+    q.set_defaults(func=cmd_serve)
+
+
+DESCRIPTION = ("Start a local web app to edit faces by region: sample, resample or copy classes' "
+               "shape/texture codes, interpolate, move along directions, upload and invert a photo, download "
+               "PNGs and the W+ .npy. Binds 127.0.0.1 unless --host says otherwise.")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    q = sub.add_parser("serve", help="an offline region editor in the browser (a local web app)",
-                       description="Start a local web app to edit faces by region: sample, resample or "
-                                   "copy classes' shape/texture codes, interpolate, move along directions, "
-                                   "upload and invert a photo, download PNGs and the W+ .npy. Binds "
-                                   "127.0.0.1 unless --host says otherwise.")
-    add_arguments(q)
-    q.set_defaults(func=cmd_serve)
+    """Register ``serve``."""
+    add_arguments(sub.add_parser("serve", help="an offline region editor in the browser (a local web app)",
+                                 description=DESCRIPTION))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ssgan.serve CKPT …``: the same as ``ssgan serve CKPT …``."""
+    return A.standalone("python -m ssgan.serve", DESCRIPTION, add_arguments, argv)
 
 
 def build(args: argparse.Namespace) -> Any:

@@ -1,6 +1,6 @@
 """Training curves: ``OUT/curves.png``, redrawn by ``train.py`` at its log steps, and
 
-    python -m ssgan.train.plot RUN_DIR [RUN_DIR ...] [--out curves.png] [--smooth 0.6]
+    ssgan plot RUN_DIR [RUN_DIR ...] [--out curves.png] [--smooth 0.6]   (or python -m ssgan.train.plot)
 
 to overlay runs (legend: the run folders' names). Reads ``RUN_DIR/stats.jsonl`` (one record per
 log step: the loss terms of ``ssgan.train.steps.LOSS_KEYS``, ``sec_per_kimg``, against ``kimg``)
@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ssgan import cliargs as A
 
 STATS = "stats.jsonl"
 METRICS = "metrics.jsonl"
@@ -277,7 +279,7 @@ class CurveWriter:
         except Exception as e:  # a plot must never end a training run
             self.enabled = False
             print(f"warning: could not draw {self.path} ({type(e).__name__}: {e}); training goes on "
-                  f"without curves (draw them later with: python -m ssgan.train.plot {self.folder})",
+                  f"without curves (draw them later with: ssgan plot {self.folder})",
                   file=sys.stderr)
             return False
         took = time.perf_counter() - now
@@ -287,33 +289,41 @@ class CurveWriter:
         return True
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ssgan.train.plot", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="train.py run folders (with stats.jsonl)")
-    p.add_argument("--out", default=CURVES, help="PNG to write")
-    p.add_argument("--smooth", type=float, default=DEFAULT_SMOOTH,
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+#: Errors of this command that are bad input, reported as one line (see ssgan.cli).
+ERRORS: tuple[type[Exception], ...] = (PlotError,)
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    if not 0 <= args.smooth < 1:
+        raise A.CLIError(f"--smooth must lie in [0, 1), got {args.smooth}")
+    runs = [load_run(r) for r in args.runs]
+    empty = [r for r, run in zip(args.runs, runs, strict=True) if not run.stats]
+    if empty:
+        raise PlotError(f"{Path(empty[0]) / STATS} holds no records yet")
+    print(f"wrote {draw(runs, args.out, args.smooth, args.title)}")
+
+
+def add_arguments(q: argparse.ArgumentParser) -> None:
+    """The arguments of ``ssgan plot`` (and of ``python -m ssgan.train.plot``)."""
+    q.add_argument("runs", nargs="+", metavar="RUN_DIR", help="train.py run folders (with stats.jsonl)")
+    A.add_out(q, "PNG to write", default=CURVES)
+    q.add_argument("--smooth", type=float, default=DEFAULT_SMOOTH,
                    help="EMA weight in [0, 1) for the smoothed lines (0: raw values only)")
-    p.add_argument("--title", default=None)
-    return p.parse_args(argv)
+    q.add_argument("--title", default=None, help="figure title (default: none)")
+    q.set_defaults(func=cmd_plot)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``plot`` (see :mod:`ssgan.cli`)."""
+    add_arguments(sub.add_parser("plot", help="training curves of one or more runs, overlaid",
+                                 description=DESCRIPTION))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not 0 <= args.smooth < 1:
-        print(f"error: --smooth must lie in [0, 1), got {args.smooth}", file=sys.stderr)
-        return 2
-    try:
-        runs = [load_run(r) for r in args.runs]
-    except PlotError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    empty = [r for r, run in zip(args.runs, runs, strict=True) if not run.stats]
-    if empty:
-        print(f"error: {Path(empty[0]) / STATS} holds no records yet", file=sys.stderr)
-        return 2
-    print(f"wrote {draw(runs, args.out, args.smooth, args.title)}")
-    return 0
+    """``python -m ssgan.train.plot RUN_DIR …``: the same as ``ssgan plot RUN_DIR …``."""
+    return A.standalone("python -m ssgan.train.plot", DESCRIPTION, add_arguments, argv, ERRORS)
 
 
 if __name__ == "__main__":

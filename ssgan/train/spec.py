@@ -116,9 +116,12 @@ class RunSpec:
                                    group="speed", choices=T.PRECISIONS)
     # data
     data: str | None = option(None, "folder with images/ and optionally labels/ (default: the built-in "
-                                    "procedural faces)", group="data")
-    images: str | None = option(None, "image folder (default: DATA/images)", group="data")
-    labels: str | None = option(None, "label folder (default: DATA/labels when present)", group="data")
+                                    "procedural faces)", group="data",
+                                metavar="DIR")
+    images: str | None = option(None, "image folder (default: DATA/images)", group="data",
+                                  metavar="DIR")
+    labels: str | None = option(None, "label folder (default: DATA/labels when present)",
+                                  group="data", metavar="DIR")
     class_names: str | None = option(
         None, "classes.json: the class names (default: DATA/classes.json or LABELS/classes.json when "
               "present; the built-in data names its own)", group="data", metavar="FILE",
