@@ -42,8 +42,8 @@ import struct
 import torch
 import torch.nn.functional as F
 
-from .backend import interpreting, runs_triton, tl, triton
-from .launch import accumulator, autotune, configs, dtype_uncovered, grid, launch, layout, precision
+from .backend import dtype_uncovered, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, layout, precision
 
 SQRT2 = math.sqrt(2.0)
 

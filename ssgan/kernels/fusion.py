@@ -43,11 +43,12 @@ itself (B·K·P numbers; the forward kernel's prologue is tested against it):
   work). Autograd over fusion_weights is unavailable there: custom-op implementations run below
   the autograd dispatch key. The tests check it against autograd over fusion_weights.
 
-Precision: bf16/fp16 inputs use the tensor cores with fp32 accumulation (w·h is rounded to the
-input dtype before the dot, as the reference rounds h V^T). fp32 inputs use
-``input_precision="ieee"`` deliberately: TF32 would cost ~1e-3 relative error against the
-reference; use bf16 for speed. fp64 (used by gradcheck) accumulates in fp64 with an explicit
-multiply-and-sum instead of ``tl.dot`` (Triton 3.6 has no portable fp64 dot) and small fixed tiles.
+Precision (the flags ``DOT``, ``ACC``, ``EMU`` of :mod:`.launch`): bf16/fp16 inputs use the tensor
+cores with fp32 accumulation (w·h is rounded to the input dtype before the dot, as the reference
+rounds h V^T). fp32 inputs use ``input_precision="ieee"`` deliberately: TF32 would cost ~1e-3
+relative error against the reference; use bf16 for speed. fp64 (used by gradcheck) accumulates in
+fp64 with an explicit multiply-and-sum instead of ``tl.dot`` (Triton 3.6 has no portable fp64 dot)
+and small fixed tiles.
 
 Autograd: ``ssgan::fuse`` and ``ssgan::fuse_backward`` are ``torch.library.custom_op`` s with fake
 (meta) functions, so they run inside ``torch.compile(fullgraph=True)``. First-order gradients come
@@ -66,18 +67,8 @@ from __future__ import annotations
 
 import torch
 
-from .backend import interpreting, runs_triton, tl, triton
-from .launch import (
-    accumulator,
-    autotune,
-    configs,
-    dtype_uncovered,
-    grid,
-    launch,
-    precision,
-    prune_blocks,
-    split_count,
-)
+from .backend import dtype_uncovered, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, precision, prune_blocks, split_count
 
 
 def fuse(

@@ -4,7 +4,7 @@ precision flags, the memory layout, split counts of reductions, launch grids and
 Precision flags
 ---------------
 Every kernel selects its arithmetic with the same ``tl.constexpr`` parameters, set by
-:func:`precision` from the inputs' torch dtype (one of :data:`FLOAT_DTYPES`):
+:func:`precision` from the inputs' torch dtype (one of :data:`.backend.FLOAT_DTYPES`):
 
 * ``ACC`` (every kernel): the accumulator dtype, in which sums and element-wise maths run:
   ``tl.float64`` for float64 inputs, ``tl.float32`` otherwise. Partial sums finished on the host
@@ -31,16 +31,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .backend import interpreting, tl, triton
-
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def dtype_uncovered(dtype: torch.dtype) -> str | None:
-    """Why the kernels do not take inputs of ``dtype`` (None: they do)."""
-    if dtype not in FLOAT_DTYPES:
-        return f"dtype {dtype} is not a float16/bfloat16/float32/float64"
-    return None
+from .backend import dtype_uncovered, interpreting, tl, triton
 
 
 def accumulator(dtype: torch.dtype) -> torch.dtype:

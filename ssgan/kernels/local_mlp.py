@@ -46,8 +46,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .backend import interpreting, runs_triton, tl, triton
-from .launch import FLOAT_DTYPES, accumulator, autotune, configs, grid, launch, precision, split_count
+from .backend import FLOAT_DTYPES, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, precision, split_count
 
 SQRT2 = math.sqrt(2.0)
 

@@ -40,18 +40,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .backend import interpreting, runs_triton, tl, triton
-from .launch import (
-    accumulator,
-    autotune,
-    configs,
-    dtype_uncovered,
-    grid,
-    launch,
-    layout,
-    precision,
-    prune_blocks,
-)
+from .backend import dtype_uncovered, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, layout, precision, prune_blocks
 
 
 def upfirdn2d(
