@@ -157,7 +157,7 @@ if triton is not None:
 
     @triton.jit
     def _dot(a, b, DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr):
-        """a @ b with operands rounded to DOT and accumulated in ACC (IEEE fp32). EMU (interpreter),
+        """a @ b with operands rounded to DOT and accumulated in ACC (fp32 dots IEEE). EMU (interpreter),
         for bf16 only: the interpreter multiplies bf16 operands as their raw uint16 bit patterns
         (np.matmul on the storage), so there the bf16-rounded operands are widened to ACC first: the
         same products (exact in fp32) and fp32 accumulation as a tensor-core bf16 dot."""
