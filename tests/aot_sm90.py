@@ -73,8 +73,8 @@ def fusion_types(dtype: str) -> tuple[dict, dict]:
     names = ("h_ptr", "d_ptr", "v_ptr", "e_ptr", "out_ptr", "m_ptr", "g_ptr", "gh_ptr")
     ptrs = {n: "*" + dtype for n in names}
     acc = {n: "*fp32" for n in ("cm_ptr", "t_ptr", "w_ptr", "gw_ptr", "pv_ptr", "pe_ptr")}
-    mode = {"bf16": 0, "fp16": 0, "fp32": 1}[dtype]
-    return {**DIMS, **ptrs, **acc}, {"MODE": mode, "ACC": tl.float32, "BLOCK_C": 64}
+    dot = {"bf16": tl.bfloat16, "fp16": tl.float16, "fp32": tl.float32}[dtype]
+    return {**DIMS, **ptrs, **acc}, {"DOT": dot, "ACC": tl.float32, "EMU": False, "BLOCK_C": 64}
 
 
 def fusion_config_shared(kernels=("fwd", "bwd_h", "bwd_v"), dtypes=("bf16", "fp32")) -> list[dict]:

@@ -246,7 +246,7 @@ for dt in ("bf16", "fp32"):
     print(dt, got)
     for n_wgmma, n_async in got:
         assert n_async > 0, "operand loads are not software-pipelined"
-        assert (n_wgmma > 0) == (common["MODE"] == 0), "bf16 must use wgmma, fp32 (IEEE) must not"
+        assert (n_wgmma > 0) == (dt == "bf16"), "bf16 must use wgmma, fp32 (IEEE) must not"
 """
 
 

@@ -175,10 +175,10 @@ class _Counter:
 @pytest.mark.slow
 def test_gradgradcheck_float64(monkeypatch, B, K, L, P, depth_layer, shared_x):
     """First-order grads from the fp64 kernels, second-order through the reference maths."""
-    fwd = _Counter(local_mlp._forward_triton)
-    bwd = _Counter(local_mlp._backward_triton)
-    monkeypatch.setattr(local_mlp, "_forward_triton", fwd)
-    monkeypatch.setattr(local_mlp, "_backward_triton", bwd)
+    fwd = _Counter(local_mlp._grouped_mlp_triton)
+    bwd = _Counter(local_mlp._grouped_mlp_backward_triton)
+    monkeypatch.setattr(local_mlp, "_grouped_mlp_triton", fwd)
+    monkeypatch.setattr(local_mlp, "_grouped_mlp_backward_triton", bwd)
     inputs = tuple(make_inputs(B, K, L, 16, P, shared_x, dtype=torch.float64))
 
     def f(*args):
@@ -214,8 +214,8 @@ def test_double_backward_with_detach_matches_reference():
 @pytest.mark.slow
 def test_compile_fullgraph(monkeypatch):
     torch._dynamo.reset()
-    bwd = _Counter(local_mlp._backward_triton)
-    monkeypatch.setattr(local_mlp, "_backward_triton", bwd)
+    bwd = _Counter(local_mlp._grouped_mlp_backward_triton)
+    monkeypatch.setattr(local_mlp, "_grouped_mlp_backward_triton", bwd)
     inputs = make_inputs(2, 3, 3, 16, 37)
 
     def loss_fn(x, w, b, u, c):

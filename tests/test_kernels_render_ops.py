@@ -414,6 +414,7 @@ def test_cuda_upfirdn2d_render_shapes(shape, op, channels_last):
 _AOT_SCRIPT = r"""
 import sys
 import triton
+import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 import ssgan.kernels  # noqa: F401
@@ -438,13 +439,13 @@ for dt in ("bf16", "fp32"):
              "pb_ptr": acc, "pnw_ptr": acc,
              **{n: "*" + dt for n in ("x_ptr", "n_ptr", "y_ptr", "g_ptr", "gx_ptr")}}
     for cl in (False, True):
-        common = dict(CL=cl, FP64=False, INT64=False, BQ=64 if cl else 1024, BLOCK=4096)
+        common = dict(CL=cl, ACC=tl.float32, INT64=False, BQ=64 if cl else 1024, BLOCK=4096)
         v = compile_sm90(ba._bias_act_fwd_kernel, types, dict(common, HAS_BIAS=True, HAS_NOISE=True), 8)
         assert v[0] > 0 and v[1] > 0, ("bias_act forward not vectorised", dt, cl, v)
         v = compile_sm90(ba._bias_act_bwd_kernel, types, dict(common, NEED_GB=True, NEED_GNW=True), 8)
         assert v[0] > 0 and v[1] > 0, ("bias_act backward not vectorised", dt, cl, v)
     for up, down in ((1, 1), (2, 1)) if dt == "bf16" else ():
-        fir = dict(UP=up, DOWN=down, KH=4, KW=4, FP64=False, INT64=False)
+        fir = dict(UP=up, DOWN=down, KH=4, KW=4, ACC=tl.float32, INT64=False)
         v = compile_sm90(uf._upfirdn2d_nchw_kernel, types, dict(fir, BH=16, BW=64))
         assert v[1] > 0, ("upfirdn2d NCHW stores not vectorised", dt, up, down, v)
         v = compile_sm90(uf._upfirdn2d_nhwc_kernel, types, dict(fir, INT64=True, BW=16, BC=64))

@@ -5,7 +5,11 @@ Public ops (dispatching on :mod:`.backend`): :func:`grouped_mlp`, :func:`fuse`, 
 
 Every op's file reads in one order: the public entry point and its docstring, the reference
 (``*_reference``, the mathematical truth, plain PyTorch), the Triton kernels, then the launchers
-and the ``torch.library`` custom op(s) with their fake functions and autograd.
+and the ``torch.library`` custom op(s) with their fake functions and autograd. The launch helpers
+(layout, split counts, grids, autotuning) and the precision flags ``ACC`` / ``DOT`` / ``EMU`` are
+shared: :mod:`.launch`. Names in every file: custom op ``ssgan::<op>`` is ``_<op>_op`` (its
+backward op ``_<op>_backward_op``), run by ``_<op>_triton`` where the launcher is a function of its
+own; its autograd is ``_<op>_setup`` (setup_context) and ``_<op>_grad`` (the backward formula).
 
 Triton is optional: ``import ssgan`` and every op work without it (reference maths only).
 The fallback rule, one for all ops (:func:`.backend.runs_triton`): the Triton kernels run only

@@ -53,6 +53,16 @@ def _interpret_flag() -> bool:
 _INTERPRET = _interpret_flag()
 
 
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what every op's kernels take
+
+
+def dtype_uncovered(dtype: torch.dtype) -> str | None:
+    """Why the kernels do not take inputs of ``dtype`` (None: they do), for :func:`runs_triton`."""
+    if dtype not in FLOAT_DTYPES:
+        return f"dtype {dtype} is not a float16/bfloat16/float32/float64"
+    return None
+
+
 class TritonUnavailable(RuntimeError):
     """The ``triton`` backend was forced for an op whose Triton kernels cannot run here."""
 

@@ -42,7 +42,8 @@ import struct
 import torch
 import torch.nn.functional as F
 
-from .backend import interpreting, runs_triton, tl, triton
+from .backend import dtype_uncovered, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, layout, precision
 
 SQRT2 = math.sqrt(2.0)
 
@@ -83,8 +84,8 @@ def _uncovered(x, noise, noise_weight, shape, negative_slope, gain) -> str | Non
         return "x needs a channel axis (at least 2 dims)"
     if not (gain > 0 and negative_slope >= 0):  # the backward reads the slope mask off the sign of y
         return f"gain {gain} must be > 0 and negative_slope {negative_slope} >= 0"
-    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        return f"dtype {x.dtype} is not a float16/bfloat16/float32/float64"
+    if why := dtype_uncovered(x.dtype):
+        return why
     if noise is not None:
         if noise_weight is None or noise_weight.numel() != 1:
             return "noise needs a one-element noise_weight"
@@ -121,18 +122,14 @@ def _split(v: float) -> tuple[float, float]:
 
 
 if triton is not None:
-    _CONFIGS = [
-        triton.Config({"BLOCK": b}, num_warps=w)
-        for b, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (8192, 8))
-    ]
+    _CONFIGS = configs(("BLOCK",), [(1024, 4), (2048, 4), (2048, 8), (4096, 8), (8192, 8)])
 
     @triton.jit
-    def _prologue(a_ptr, R, Q, slope, slope_lo, gain, gain_lo, FP64: tl.constexpr, INT64: tl.constexpr,
+    def _prologue(a_ptr, R, Q, slope, slope_lo, gain, gain_lo, ACC: tl.constexpr, INT64: tl.constexpr,
                   BQ: tl.constexpr, BLOCK: tl.constexpr):
         """This program's [BR, BQ] tile of the [R, Q] matrix (ids, indices, masks, offsets), the
-        float scalars and the tile of ``a_ptr``, both in the accumulator dtype (float64 if FP64,
-        else float32). Float scalars arrive as float32; for float64, hi + lo restores them to
-        ~2^-48 (see ``_split``)."""
+        float scalars and the tile of ``a_ptr``, both in ACC. Float scalars arrive as float32; for
+        a float64 ACC, hi + lo restores them to ~2^-48 (see ``_split``)."""
         BR: tl.constexpr = BLOCK // BQ
         pid = tl.program_id(0)
         n_q = tl.cdiv(Q, BQ)
@@ -146,11 +143,10 @@ if triton is not None:
         cmask = cols < Q
         offs = rows[:, None] * Q + cols[None, :]
         mask = rmask[:, None] & cmask[None, :]
-        if FP64:
+        if ACC == tl.float64:
             slope = tl.cast(slope, tl.float64) + tl.cast(slope_lo, tl.float64)
             gain = tl.cast(gain, tl.float64) + tl.cast(gain_lo, tl.float64)
-        acc_t: tl.constexpr = tl.float64 if FP64 else tl.float32
-        a = tl.load(a_ptr + offs, mask=mask, other=0.0).to(acc_t)
+        a = tl.load(a_ptr + offs, mask=mask, other=0.0).to(ACC)
         return pid, pid_r, pid_q, rows, cols, rmask, cmask, offs, mask, slope, gain, a
 
     @triton.jit
@@ -165,19 +161,18 @@ if triton is not None:
     @triton.jit
     def _bias_act_fwd_kernel(
         x_ptr, b_ptr, n_ptr, nw_ptr, y_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
-        HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
+        HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, CL: tl.constexpr, ACC: tl.constexpr,
         INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
     ):
         pid, pid_r, pid_q, rows, cols, rmask, cmask, offs, mask, slope, gain, z = _prologue(
-            x_ptr, R, Q, slope, slope_lo, gain, gain_lo, FP64, INT64, BQ, BLOCK)
-        acc_t = z.dtype
+            x_ptr, R, Q, slope, slope_lo, gain, gain_lo, ACC, INT64, BQ, BLOCK)
         if HAS_NOISE:
-            z = z + tl.load(nw_ptr).to(acc_t) * _noise(n_ptr, rows, cols, rmask, mask, C, P, acc_t, CL)
+            z = z + tl.load(nw_ptr).to(ACC) * _noise(n_ptr, rows, cols, rmask, mask, C, P, ACC, CL)
         if HAS_BIAS:
             if CL:
-                b = tl.load(b_ptr + cols, mask=cmask, other=0.0).to(acc_t)[None, :]
+                b = tl.load(b_ptr + cols, mask=cmask, other=0.0).to(ACC)[None, :]
             else:
-                b = tl.load(b_ptr + rows % C, mask=rmask, other=0.0).to(acc_t)[:, None]
+                b = tl.load(b_ptr + rows % C, mask=rmask, other=0.0).to(ACC)[:, None]
             z = z + b
         y = tl.where(z > 0, z, z * slope) * gain
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -185,13 +180,12 @@ if triton is not None:
     @triton.jit
     def _bias_act_bwd_kernel(
         g_ptr, y_ptr, n_ptr, gx_ptr, pb_ptr, pnw_ptr, R, Q, C, P, slope, slope_lo, gain, gain_lo,
-        NEED_GB: tl.constexpr, NEED_GNW: tl.constexpr, CL: tl.constexpr, FP64: tl.constexpr,
+        NEED_GB: tl.constexpr, NEED_GNW: tl.constexpr, CL: tl.constexpr, ACC: tl.constexpr,
         INT64: tl.constexpr, BQ: tl.constexpr, BLOCK: tl.constexpr,
     ):
         pid, pid_r, pid_q, rows, cols, rmask, cmask, offs, mask, slope, gain, g = _prologue(
-            g_ptr, R, Q, slope, slope_lo, gain, gain_lo, FP64, INT64, BQ, BLOCK)
-        acc_t = g.dtype
-        y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(acc_t)
+            g_ptr, R, Q, slope, slope_lo, gain, gain_lo, ACC, INT64, BQ, BLOCK)
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(ACC)
         gx = tl.where(y > 0, g * gain, g * (gain * slope))
         tl.store(gx_ptr + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
         if NEED_GB:
@@ -201,27 +195,18 @@ if triton is not None:
             else:
                 tl.store(pb_ptr + pid_q * R + rows, tl.sum(gx, axis=1), mask=rmask)
         if NEED_GNW:
-            nz = _noise(n_ptr, rows, cols, rmask, mask, C, P, acc_t, CL)
+            nz = _noise(n_ptr, rows, cols, rmask, mask, C, P, ACC, CL)
             tl.store(pnw_ptr + pid, tl.sum(tl.sum(gx * nz, axis=1), axis=0))
 
     # Partial-sum buffers are sized for the smallest BLOCK and zeroed before every autotuning trial.
-    _fwd_tuned = triton.autotune(_CONFIGS, key=["R", "Q", "CL"])(_bias_act_fwd_kernel)
-    _bwd_tuned = triton.autotune(_CONFIGS, key=["R", "Q", "CL", "NEED_GB", "NEED_GNW"],
-                                 reset_to_zero=["pb_ptr", "pnw_ptr"])(_bias_act_bwd_kernel)
+    _fwd_tuned = autotune(_bias_act_fwd_kernel, _CONFIGS, key=["R", "Q", "CL"])
+    _bwd_tuned = autotune(_bias_act_bwd_kernel, _CONFIGS, key=["R", "Q", "CL", "NEED_GB", "NEED_GNW"],
+                          reset_to_zero=["pb_ptr", "pnw_ptr"])
 
 
 # ------------------------------------------------------------------------------------------------
-# Launchers, custom ops and autograd
+# Launchers
 # ------------------------------------------------------------------------------------------------
-
-def _layout(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """x as a layout the kernels take (contiguous or channels-last 4-D) and the channels-last flag."""
-    if x.is_contiguous():
-        return x, x.ndim == 2
-    if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return x, True
-    return x.contiguous(), x.ndim == 2
-
 
 def _geometry(x: torch.Tensor, cl: bool) -> tuple[int, int, int, int, int]:
     N, C = x.shape[0], x.shape[1]
@@ -231,13 +216,11 @@ def _geometry(x: torch.Tensor, cl: bool) -> tuple[int, int, int, int, int]:
     return R, Q, C, P, BQ
 
 
-def _launch(tuned, plain, n_rows: int, Q: int, BQ: int, args: tuple, **meta) -> None:
-    n_q = triton.cdiv(Q, BQ)
-    if interpreting():
-        block = max(_INTERPRET_BLOCK, BQ)
-        plain[(triton.cdiv(n_rows, block // BQ) * n_q,)](*args, BQ=BQ, BLOCK=block, **meta)
-    else:
-        tuned[lambda m: (triton.cdiv(n_rows, m["BLOCK"] // BQ) * n_q,)](*args, BQ=BQ, **meta)
+def _launch(tuned, R: int, Q: int, BQ: int, *args, **meta) -> None:
+    """One program a [BLOCK // BQ, BQ] tile of the [R, Q] matrix (BQ divides BLOCK: both are
+    powers of two, BQ <= _MIN_BLOCK <= BLOCK); under the interpreter one fixed, large BLOCK."""
+    fixed = {"BLOCK": max(_INTERPRET_BLOCK, BQ)} if interpreting() else None
+    launch(tuned, grid([(R * BQ, "BLOCK"), triton.cdiv(Q, BQ)]), *args, fixed=fixed, BQ=BQ, **meta)
 
 
 def _noise_rows(noise: torch.Tensor, N: int, P: int) -> torch.Tensor:
@@ -245,12 +228,16 @@ def _noise_rows(noise: torch.Tensor, N: int, P: int) -> torch.Tensor:
     return noise.reshape(N * P).contiguous()
 
 
+# ------------------------------------------------------------------------------------------------
+# Custom ops and autograd
+# ------------------------------------------------------------------------------------------------
+
 @torch.library.custom_op("ssgan::bias_act", mutates_args=())
 def _bias_act_op(
     x: torch.Tensor, bias: torch.Tensor | None, noise: torch.Tensor | None,
     noise_weight: torch.Tensor | None, negative_slope: float, gain: float,
 ) -> torch.Tensor:
-    x, cl = _layout(x)
+    x, cl = layout(x)
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y
@@ -260,27 +247,27 @@ def _bias_act_op(
     b = bias.contiguous() if bias is not None else x
     nw = noise_weight if has_noise else x
     args = (x, b, nz, nw, y, R, Q, C, P, *_split(negative_slope), *_split(gain))
-    _launch(_fwd_tuned, _bias_act_fwd_kernel, R, Q, BQ, args, HAS_BIAS=bias is not None,
-            HAS_NOISE=has_noise, CL=cl, FP64=x.dtype == torch.float64, INT64=x.numel() >= 2**31)
+    _launch(_fwd_tuned, R, Q, BQ, *args, HAS_BIAS=bias is not None, HAS_NOISE=has_noise, CL=cl,
+            **precision(x.dtype), INT64=x.numel() >= 2**31)
     return y
 
 
 @_bias_act_op.register_fake
 def _(x, bias, noise, noise_weight, negative_slope, gain):
-    return torch.empty_like(_layout(x)[0])
+    return torch.empty_like(layout(x)[0])
 
 
 @torch.library.custom_op("ssgan::bias_act_backward", mutates_args=())
-def _bias_act_bwd_op(
+def _bias_act_backward_op(
     g: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None, negative_slope: float, gain: float,
     need_bias: bool, need_noise_weight: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(grad x, grad bias (C,) or empty, grad noise_weight (1,) or empty), sums in float32/64."""
-    y, cl = _layout(y)
+    y, cl = layout(y)
     g = g.contiguous(memory_format=torch.channels_last) if cl and y.ndim == 4 else g.contiguous()
     gx = torch.empty_like(y)
     R, Q, C, P, BQ = _geometry(y, cl)
-    acc = torch.float64 if y.dtype == torch.float64 else torch.float32
+    acc = accumulator(y.dtype)
     need_nw = need_noise_weight and noise is not None
     n_q = triton.cdiv(Q, BQ)
     max_r_tiles = triton.cdiv(R, _MIN_BLOCK // BQ) if R else 0
@@ -293,8 +280,8 @@ def _bias_act_bwd_op(
         nz = _noise_rows(noise, y.shape[0], P) if need_nw else y
         args = (g, y, nz, gx, pb if need_bias else gx, pnw if need_nw else gx, R, Q, C, P,
                 *_split(negative_slope), *_split(gain))
-        _launch(_bwd_tuned, _bias_act_bwd_kernel, R, Q, BQ, args, NEED_GB=need_bias, NEED_GNW=need_nw,
-                CL=cl, FP64=y.dtype == torch.float64, INT64=y.numel() >= 2**31)
+        _launch(_bwd_tuned, R, Q, BQ, *args, NEED_GB=need_bias, NEED_GNW=need_nw, CL=cl,
+                **precision(y.dtype), INT64=y.numel() >= 2**31)
     if need_bias:
         gb = pb.sum(0) if cl else pb.sum(0).view(y.shape[0], C).sum(0)
     else:
@@ -303,16 +290,16 @@ def _bias_act_bwd_op(
     return gx, gb, gnw
 
 
-@_bias_act_bwd_op.register_fake
+@_bias_act_backward_op.register_fake
 def _(g, y, noise, negative_slope, gain, need_bias, need_noise_weight):
-    y = _layout(y)[0]
-    acc = torch.float64 if y.dtype == torch.float64 else torch.float32
+    y = layout(y)[0]
+    acc = accumulator(y.dtype)
     gb = y.new_empty((y.shape[1] if need_bias else 0,), dtype=acc)
     gnw = y.new_empty((1 if need_noise_weight and noise is not None else 0,), dtype=acc)
     return torch.empty_like(y), gb, gnw
 
 
-def _fwd_setup(ctx, inputs, output):
+def _bias_act_setup(ctx, inputs, output):
     x, bias, noise, noise_weight, slope, gain = inputs
     ctx.slope, ctx.gain = slope, gain
     ctx.need = (x.requires_grad, bias is not None and bias.requires_grad,
@@ -322,7 +309,7 @@ def _fwd_setup(ctx, inputs, output):
     ctx.save_for_backward(output, noise, noise_weight)
 
 
-def _fwd_backward(ctx, gy):
+def _bias_act_grad(ctx, gy):
     y, noise, noise_weight = ctx.saved_tensors
     need_x, need_b, need_n, need_nw = ctx.need
     gx, gb, gnw = torch.ops.ssgan.bias_act_backward(gy, y, noise, ctx.slope, ctx.gain, need_b, need_nw)
@@ -332,17 +319,17 @@ def _fwd_backward(ctx, gy):
     return (gx if need_x else None), grad_b, grad_n, grad_nw, None, None
 
 
-_bias_act_op.register_autograd(_fwd_backward, setup_context=_fwd_setup)
+_bias_act_op.register_autograd(_bias_act_grad, setup_context=_bias_act_setup)
 
 
-def _bwd_setup(ctx, inputs, output):
+def _bias_act_backward_setup(ctx, inputs, output):
     g, y, noise, slope, gain, need_bias, need_nw = inputs
     ctx.slope, ctx.gain = slope, gain
     ctx.need_noise = noise is not None and noise.requires_grad
     ctx.save_for_backward(y, noise if (need_nw or ctx.need_noise) else None, output[0])
 
 
-def _bwd_backward(ctx, ggx, ggb, ggnw):
+def _bias_act_backward_grad(ctx, ggx, ggb, ggnw):
     """Grads of (grad x, grad bias, grad noise_weight) w.r.t. (g, y, noise): see the module doc."""
     y, noise, gx = ctx.saved_tensors
     C = y.shape[1]
@@ -358,4 +345,4 @@ def _bwd_backward(ctx, ggx, ggb, ggnw):
     return grad_g, None, grad_noise, None, None, None, None
 
 
-_bias_act_bwd_op.register_autograd(_bwd_backward, setup_context=_bwd_setup)
+_bias_act_backward_op.register_autograd(_bias_act_backward_grad, setup_context=_bias_act_backward_setup)

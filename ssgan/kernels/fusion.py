@@ -43,11 +43,12 @@ itself (B·K·P numbers; the forward kernel's prologue is tested against it):
   work). Autograd over fusion_weights is unavailable there: custom-op implementations run below
   the autograd dispatch key. The tests check it against autograd over fusion_weights.
 
-Precision: bf16/fp16 inputs use the tensor cores with fp32 accumulation (w·h is rounded to the
-input dtype before the dot, as the reference rounds h V^T). fp32 inputs use
-``input_precision="ieee"`` deliberately: TF32 would cost ~1e-3 relative error against the
-reference; use bf16 for speed. fp64 (used by gradcheck) accumulates in fp64 with an explicit
-multiply-and-sum instead of ``tl.dot`` (Triton 3.6 has no portable fp64 dot) and small fixed tiles.
+Precision (the flags ``DOT``, ``ACC``, ``EMU`` of :mod:`.launch`): bf16/fp16 inputs use the tensor
+cores with fp32 accumulation (w·h is rounded to the input dtype before the dot, as the reference
+rounds h V^T). fp32 inputs use ``input_precision="ieee"`` deliberately: TF32 would cost ~1e-3
+relative error against the reference; use bf16 for speed. fp64 (used by gradcheck) accumulates in
+fp64 with an explicit multiply-and-sum instead of ``tl.dot`` (Triton 3.6 has no portable fp64 dot)
+and small fixed tiles.
 
 Autograd: ``ssgan::fuse`` and ``ssgan::fuse_backward`` are ``torch.library.custom_op`` s with fake
 (meta) functions, so they run inside ``torch.compile(fullgraph=True)``. First-order gradients come
@@ -66,7 +67,8 @@ from __future__ import annotations
 
 import torch
 
-from .backend import interpreting, runs_triton, tl, triton
+from .backend import dtype_uncovered, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, precision, prune_blocks, split_count
 
 
 def fuse(
@@ -91,8 +93,8 @@ def fuse(
 
 def _uncovered(h: torch.Tensor) -> str | None:
     """Why the kernels do not cover these inputs (None: they do)."""
-    if h.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        return f"dtype {h.dtype} is not a float16/bfloat16/float32/float64"
+    if why := dtype_uncovered(h.dtype):
+        return why
     if h.ndim == 4 and h.shape[-1] > 256:
         return f"C = {h.shape[-1]} > 256 (one C tile per class)"
     return None
@@ -138,38 +140,34 @@ def fuse_flops(B: int, K: int, C: int, F: int, P: int, backward: bool = False) -
     return 2.0 * forward if backward else forward
 
 
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Triton kernels
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 _GRAN = 32 if interpreting() else 128  # split-K row ranges are multiples of this (>= every BLOCK_R)
 
 if triton is not None:
-    # Triton's interpreter runs tl.dot as np.matmul on bf16 operands stored as int16 bit patterns
-    # (garbage), so under it bf16/fp16 dots upcast to fp32 first: the same products (exact in
-    # fp32) and fp32 accumulation as the tensor cores. Compiled kernels use the bf16 dot.
-    _UPCAST_DOT = tl.constexpr(interpreting())
-
     @triton.jit
-    def _mm(a, b, acc, MODE: tl.constexpr):
-        """acc + a @ b. MODE 0: tensor cores (bf16/fp16 in, fp32 acc); 1: fp32 IEEE; 2: fp64 by
-        multiply-and-sum."""
-        if MODE == 0:
-            if _UPCAST_DOT:  # interpreter: its dot multiplies the raw bits of bf16 operands
-                out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
-            else:
-                out = tl.dot(a, b, acc)
-        elif MODE == 1:
-            out = tl.dot(a, b, acc, input_precision="ieee")
-        else:
+    def _mm(a, b, acc, DOT: tl.constexpr, EMU: tl.constexpr):
+        """acc + a @ b, operands of dtype DOT: bf16/fp16 on the tensor cores (fp32 acc); fp32 IEEE;
+        fp64 by multiply-and-sum. EMU (interpreter): its dot multiplies the raw bits of bf16
+        operands, so bf16/fp16 operands are upcast to fp32 first: the same products (exact in
+        fp32) and fp32 accumulation as the tensor cores."""
+        if DOT == tl.float64:
             out = acc + tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+        elif DOT == tl.float32:
+            out = tl.dot(a, b, acc, input_precision="ieee")
+        elif EMU:
+            out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+        else:
+            out = tl.dot(a, b, acc)
         return out
 
     @triton.jit
     def _fwd_kernel(
         h_ptr, d_ptr, v_ptr, e_ptr, cm_ptr, t_ptr, out_ptr, m_ptr,
         K, P, F, C,
-        HAS_MASK: tl.constexpr, HAS_T: tl.constexpr, MODE: tl.constexpr, ACC: tl.constexpr,
+        HAS_MASK: tl.constexpr, HAS_T: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr,
         KP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_F: tl.constexpr,
     ):
         pid_p = tl.program_id(0)
@@ -213,11 +211,11 @@ if triton is not None:
             a = tl.load(h_base + (k * P + offs_p[:, None]) * C + offs_c[None, :], mask=pc_ok, other=0.0)
             a = (a.to(ACC) * wk[:, None]).to(h_ptr.dtype.element_ty)
             vt = tl.load(v_ptr + (k * F + offs_f[None, :]) * C + offs_c[:, None], mask=cf_ok, other=0.0)
-            acc = _mm(a, vt, acc, MODE)
+            acc = _mm(a, vt, acc, DOT, EMU)
         # Bias: w (BLOCK_P, KP) @ e (KP, BLOCK_F) on the same accumulator.
         et = tl.load(e_ptr + offs_k[:, None] * F + offs_f[None, :], mask=k_ok[:, None] & f_ok[None, :],
                      other=0.0)
-        acc = _mm(w.to(e_ptr.dtype.element_ty), et, acc, MODE)
+        acc = _mm(w.to(e_ptr.dtype.element_ty), et, acc, DOT, EMU)
         out_ptrs = out_ptr + (b * P + offs_p[:, None]) * F + offs_f[None, :]
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=p_ok[:, None] & f_ok[None, :])
 
@@ -225,7 +223,7 @@ if triton is not None:
     def _bwd_h_kernel(
         g_ptr, h_ptr, v_ptr, e_ptr, w_ptr, gh_ptr, gw_ptr,
         K, P, F, C,
-        MODE: tl.constexpr, ACC: tl.constexpr,
+        DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr,
         BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_F: tl.constexpr,
     ):
         pid_p = tl.program_id(0)
@@ -244,7 +242,7 @@ if triton is not None:
             gt = tl.load(g_rows + offs_f[None, :], mask=p_ok[:, None] & f_ok[None, :], other=0.0)
             vt = tl.load(v_ptr + (k * F + offs_f[:, None]) * C + offs_c[None, :],
                          mask=f_ok[:, None] & c_ok[None, :], other=0.0)
-            acc = _mm(gt, vt, acc, MODE)
+            acc = _mm(gt, vt, acc, DOT, EMU)
             ek = tl.load(e_ptr + k * F + offs_f, mask=f_ok, other=0.0).to(ACC)
             ge += tl.sum(gt.to(ACC) * ek[None, :], axis=1)
         row = (b * K + k) * P + offs_p
@@ -259,7 +257,7 @@ if triton is not None:
     def _bwd_v_kernel(
         g_ptr, h_ptr, w_ptr, pv_ptr, pe_ptr,
         K, P, F, C, BP, CHUNK,
-        MODE: tl.constexpr, ACC: tl.constexpr,
+        DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr,
         BLOCK_C: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_R: tl.constexpr,
     ):
         pid_f = tl.program_id(0)
@@ -284,26 +282,17 @@ if triton is not None:
             a = tl.load(h_ptr + row[:, None] * C + offs_c[None, :], mask=r_ok[:, None] & c_ok[None, :],
                         other=0.0)
             a = (a.to(ACC) * wr[:, None]).to(h_ptr.dtype.element_ty)
-            acc = _mm(gt, a, acc, MODE)
+            acc = _mm(gt, a, acc, DOT, EMU)
             eacc += tl.sum(gt.to(ACC) * wr[None, :], axis=1)
         out = (s * K + k).to(tl.int64) * F + offs_f
         tl.store(pv_ptr + out[:, None] * C + offs_c[None, :], acc, mask=f_ok[:, None] & c_ok[None, :])
         tl.store(pe_ptr + out, eacc, mask=f_ok)
 
-    def _configs(names, rows):
-        return [triton.Config(dict(zip(names, r[:2], strict=True)), num_warps=r[2], num_stages=r[3])
-                for r in rows]
-
-    def _prune_f(configs, named_args, **kwargs):
-        """Drop configs whose BLOCK_F exceeds what F needs (they only redo masked work)."""
-        need = max(16, triton.next_power_of_2(named_args["F"]))
-        kept = [c for c in configs if c.kwargs["BLOCK_F"] <= need]
-        smallest = min(c.kwargs["BLOCK_F"] for c in configs)
-        return kept or [c for c in configs if c.kwargs["BLOCK_F"] == smallest]
+    _prune_f = prune_blocks(("BLOCK_F", "F", 16))
 
     def _prune_fwd(configs, named_args, **kwargs):
-        """:func:`_prune_f`, and in fp32 (MODE 1) without :data:`_FWD_FP32_TOO_BIG`."""
-        if kwargs.get("MODE", named_args.get("MODE")) == 1:
+        """:func:`_prune_f`, and in fp32 (DOT fp32) without :data:`_FWD_FP32_TOO_BIG`."""
+        if kwargs.get("DOT", named_args.get("DOT")) == tl.float32:
             configs = [c for c in configs if _key(c) not in _FWD_FP32_TOO_BIG]
         return _prune_f(configs, named_args, **kwargs)
 
@@ -316,58 +305,38 @@ if triton is not None:
     # autotuner would only skip them after a failed compile, on every first call. bf16 keeps them.
     _FWD_FP32_TOO_BIG = {(128, 128, 4, 4), (128, 256, 8, 3), (256, 128, 8, 3)}
     if interpreting():  # one small config: the interpreter runs every program in Python
-        _FWD_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
-        _BWD_H_CFG = [triton.Config({"BLOCK_P": 32, "BLOCK_F": 16})]
-        _BWD_V_CFG = [triton.Config({"BLOCK_F": 16, "BLOCK_R": 32})]
+        _FWD_CFG = configs(("BLOCK_P", "BLOCK_F"), [(32, 16)])
+        _BWD_H_CFG = configs(("BLOCK_P", "BLOCK_F"), [(32, 16)])
+        _BWD_V_CFG = configs(("BLOCK_F", "BLOCK_R"), [(16, 32)])
     else:
         # (tile, tile, warps, stages): a curated handful rather than a full product, to keep the
         # first-call tuning short. The forward tile is BLOCK_P x BLOCK_F with C as the dot depth;
         # the backward accumulators are BLOCK_P x C (grad h) and BLOCK_F x C (grad V).
-        _FWD_CFG = _configs(("BLOCK_P", "BLOCK_F"), [
+        _FWD_CFG = configs(("BLOCK_P", "BLOCK_F"), [
             (128, 128, 8, 3), (128, 128, 4, 4), (128, 256, 8, 3), (64, 256, 4, 3),
             (128, 64, 4, 4), (64, 128, 4, 4), (64, 64, 4, 4), (256, 128, 8, 3)])
-        _BWD_H_CFG = _configs(("BLOCK_P", "BLOCK_F"), [
+        _BWD_H_CFG = configs(("BLOCK_P", "BLOCK_F"), [
             (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 4),
             (64, 128, 4, 3), (256, 64, 8, 3), (128, 32, 4, 4), (64, 32, 4, 4)])
-        _BWD_V_CFG = _configs(("BLOCK_F", "BLOCK_R"), [
+        _BWD_V_CFG = configs(("BLOCK_F", "BLOCK_R"), [
             (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 4),
             (64, 128, 4, 3), (256, 64, 8, 3), (128, 32, 4, 4), (64, 32, 4, 4)])
 
     # Tuning keys: the GEMM dims (not P, which only sets the grid) and the compile-time variants.
-    _PRUNE = {"early_config_prune": _prune_f}
-    _fwd_tuned = triton.autotune(_FWD_CFG, key=["K", "F", "C", "HAS_MASK", "HAS_T", "MODE"],
-                                 prune_configs_by={"early_config_prune": _prune_fwd})(_fwd_kernel)
-    _bwd_h_tuned = triton.autotune(_BWD_H_CFG, key=["K", "F", "C", "MODE"],
-                                   prune_configs_by=_PRUNE)(_bwd_h_kernel)
-    _bwd_v_tuned = triton.autotune(_BWD_V_CFG, key=["K", "F", "C", "MODE"],
-                                   prune_configs_by=_PRUNE)(_bwd_v_kernel)
+    _fwd_tuned = autotune(_fwd_kernel, _FWD_CFG, key=["K", "F", "C", "HAS_MASK", "HAS_T", "DOT"],
+                          prune=_prune_fwd)
+    _bwd_h_tuned = autotune(_bwd_h_kernel, _BWD_H_CFG, key=["K", "F", "C", "DOT"], prune=_prune_f)
+    _bwd_v_tuned = autotune(_bwd_v_kernel, _BWD_V_CFG, key=["K", "F", "C", "DOT"], prune=_prune_f)
 
 
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Launchers
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
-def _mode(dtype: torch.dtype):
-    """(MODE, accumulator dtype) of the kernels for input dtype ``dtype``."""
-    if dtype == torch.float64:
-        return 2, tl.float64
-    if dtype == torch.float32:
-        return 1, tl.float32
-    if dtype in (torch.bfloat16, torch.float16):
-        return 0, tl.float32
-    raise TypeError(f"ssgan fuse (triton): unsupported dtype {dtype}")
-
-
-def _acc_torch(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _pick(tuned, raw, mode: int, grid, fp64_blocks: dict, *args, **kwargs):
-    """Launch the autotuned kernel, or, for fp64, the raw kernel with fixed small tiles."""
-    if mode == 2:
-        raw[grid(fp64_blocks)](*args, **kwargs, **fp64_blocks, num_warps=4)
-    else:
-        tuned[grid](*args, **kwargs)
+def _fp64_tiles(dtype: torch.dtype, **blocks: int) -> dict | None:
+    """fp64 runs the plain kernels with these fixed small tiles (:func:`.launch.launch`'s
+    ``fixed``); None (autotuned) for the other dtypes."""
+    return {**blocks, "num_warps": 4} if dtype == torch.float64 else None
 
 
 def _check(h, depth, feat_weight, feat_bias):
@@ -381,9 +350,8 @@ def _check(h, depth, feat_weight, feat_bias):
     return B, K, P, C, F
 
 
-def _fuse_forward_triton(h, depth, feat_weight, feat_bias, composition_mask, transparent):
+def _fuse_triton(h, depth, feat_weight, feat_bias, composition_mask, transparent):
     B, K, P, C, F = _check(h, depth, feat_weight, feat_bias)
-    mode, acc = _mode(h.dtype)
     h = h.contiguous()
     depth = depth.contiguous()
     v = feat_weight.to(h.dtype).contiguous()
@@ -395,22 +363,18 @@ def _fuse_forward_triton(h, depth, feat_weight, feat_bias, composition_mask, tra
     if out.numel() == 0 or m.numel() == 0:  # degenerate shapes: nothing to launch
         m.copy_(fusion_weights(depth, composition_mask, transparent)[1])
         return out.zero_(), m
-    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_P"]), triton.cdiv(F, meta["BLOCK_F"]), B)  # noqa: E731
-    _pick(_fwd_tuned, _fwd_kernel, mode, grid, {"BLOCK_P": 16, "BLOCK_F": 16},
-          h, depth, v, e, cm, t, out, m, K, P, F, C,
-          HAS_MASK=composition_mask is not None, HAS_T=transparent is not None, MODE=mode, ACC=acc,
-          KP=max(16, triton.next_power_of_2(K)), BLOCK_C=max(16, triton.next_power_of_2(C)))
+    launch(_fwd_tuned, grid((P, "BLOCK_P"), (F, "BLOCK_F"), B), h, depth, v, e, cm, t, out, m, K, P, F, C,
+           fixed=_fp64_tiles(h.dtype, BLOCK_P=16, BLOCK_F=16),
+           HAS_MASK=composition_mask is not None, HAS_T=transparent is not None,
+           **precision(h.dtype, dot=True), KP=max(16, triton.next_power_of_2(K)),
+           BLOCK_C=max(16, triton.next_power_of_2(C)))
     return out, m
 
 
-def _num_splits(rows: int, K: int, F: int, device: torch.device) -> tuple[int, int]:
-    """Split-K of the grad V reduction over ``rows`` = B·P: about 4 programs per SM (4 on CPU)."""
-    target = 4
-    if device.type == "cuda":
-        target *= torch.cuda.get_device_properties(device).multi_processor_count
-    splits = max(1, min(triton.cdiv(target, K * triton.cdiv(F, 128)), triton.cdiv(rows, _GRAN)))
-    chunk = triton.cdiv(triton.cdiv(rows, splits), _GRAN) * _GRAN
-    return triton.cdiv(rows, chunk), chunk
+def _chunk(rows: int, splits: int) -> int:
+    """Rows of each split-K range of the grad V reduction over ``rows`` = B·P (a multiple of
+    ``_GRAN``)."""
+    return triton.cdiv(triton.cdiv(rows, splits), _GRAN) * _GRAN
 
 
 def _fusion_weights_vjp(depth, composition_mask, transparent, grad_w, grad_m):
@@ -444,8 +408,7 @@ def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias
     """First-order VJP of the fusion: (grad h, grad depth, grad feat_weight, grad feat_bias).
     ``splits`` forces the split-K count of the grad V reduction (tests)."""
     B, K, P, C, F = _check(h, depth, feat_weight, feat_bias)
-    mode, acc = _mode(h.dtype)
-    acc_t = _acc_torch(h.dtype)
+    acc_t = accumulator(h.dtype)
     h = h.contiguous()
     g = grad_feature.to(h.dtype).contiguous()
     v = feat_weight.to(h.dtype).contiguous()
@@ -458,21 +421,20 @@ def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias
     if rows == 0 or K == 0:
         zeros = torch.zeros_like
         return zeros(h), zeros(depth), zeros(feat_weight), zeros(feat_bias)
-    kp = {"BLOCK_C": max(16, triton.next_power_of_2(C)), "MODE": mode, "ACC": acc}
+    kp = {"BLOCK_C": max(16, triton.next_power_of_2(C)), **precision(h.dtype, dot=True)}
 
-    grid_h = lambda meta: (triton.cdiv(P, meta["BLOCK_P"]), K, B)  # noqa: E731
-    _pick(_bwd_h_tuned, _bwd_h_kernel, mode, grid_h, {"BLOCK_P": 16, "BLOCK_F": 16},
-          g, h, v, e, w_c, grad_h, grad_w, K, P, F, C, **kp)
+    launch(_bwd_h_tuned, grid((P, "BLOCK_P"), K, B), g, h, v, e, w_c, grad_h, grad_w, K, P, F, C,
+           fixed=_fp64_tiles(h.dtype, BLOCK_P=16, BLOCK_F=16), **kp)
 
-    if splits is None:
-        splits, chunk = _num_splits(rows, K, F, h.device)
+    if splits is None:  # about 4 programs per SM, each a row range of one (F tile of 128, class)
+        chunk = _chunk(rows, split_count(h.device, K * triton.cdiv(F, 128), triton.cdiv(rows, _GRAN), 4))
+        splits = triton.cdiv(rows, chunk)
     else:
-        chunk = triton.cdiv(triton.cdiv(rows, splits), _GRAN) * _GRAN
+        chunk = _chunk(rows, splits)
     part_v = torch.empty(splits, K, F, C, device=h.device, dtype=acc_t)
     part_e = torch.empty(splits, K, F, device=h.device, dtype=acc_t)
-    grid_v = lambda meta: (triton.cdiv(F, meta["BLOCK_F"]), K, splits)  # noqa: E731
-    _pick(_bwd_v_tuned, _bwd_v_kernel, mode, grid_v, {"BLOCK_F": 16, "BLOCK_R": 16},
-          g, h, w_c, part_v, part_e, K, P, F, C, rows, chunk, **kp)
+    launch(_bwd_v_tuned, grid((F, "BLOCK_F"), K, splits), g, h, w_c, part_v, part_e, K, P, F, C, rows, chunk,
+           fixed=_fp64_tiles(h.dtype, BLOCK_F=16, BLOCK_R=16), **kp)
     grad_v = part_v.sum(0).to(feat_weight.dtype)
     grad_e = part_e.sum(0).to(feat_bias.dtype)
 
@@ -480,15 +442,15 @@ def _fuse_backward_triton(grad_feature, grad_m, h, depth, feat_weight, feat_bias
     return grad_h, grad_d.to(depth.dtype), grad_v, grad_e
 
 
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Custom ops and autograd
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("ssgan::fuse", mutates_args=())
 def _fuse_op(h: torch.Tensor, depth: torch.Tensor, feat_weight: torch.Tensor, feat_bias: torch.Tensor,
              composition_mask: torch.Tensor | None, transparent: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _fuse_forward_triton(h, depth, feat_weight, feat_bias, composition_mask, transparent)
+    return _fuse_triton(h, depth, feat_weight, feat_bias, composition_mask, transparent)
 
 
 @_fuse_op.register_fake
@@ -519,6 +481,7 @@ def _(grad_feature, grad_m, h, depth, feat_weight, feat_bias, composition_mask, 
 
 
 def _fuse_setup(ctx, inputs, output):
+    """Saves every input (both ops: ``ssgan::fuse`` and ``ssgan::fuse_backward``)."""
     ctx.save_for_backward(*inputs)
 
 

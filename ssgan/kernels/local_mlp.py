@@ -46,7 +46,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .backend import interpreting, runs_triton, tl, triton
+from .backend import FLOAT_DTYPES, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, precision, split_count
 
 SQRT2 = math.sqrt(2.0)
 
@@ -76,7 +77,7 @@ def _uncovered(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     C = weight.shape[-1]
     if C < 16 or C & (C - 1):
         return f"the channel count C must be a power of two >= 16 (tl.dot tiles), got C={C}"
-    if x.dtype != weight.dtype or x.dtype not in _DTYPES:
+    if x.dtype != weight.dtype or x.dtype not in FLOAT_DTYPES:
         return f"x and weight must share a dtype among float32/bfloat16/float16/float64, got {x.dtype} and " \
                f"{weight.dtype}"
     return None
@@ -125,38 +126,29 @@ def grouped_mlp_flops(B: int, K: int, L: int, C: int, P: int, backward: bool = F
 # Triton kernels
 # ------------------------------------------------------------------------------------------------
 
-# fp32 dots run with input_precision="ieee" on purpose: the default on NVIDIA is tf32 (10-bit
-# mantissa), which over L = 10 chained layers drifts ~1e-3 relative from the fp32 reference and
-# breaks parity tests. Speed comes from the bf16 path (tensor cores, fp32 accumulate); fp32 is the
-# exact-parity path. bf16 / fp16 operands ignore this setting.
-FP32_DOT_PRECISION = "ieee"
-
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+# fp32 dots are IEEE on purpose (:mod:`.launch`): the default on NVIDIA is tf32 (10-bit mantissa),
+# which over L = 10 chained layers drifts ~1e-3 relative from the fp32 reference and breaks parity
+# tests. Speed comes from the bf16 path (tensor cores, fp32 accumulate); fp32 is the exact-parity
+# path. bf16 / fp16 operands ignore input_precision.
 
 if triton is not None:
-    _TORCH_TO_TL = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16,
-                    torch.float64: tl.float64}
-
-    def _configs(blocks, warps):
-        return [triton.Config({"BLOCK_P": bp}, num_warps=nw) for bp in blocks for nw in warps]
-
     if interpreting():
         # The interpreter runs programs one by one in numpy: one small config (no benchmarking), tiles
         # of 16 rows so that test sizes like P = 37 have several tiles and a ragged tail.
-        _FWD_CONFIGS = _configs([16], [4])
-        _BWD_CONFIGS = _configs([16], [4])
+        _FWD_CONFIGS = configs(("BLOCK_P",), [(16, 4)])
+        _BWD_CONFIGS = configs(("BLOCK_P",), [(16, 4)])
     else:
-        _FWD_CONFIGS = _configs([32, 64, 128], [4, 8])
-        _BWD_CONFIGS = _configs([32, 64, 128], [4, 8])
+        _FWD_CONFIGS = configs(("BLOCK_P",), [(bp, nw) for bp in (32, 64, 128) for nw in (4, 8)])
+        _BWD_CONFIGS = configs(("BLOCK_P",), [(bp, nw) for bp in (32, 64, 128) for nw in (4, 8)])
     _BWD_MAX_BLOCK = max(c.kwargs["BLOCK_P"] for c in _BWD_CONFIGS)
 
     @triton.jit
     def _to(a, DOT: tl.constexpr, EMU: tl.constexpr):
-        """a.to(DOT). EMU (bf16 under the interpreter only): the interpreter's fp32 -> bf16 cast
+        """a.to(DOT). EMU (interpreter), for bf16 only: the interpreter's fp32 -> bf16 cast
         truncates (and its "rtne" mode mishandles the mantissa carry), which biases every layer; the
         GPU casts round to nearest even, so here that rounding is done on the fp32 bits first (the
         following cast is then exact)."""
-        if EMU:
+        if EMU and DOT == tl.bfloat16:
             bits = a.to(tl.float32).to(tl.uint32, bitcast=True)
             bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
             return bits.to(tl.float32, bitcast=True).to(DOT)
@@ -164,16 +156,16 @@ if triton is not None:
             return a.to(DOT)
 
     @triton.jit
-    def _dot(a, b, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
-        """a @ b with operands rounded to DOT and accumulated in ACC. EMU (bf16 under the interpreter
-        only): the interpreter multiplies bf16 operands as their raw uint16 bit patterns (np.matmul on
-        the storage), so there the bf16-rounded operands are widened to ACC first: the same products
-        (exact in fp32) and fp32 accumulation as a tensor-core bf16 dot."""
-        if EMU:
+    def _dot(a, b, DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr):
+        """a @ b with operands rounded to DOT and accumulated in ACC (fp32 dots IEEE). EMU (interpreter),
+        for bf16 only: the interpreter multiplies bf16 operands as their raw uint16 bit patterns
+        (np.matmul on the storage), so there the bf16-rounded operands are widened to ACC first: the
+        same products (exact in fp32) and fp32 accumulation as a tensor-core bf16 dot."""
+        if EMU and DOT == tl.bfloat16:
             return tl.dot(_to(a, DOT, EMU).to(ACC), _to(b, DOT, EMU).to(ACC), input_precision="ieee",
                           out_dtype=ACC)
         else:
-            return tl.dot(a.to(DOT), b.to(DOT), input_precision=PREC, out_dtype=ACC)
+            return tl.dot(a.to(DOT), b.to(DOT), input_precision="ieee", out_dtype=ACC)
 
     @triton.jit
     def _act(a, ACC: tl.constexpr):
@@ -192,19 +184,18 @@ if triton is not None:
 
     @triton.jit
     def _layer_fwd(h, w_l_ptr, b_l_ptr, w_offs, offs_c, DOT: tl.constexpr, ACC: tl.constexpr,
-                   PREC: tl.constexpr, EMU: tl.constexpr):
+                   EMU: tl.constexpr):
         w = tl.load(w_l_ptr + w_offs)  # (C_out, C_in), coalesced
-        a = _dot(h, tl.trans(w), DOT, ACC, PREC, EMU)
+        a = _dot(h, tl.trans(w), DOT, ACC, EMU)
         a = a + tl.load(b_l_ptr + offs_c).to(ACC)[None, :]
         return _act(a, ACC)
 
-    @triton.autotune(configs=_FWD_CONFIGS, key=["P", "C", "L"])
     @triton.jit
     def _fwd_kernel(
         x_ptr, w_ptr, b_ptr, u_ptr, c_ptr, h_ptr, d_ptr,
         P, K, DL, sxb, sxk,
         L: tl.constexpr, C: tl.constexpr, BLOCK_P: tl.constexpr,
-        DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
+        DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr,
     ):
         pid_p = tl.program_id(0)
         bk = tl.program_id(1).to(tl.int64)
@@ -220,39 +211,37 @@ if triton is not None:
         w_base = w_ptr + bk * (L * C * C)
         b_base = b_ptr + k * (L * C)
         for layer in range(0, DL):
-            h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
+            h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, EMU)
         u = tl.load(u_ptr + k * C + offs_c).to(ACC)
         d = tl.sum(h * u[None, :], axis=1) + tl.load(c_ptr + k).to(ACC)
         for layer in range(DL, L):
-            h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, PREC, EMU)
+            h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c, DOT, ACC, EMU)
 
         tl.store(h_ptr + bk * P * C + tile, _to(h, DOT, EMU), mask=pmask[:, None])
         tl.store(d_ptr + bk * P + offs_p, _to(d, DOT, EMU), mask=pmask)
 
     @triton.jit
     def _layer_bwd(g, h_out, h_in, w_l_ptr, gw_l_ptr, gb_l_ptr, w_offs, offs_c,
-                   NEED_G: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
-                   EMU: tl.constexpr):
+                   NEED_G: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr):
         """One layer backward on a tile: g (BLOCK_P, C_out) is dL/dh_out; accumulates this tile's
         grad W (C_out, C_in) and grad bias into the program's private partial sums; returns dL/dh_in."""
         g_pre = _act_grad(g, h_out.to(ACC), ACC)
         g_dot = _to(g_pre, DOT, EMU)
-        gw = _dot(tl.trans(g_dot), h_in, DOT, ACC, PREC, EMU)
+        gw = _dot(tl.trans(g_dot), h_in, DOT, ACC, EMU)
         tl.store(gw_l_ptr + w_offs, tl.load(gw_l_ptr + w_offs) + gw)
         tl.store(gb_l_ptr + offs_c, tl.load(gb_l_ptr + offs_c) + tl.sum(g_pre, axis=0))
         if NEED_G:
             w = tl.load(w_l_ptr + w_offs)
-            g = _dot(g_dot, w, DOT, ACC, PREC, EMU)
+            g = _dot(g_dot, w, DOT, ACC, EMU)
         return g
 
-    @triton.autotune(configs=_BWD_CONFIGS, key=["P", "C", "L"])
     @triton.jit
     def _bwd_kernel(
         x_ptr, w_ptr, b_ptr, u_ptr, gh_ptr, gd_ptr,
         gx_ptr, gw_ptr, gb_ptr, gu_ptr, gc_ptr, scr_ptr,
         P, K, S, DL, sxb, sxk, scr_stride,
         L: tl.constexpr, C: tl.constexpr, DETACH: tl.constexpr, NEED_GX: tl.constexpr,
-        BLOCK_P: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr,
+        BLOCK_P: tl.constexpr, DOT: tl.constexpr, ACC: tl.constexpr, EMU: tl.constexpr,
     ):
         """Backward by recomputation, one program per (sample, class, P-split s).
 
@@ -307,7 +296,7 @@ if triton is not None:
             h = x.to(ACC)
             for layer in range(0, L):
                 h = _layer_fwd(h, w_base + layer * C * C, b_base + layer * C, w_offs, offs_c,
-                               DOT, ACC, PREC, EMU)
+                               DOT, ACC, EMU)
                 tl.store(scr + layer * BLOCK_P * C + slab, _to(h, DOT, EMU))
             tl.debug_barrier()  # slab written by other threads' layouts than it is read with
 
@@ -320,7 +309,7 @@ if triton is not None:
                 g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
                                tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
                                w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
-                               w_offs, offs_c, True, DOT, ACC, PREC, EMU)
+                               w_offs, offs_c, True, DOT, ACC, EMU)
             # depth tap on the output of layer DL - 1
             gd = tl.load(gd_ptr + bk * P + offs_p, mask=pmask, other=0.0).to(ACC)
             h_tap = tl.load(scr + (DL - 1) * BLOCK_P * C + slab).to(ACC)
@@ -336,12 +325,15 @@ if triton is not None:
                 g = _layer_bwd(g, tl.load(scr + layer * BLOCK_P * C + slab),
                                tl.load(scr + (layer - 1) * BLOCK_P * C + slab),
                                w_base + layer * C * C, gw_base + layer * C * C, gb_base + layer * C,
-                               w_offs, offs_c, True, DOT, ACC, PREC, EMU)
+                               w_offs, offs_c, True, DOT, ACC, EMU)
             g = _layer_bwd(g, tl.load(scr + slab), x, w_base, gw_base, gb_base,
-                           w_offs, offs_c, NEED_GX, DOT, ACC, PREC, EMU)
+                           w_offs, offs_c, NEED_GX, DOT, ACC, EMU)
             if NEED_GX:
                 tl.store(gx_ptr + bk * P * C + tile, g, mask=pmask[:, None])
             tl.debug_barrier()  # partial sums and slab are re-read by the next tile
+
+    _fwd_tuned = autotune(_fwd_kernel, _FWD_CONFIGS, key=["P", "C", "L"])
+    _bwd_tuned = autotune(_bwd_kernel, _BWD_CONFIGS, key=["P", "C", "L"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,46 +365,32 @@ def _kernel_args(x, weight):
     x = x.contiguous()
     sxb = x.shape[1] * P * C if x.shape[0] > 1 else 0
     sxk = P * C if x.shape[1] > 1 else 0
-    dot = _TORCH_TO_TL[weight.dtype]
-    acc = tl.float64 if weight.dtype == torch.float64 else tl.float32
-    return x, B, K, L, C, P, sxb, sxk, dot, acc
+    return x, B, K, L, C, P, sxb, sxk
 
 
-def _emulate(dot):
-    return interpreting() and dot == tl.bfloat16
-
-
-def _forward_triton(x, weight, bias, depth_weight, depth_bias, depth_layer):
+def _grouped_mlp_triton(x, weight, bias, depth_weight, depth_bias, depth_layer):
     _check_inputs(x, weight, bias, depth_weight, depth_bias, depth_layer)
-    x, B, K, L, C, P, sxb, sxk, dot, acc = _kernel_args(x, weight)
+    x, B, K, L, C, P, sxb, sxk = _kernel_args(x, weight)
     h = torch.empty(B, K, P, C, device=x.device, dtype=x.dtype)
     depth = torch.empty(B, K, P, device=x.device, dtype=x.dtype)
-    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_P"]), B * K)  # noqa: E731
-    _fwd_kernel[grid](
+    launch(
+        _fwd_tuned, grid((P, "BLOCK_P"), B * K),
         x, weight.contiguous(), bias.contiguous(), depth_weight.contiguous(), depth_bias.contiguous(),
         h, depth, P, K, depth_layer, sxb, sxk,
-        L=L, C=C, DOT=dot, ACC=acc, PREC=FP32_DOT_PRECISION, EMU=_emulate(dot),
+        L=L, C=C, **precision(weight.dtype, dot=True),
     )
     return h, depth
 
 
-def _num_splits(B, K, P, device):
-    """Pixel splits per (b, k) in the backward: enough programs to fill the GPU a few times over,
-    but no more splits than the largest tile size leaves tiles."""
-    if device.type == "cuda":
-        target = 4 * torch.cuda.get_device_properties(device).multi_processor_count
-    else:
-        target = 2 * B * K  # interpreter: two splits, so programs own several tiles
-    return max(1, min(triton.cdiv(target, B * K), triton.cdiv(P, _BWD_MAX_BLOCK)))
-
-
-def _backward_triton(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bias, depth_layer,
-                     detach_texture, need_x):
+def _grouped_mlp_backward_triton(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bias, depth_layer,
+                                 detach_texture, need_x):
     _check_inputs(x, weight, bias, depth_weight, depth_bias, depth_layer)
-    x_c, B, K, L, C, P, sxb, sxk, dot, acc = _kernel_args(x, weight)
+    x_c, B, K, L, C, P, sxb, sxk = _kernel_args(x, weight)
     dev = x.device
-    acc_dtype = torch.float64 if acc == tl.float64 else torch.float32
-    S = _num_splits(B, K, P, dev)
+    acc_dtype = accumulator(weight.dtype)
+    # pixel splits per (b, k): no more than the largest tile leaves tiles; off CUDA (interpreter)
+    # two, so that programs own several tiles
+    S = split_count(dev, B * K, triton.cdiv(P, _BWD_MAX_BLOCK), 2 * B * K)
     n_prog = B * K * S
     gw = torch.empty(n_prog, L, C, C, device=dev, dtype=acc_dtype)
     gb = torch.empty(n_prog, L, C, device=dev, dtype=acc_dtype)
@@ -421,13 +399,14 @@ def _backward_triton(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bi
     scr_stride = L * _BWD_MAX_BLOCK * C
     scratch = torch.empty(n_prog * scr_stride, device=dev, dtype=weight.dtype)
     gx = torch.empty(B, K, P, C, device=dev, dtype=acc_dtype) if need_x else gw  # gw: unused dummy
-    _bwd_kernel[(n_prog,)](
+    launch(
+        _bwd_tuned, grid(n_prog),
         x_c, weight.contiguous(), bias.contiguous(), depth_weight.contiguous(),
         grad_h.contiguous(), grad_depth.contiguous(),
         gx, gw, gb, gu, gc, scratch,
         P, K, S, depth_layer, sxb, sxk, scr_stride,
         L=L, C=C, DETACH=bool(detach_texture and depth_layer < L), NEED_GX=bool(need_x),
-        DOT=dot, ACC=acc, PREC=FP32_DOT_PRECISION, EMU=_emulate(dot),
+        **precision(weight.dtype, dot=True),
     )
     if need_x:
         dims = tuple(d for d in (0, 1) if x.shape[d] == 1 and gx.shape[d] > 1)
@@ -442,7 +421,7 @@ def _backward_triton(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bi
 
 
 # ------------------------------------------------------------------------------------------------
-# Custom ops (opaque to torch.compile: fake functions give the shapes, autograd is registered)
+# Custom ops and autograd (opaque to torch.compile: fake functions give the shapes)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -451,7 +430,7 @@ def _grouped_mlp_op(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, depth_weight: torch.Tensor,
     depth_bias: torch.Tensor, depth_layer: int, detach_texture: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _forward_triton(x, weight, bias, depth_weight, depth_bias, depth_layer)
+    return _grouped_mlp_triton(x, weight, bias, depth_weight, depth_bias, depth_layer)
 
 
 @_grouped_mlp_op.register_fake
@@ -467,8 +446,8 @@ def _grouped_mlp_backward_op(
     bias: torch.Tensor, depth_weight: torch.Tensor, depth_bias: torch.Tensor, depth_layer: int,
     detach_texture: bool, need_x: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _backward_triton(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bias,
-                            depth_layer, detach_texture, need_x)
+    return _grouped_mlp_backward_triton(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bias,
+                                        depth_layer, detach_texture, need_x)
 
 
 @_grouped_mlp_backward_op.register_fake
@@ -477,14 +456,14 @@ def _(grad_h, grad_depth, x, weight, bias, depth_weight, depth_bias, depth_layer
             torch.empty_like(depth_weight), torch.empty_like(depth_bias))
 
 
-def _fwd_setup_context(ctx, inputs, output):
+def _grouped_mlp_setup(ctx, inputs, output):
     x, weight, bias, depth_weight, depth_bias, depth_layer, detach_texture = inputs
     ctx.save_for_backward(x, weight, bias, depth_weight, depth_bias)
     ctx.depth_layer = depth_layer
     ctx.detach_texture = detach_texture
 
 
-def _fwd_backward(ctx, grad_h, grad_depth):
+def _grouped_mlp_grad(ctx, grad_h, grad_depth):
     x, weight, bias, depth_weight, depth_bias = ctx.saved_tensors
     if grad_h is None:
         grad_h = torch.zeros(*weight.shape[:2], *x.shape[2:], device=x.device, dtype=x.dtype)
@@ -497,15 +476,15 @@ def _fwd_backward(ctx, grad_h, grad_depth):
     return (*(g if need else None for g, need in zip(grads, needs, strict=True)), None, None)
 
 
-_grouped_mlp_op.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
+_grouped_mlp_op.register_autograd(_grouped_mlp_grad, setup_context=_grouped_mlp_setup)
 
 
-def _bwd_setup_context(ctx, inputs, output):
+def _grouped_mlp_backward_setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:7])
     ctx.depth_layer, ctx.detach_texture = inputs[7], inputs[8]
 
 
-def _bwd_backward(ctx, ggx, ggw, ggb, ggu, ggc):
+def _grouped_mlp_backward_grad(ctx, ggx, ggw, ggb, ggu, ggc):
     """Double backward through the reference maths: differentiate the VJP of
     :func:`grouped_mlp_reference` (create_graph=True) w.r.t. grad outputs and inputs."""
     saved = ctx.saved_tensors
@@ -529,4 +508,5 @@ def _bwd_backward(ctx, ggx, ggw, ggb, ggu, ggc):
     return (*second, None, None, None)
 
 
-_grouped_mlp_backward_op.register_autograd(_bwd_backward, setup_context=_bwd_setup_context)
+_grouped_mlp_backward_op.register_autograd(_grouped_mlp_backward_grad,
+                                           setup_context=_grouped_mlp_backward_setup)

@@ -35,13 +35,13 @@ The kernels cover 4-D float16 / bfloat16 / float32 / float64 x, a 2-D filter tha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .backend import interpreting, runs_triton, tl, triton
+from .backend import dtype_uncovered, interpreting, runs_triton, tl, triton
+from .launch import accumulator, autotune, configs, grid, launch, layout, precision, prune_blocks
 
 
 def upfirdn2d(
@@ -64,8 +64,8 @@ def _uncovered(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int) -> str
         return f"x must be 4-D and the filter 2-D, got {x.ndim}-D and {kernel.ndim}-D"
     if up < 1 or down < 1:
         return f"up {up} and down {down} must be >= 1"
-    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        return f"dtype {x.dtype} is not a float16/bfloat16/float32/float64"
+    if why := dtype_uncovered(x.dtype):
+        return why
     if kernel.requires_grad and torch.is_grad_enabled():
         return "the filter requires grad (the kernels treat it as a constant)"
     return None
@@ -99,16 +99,6 @@ def upfirdn2d_reference(
 # ------------------------------------------------------------------------------------------------
 
 
-def _pruner(*dims: tuple[str, str, int]):
-    """An autotuner ``early_config_prune`` dropping the configs whose block (config name, size
-    argument, smallest block) exceeds what the size needs; the smallest config if none is left."""
-    def prune(configs, nargs, **kwargs):
-        need = {name: max(floor, triton.next_power_of_2(nargs[arg])) for name, arg, floor in dims}
-        kept = [c for c in configs if all(c.kwargs[name] <= n for name, n in need.items())]
-        return kept or [min(configs, key=lambda c: math.prod(c.kwargs[name] for name in need))]
-    return prune
-
-
 if triton is not None:
     @triton.jit
     def _rows(q, H, UP: tl.constexpr):
@@ -130,13 +120,12 @@ if triton is not None:
 
     @triton.jit
     def _taps(x_ptr, f_ptr, oi, oj, cc, cmask, n, C, H, W, PX0, PY0, UP: tl.constexpr, DOWN: tl.constexpr,
-              KH: tl.constexpr, KW: tl.constexpr, FP64: tl.constexpr, NHWC: tl.constexpr,
+              KH: tl.constexpr, KW: tl.constexpr, ACC: tl.constexpr, NHWC: tl.constexpr,
               S0: tl.constexpr, S1: tl.constexpr):
         """The [S0, S1] tile of y = Σ_{a,b} v[i·down + a, j·down + b] · f[kh-1-a, kw-1-b], gathered
         from x. NCHW: x_ptr is the (n, c) plane, rows oi (S0) × columns oj (S1) (cc, cmask, n, C
         unused). NHWC: one output row; pixels oj (S0, oi their row as a vector) × channels cc (S1)
-        of sample n. Sums in float64 if FP64, else float32."""
-        ACC: tl.constexpr = tl.float64 if FP64 else tl.float32
+        of sample n. Sums in ACC."""
         acc = tl.zeros([S0, S1], dtype=ACC)
         for a in tl.static_range(KH):
             rv, r = _rows(oi * DOWN + (a - PY0), H, UP)
@@ -157,7 +146,7 @@ if triton is not None:
     def _upfirdn2d_nchw_kernel(
         x_ptr, f_ptr, y_ptr, H, W, OH, OW, PX0, PY0,
         UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-        FP64: tl.constexpr, INT64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+        ACC: tl.constexpr, INT64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
     ):
         tw, th, plane = _unravel(tl.cdiv(OW, BW), tl.cdiv(OH, BH))
         if INT64:
@@ -165,7 +154,7 @@ if triton is not None:
         oi = th * BH + tl.arange(0, BH)
         oj = tw * BW + tl.arange(0, BW)
         acc = _taps(x_ptr + plane * H * W, f_ptr, oi, oj, oj, oj < OW, 0, 1, H, W, PX0, PY0,
-                    UP, DOWN, KH, KW, FP64, False, BH, BW)
+                    UP, DOWN, KH, KW, ACC, False, BH, BW)
         omask = (oi < OH)[:, None] & (oj < OW)[None, :]
         tl.store(y_ptr + plane * OH * OW + oi[:, None] * OW + oj[None, :], acc.to(y_ptr.dtype.element_ty),
                  mask=omask)
@@ -174,7 +163,7 @@ if triton is not None:
     def _upfirdn2d_nhwc_kernel(
         x_ptr, f_ptr, y_ptr, C, H, W, OH, OW, PX0, PY0,
         UP: tl.constexpr, DOWN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-        FP64: tl.constexpr, INT64: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr,
+        ACC: tl.constexpr, INT64: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr,
     ):
         tc, tw, t = _unravel(tl.cdiv(C, BC), tl.cdiv(OW, BW))
         oi = t % OH
@@ -188,40 +177,30 @@ if triton is not None:
         # interpreter mis-types tensor & scalar-bool masks)
         oi_v = oi + tl.zeros([BW], dtype=oi.dtype)
         acc = _taps(x_ptr, f_ptr, oi_v, oj, cc, cmask, n, C, H, W, PX0, PY0,
-                    UP, DOWN, KH, KW, FP64, True, BW, BC)
+                    UP, DOWN, KH, KW, ACC, True, BW, BC)
         omask = (oj < OW)[:, None] & cmask[None, :]
         tl.store(y_ptr + ((n * OH + oi) * OW + oj[:, None]) * C + cc[None, :], acc.to(y_ptr.dtype.element_ty),
                  mask=omask)
 
-    _nchw_tuned = triton.autotune(
-        [triton.Config({"BH": bh, "BW": bw}, num_warps=w)
-         for bh, bw, w in ((4, 16, 2), (8, 16, 4), (8, 32, 4), (16, 32, 4), (8, 64, 4), (16, 64, 4),
-                           (32, 64, 8), (32, 32, 4))],
+    _nchw_tuned = autotune(
+        _upfirdn2d_nchw_kernel,
+        configs(("BH", "BW"), [(4, 16, 2), (8, 16, 4), (8, 32, 4), (16, 32, 4), (8, 64, 4), (16, 64, 4),
+                               (32, 64, 8), (32, 32, 4)]),
         key=["H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
-        prune_configs_by={"early_config_prune": _pruner(("BH", "OH", 4), ("BW", "OW", 16))},
-    )(_upfirdn2d_nchw_kernel)
-    _nhwc_tuned = triton.autotune(
-        [triton.Config({"BW": bw, "BC": bc}, num_warps=w)
-         for bw, bc, w in ((4, 16, 2), (8, 32, 4), (16, 32, 4), (32, 32, 4), (8, 64, 4), (16, 64, 4),
-                           (4, 128, 4), (8, 128, 8), (32, 16, 4))],
+        prune=prune_blocks(("BH", "OH", 4), ("BW", "OW", 16)),
+    )
+    _nhwc_tuned = autotune(
+        _upfirdn2d_nhwc_kernel,
+        configs(("BW", "BC"), [(4, 16, 2), (8, 32, 4), (16, 32, 4), (32, 32, 4), (8, 64, 4), (16, 64, 4),
+                               (4, 128, 4), (8, 128, 8), (32, 16, 4)]),
         key=["C", "H", "W", "OH", "OW", "UP", "DOWN", "KH", "KW"],
-        prune_configs_by={"early_config_prune": _pruner(("BW", "OW", 4), ("BC", "C", 16))},
-    )(_upfirdn2d_nhwc_kernel)
+        prune=prune_blocks(("BW", "OW", 4), ("BC", "C", 16)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
-# Launchers, custom op and autograd
+# Launchers
 # ------------------------------------------------------------------------------------------------
-
-
-def _layout(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """x as a layout the kernels take (contiguous or channels-last) and the channels-last flag."""
-    if x.is_contiguous():
-        return x, False
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return x, True
-    return x.contiguous(), False
-
 
 def _out_size(n: int, k: int, up: int, down: int, p0: int, p1: int) -> int:
     m = (n * up + p0 + p1 - k) // down + 1
@@ -232,7 +211,7 @@ def _out_size(n: int, k: int, up: int, down: int, p0: int, p1: int) -> int:
 
 
 def _empty_out(x: torch.Tensor, f: torch.Tensor, up, down, px0, px1, py0, py1) -> tuple[torch.Tensor, bool]:
-    x, cl = _layout(x)
+    x, cl = layout(x)
     N, C, H, W = x.shape
     OH = _out_size(H, f.shape[0], up, down, py0, py1)
     OW = _out_size(W, f.shape[1], up, down, px0, px1)
@@ -240,36 +219,34 @@ def _empty_out(x: torch.Tensor, f: torch.Tensor, up, down, px0, px1, py0, py1) -
     return torch.empty((N, C, OH, OW), dtype=x.dtype, device=x.device, memory_format=fmt), cl
 
 
+# ------------------------------------------------------------------------------------------------
+# Custom ops and autograd
+# ------------------------------------------------------------------------------------------------
+
 @torch.library.custom_op("ssgan::upfirdn2d", mutates_args=())
 def _upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, up: int, down: int,
                   px0: int, px1: int, py0: int, py1: int) -> torch.Tensor:
     y, cl = _empty_out(x, f, up, down, px0, px1, py0, py1)
-    x = _layout(x)[0]
+    x = layout(x)[0]
     if y.numel() == 0:
         return y
-    fp64 = x.dtype == torch.float64
-    f = f.to(device=x.device, dtype=torch.float64 if fp64 else torch.float32).contiguous()
+    f = f.to(device=x.device, dtype=accumulator(x.dtype)).contiguous()
     N, C, H, W = x.shape
     OH, OW = y.shape[2:]
     KH, KW = f.shape
-    meta = dict(UP=up, DOWN=down, KH=KH, KW=KW, FP64=fp64, INT64=max(x.numel(), y.numel()) >= 2**31)
+    meta = dict(UP=up, DOWN=down, KH=KH, KW=KW, **precision(x.dtype),
+                INT64=max(x.numel(), y.numel()) >= 2**31)
     np2 = triton.next_power_of_2
     if cl:  # one program per (n, output row, BW pixels, BC channels)
-        kernel, tuned, args = _upfirdn2d_nhwc_kernel, _nhwc_tuned, (x, f, y, C, H, W, OH, OW, px0, py0)
+        tuned, args = _nhwc_tuned, (x, f, y, C, H, W, OH, OW, px0, py0)
+        programs = grid([N * OH, (OW, "BW"), (C, "BC")])
         fixed = {"BW": min(np2(OW), 32), "BC": min(np2(C), 64)}
-
-        def grid(m):
-            return (N * OH * triton.cdiv(OW, m["BW"]) * triton.cdiv(C, m["BC"]),)
     else:  # one program per (n, c) plane tile [BH, BW]
-        kernel, tuned, args = _upfirdn2d_nchw_kernel, _nchw_tuned, (x, f, y, H, W, OH, OW, px0, py0)
+        tuned, args = _nchw_tuned, (x, f, y, H, W, OH, OW, px0, py0)
+        programs = grid([N * C, (OH, "BH"), (OW, "BW")])
         fixed = {"BH": min(np2(OH), 32), "BW": min(np2(OW), 64)}
-
-        def grid(m):
-            return (N * C * triton.cdiv(OH, m["BH"]) * triton.cdiv(OW, m["BW"]),)
-    if interpreting():  # fixed blocks: the interpreter would time every config in Python
-        kernel[grid(fixed)](*args, **fixed, **meta)
-    else:
-        tuned[grid](*args, **meta)
+    # fixed blocks under the interpreter: it would time every config in Python
+    launch(tuned, programs, *args, fixed=fixed if interpreting() else None, **meta)
     return y
 
 
@@ -278,13 +255,13 @@ def _(x, f, up, down, px0, px1, py0, py1):
     return _empty_out(x, f, up, down, px0, px1, py0, py1)[0]
 
 
-def _setup(ctx, inputs, output):
+def _upfirdn2d_setup(ctx, inputs, output):
     x, f, up, down, px0, px1, py0, py1 = inputs
     ctx.save_for_backward(f)  # a constant filter (a trainable one takes the reference path)
     ctx.args = (up, down, px0, px1, py0, py1, x.shape[2], x.shape[3], output.shape[2], output.shape[3])
 
 
-def _backward(ctx, gy):
+def _upfirdn2d_grad(ctx, gy):
     up, down, px0, px1, py0, py1, H, W, OH, OW = ctx.args
     (f,) = ctx.saved_tensors
     kh, kw = f.shape
@@ -296,4 +273,4 @@ def _backward(ctx, gy):
     return gx, None, None, None, None, None, None, None
 
 
-_upfirdn2d_op.register_autograd(_backward, setup_context=_setup)
+_upfirdn2d_op.register_autograd(_upfirdn2d_grad, setup_context=_upfirdn2d_setup)
