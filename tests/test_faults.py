@@ -332,7 +332,7 @@ def test_disk_full_names_space_and_keeps_previous(tmp_path, monkeypatch):
         f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(C, "write_safetensors", full)
+    monkeypatch.setattr(atomic_write, "write_safetensors", full)
     with pytest.raises(CheckpointError) as info:
         _small(path, 2)
     msg = str(info.value)

@@ -1,7 +1,7 @@
 """Checkpoints: one safetensors file per save, and the official release ``.pt`` files.
 
-Layer: above ``model`` and ``classes``; may import ``kernels``, ``distributed``, ``jsonl``, ``model``
-and ``classes`` (``tests/test_layout.py``, ``LAYERS``). No drawing code: ``visualize`` is above it.
+Layer 3 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
+classes. No drawing code: ``visualize`` is above it.
 
 One module per concern (each public name is also importable from ``ssgan.checkpoint``):
 
