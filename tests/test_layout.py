@@ -145,9 +145,9 @@ LAYERS: dict[str, int] = {
     "serve": 8,  # the browser editor, on edit
     "checkpoint_commands": 8,  # ``ssgan info`` / ``convert``: a command module like serve's
     "cli": 9,  # the ``ssgan`` command: registers every command module
-    "__main__": 10,  # every ``python -m ssgan.<folder>`` entry point: a front door like ``ssgan``,
-    #                 which it may call (ssgan/serve/__main__.py runs ``ssgan serve``)
     "ssgan": 9,  # the package's ``__init__``: the public names for users; no module imports it
+    "__main__": 10,  # every ``python -m ssgan.<folder>`` entry point (it lives in its folder only
+    #                 because ``-m`` needs it there): a front door that may run any command
 }
 
 
