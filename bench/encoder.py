@@ -21,7 +21,7 @@ computed once beforehand and shared (rendering for the scores is not timed). Met
 * ``encoder ×5 + 100 + PTI``: then ``--pti-steps`` steps of pivotal tuning
   (:func:`ssgan.edit.inversion.tune_generator`) on all n images (0 skips it).
 
-The JSON also holds the edit locality of the generator (:func:`ssgan.metrics.locality.locality`,
+The JSON also holds the edit locality of the generator (:func:`ssgan.edit.locality.locality`,
 ``--locality-n`` latents, mix of each class's codes, all and texture only, with the baseline),
 the FLOPs of one encoder pass and of one generator forward at this model's
 size and, unless ``--no-flops-256``, for the ``celeba-256`` configuration (random weights), the
@@ -49,7 +49,7 @@ from ssgan.data import SyntheticFaces
 from ssgan.edit import editing as E
 from ssgan.edit import encoder as EN
 from ssgan.edit import inversion as I
-from ssgan.metrics.locality import locality
+from ssgan.edit.locality import locality
 from ssgan.model.config import preset
 from ssgan.model.generator import SemanticGenerator
 

@@ -7,7 +7,7 @@ them). The reconstruction is the encoder's alone (5 passes, no optimisation). Th
 class's codes (default: class 1, the face, texture only) from a random sample into the encoded
 codes (:func:`ssgan.edit.editing.mix`); the difference map is |edit − reconstruction| as
 ``ssgan mix`` writes it (diff.png), with the share of the change inside the class's dilated mask
-(:mod:`ssgan.metrics.locality`) printed per row.
+(:mod:`ssgan.edit.locality`) printed per row.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ssgan.checkpoint import load_checkpoint
 from ssgan.data import SyntheticFaces
 from ssgan.edit import editing as E
 from ssgan.edit import encoder as EN
-from ssgan.metrics.locality import change_locality
+from ssgan.edit.locality import change_locality
 
 
 def main() -> None:

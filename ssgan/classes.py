@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ssgan import visualize as V
 from ssgan.model.config import parse_class_list
 
 #: CelebAMask-HQ's classes in the order of docs/training.md, "CelebAMask-HQ classes" (and of
@@ -47,7 +44,9 @@ def default_names(k: int) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ClassInfo:
-    """Names of classes 0 … K−1, the transparent ones (indices) and display colours (index -> RGB)."""
+    """Names of classes 0 … K−1, the transparent ones (indices) and display colours (index -> RGB;
+    the colours of the classes without one, and the drawing, are :func:`ssgan.visualize.palette`'s:
+    ``palette(info.k, info.colors)``)."""
 
     names: tuple[str, ...]
     transparent: tuple[int, ...] = ()
@@ -56,10 +55,6 @@ class ClassInfo:
     @property
     def k(self) -> int:
         return len(self.names)
-
-    def palette(self) -> np.ndarray:
-        """(K, 3) uint8: :func:`ssgan.visualize.palette` with this dataset's own colours."""
-        return V.palette(self.k, self.colors)
 
     def indices(self, text: str, what: str = "--classes") -> list[int]:
         """``"hair,eyes"``, ``"7,2"`` or a mix -> class indices; names are case-insensitive.

@@ -131,7 +131,7 @@ def test_train_from_classes_json(run_named):
     ck = load_checkpoint(_ckpt(run_named))
     assert (ck.config.seg_dim, ck.config.transparent_dims) == (8, (4,))
     assert ck.classes.names == tuple(NAMES) and ck.classes.colors == {7: (255, 0, 0)}
-    assert ck.classes.palette()[7].tolist() == [255, 0, 0]
+    assert V.palette(ck.classes.k, ck.classes.colors)[7].tolist() == [255, 0, 0]
 
 
 @pytest.mark.slow

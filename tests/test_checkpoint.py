@@ -338,7 +338,7 @@ def test_failed_write_keeps_existing_checkpoint(tmp_path, monkeypatch):
         f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr("ssgan.checkpoint.write_safetensors", half_write)
+    monkeypatch.setattr("ssgan.checkpoint.atomic_write.write_safetensors", half_write)
     with pytest.raises(CheckpointError) as info:
         save_checkpoint(path, CFG, tensors={"x": torch.zeros(4)}, step=2)
     assert str(path) in str(info.value) and "disk full" in str(info.value)

@@ -1,5 +1,5 @@
 """The ReStyle-style encoder (ssgan.edit.encoder, encoder_train), ``invert`` starting from it, the edit
-locality metric (ssgan.metrics.locality) and the photo checks that invert applies."""
+locality metric (ssgan.edit.locality) and the photo checks that invert applies."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ssgan.edit import editing as E
 from ssgan.edit import encoder as EN
 from ssgan.edit import encoder_train as T
 from ssgan.edit.inversion import InversionConfig, invert_photos, psnr
+from ssgan.edit.locality import change_locality, dilate, locality
 from ssgan.edit.photos import load_photos
-from ssgan.metrics.locality import change_locality, dilate, locality
 from ssgan.model.config import preset
 from ssgan.model.generator import SemanticGenerator, Synthesis
 

@@ -33,6 +33,7 @@ from safetensors import safe_open
 from ssgan import checkpoint as C
 from ssgan.checkpoint import (
     CheckpointError,
+    atomic_write,
     inspect_checkpoint,
     latest_checkpoint,
     list_checkpoints,
@@ -52,24 +53,46 @@ from ssgan.train.spec import RunSpec
 ROOT = Path(__file__).resolve().parents[1]
 CFG = preset("tiny")
 STEPS = 12
-RUN = [sys.executable, str(ROOT / "train.py"), "--batch", "4", "--ckpt-every", "2", "--log-every", "1",
-       "--sample-every", "100", "--metrics", "none", "--device", "cpu", "--threads", "1"]
+FLAGS = ["--batch", "4", "--ckpt-every", "2", "--log-every", "1", "--sample-every", "100",
+         "--metrics", "none", "--device", "cpu", "--threads", "1"]
+RUN = [sys.executable, str(ROOT / "train.py"), *FLAGS]
 TRIALS = 10  # kill-and-resume trials in test_random_kills_resume_bit_exact
-PAUSE = 0.3  # seconds each checkpoint write sleeps in the kill trials (SSGAN_DEBUG_SAVE_PAUSE)
+PAUSE = 0.3  # seconds each checkpoint write sleeps in the kill trials (PAUSED_TRAIN)
+# ``python -c PAUSED_TRAIN <train.py flags>``: train.py with every checkpoint write paused PAUSE
+# seconds twice, so that a kill can land inside one: before the save's read-back (the temporary
+# file is written, not yet renamed) and before it records the renamed file as verified. The
+# package has no hook for this: the script wraps the functions that ssgan.checkpoint.atomic_write
+# calls at those two points.
+PAUSED_TRAIN = f"""
+import runpy, sys, time
+from ssgan.checkpoint import atomic_write
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **extra)
-    env.pop("SSGAN_DEBUG_SAVE_PAUSE", None)
-    env.update(extra)
-    return env
+def paused(function):
+    def run(*args, **kwargs):
+        time.sleep({PAUSE})
+        return function(*args, **kwargs)
+    return run
 
 
-def _launch(out: Path, log: Path, steps: int = STEPS, **env: str) -> subprocess.Popen:
-    """``train.py --resume`` in a subprocess, its output appended to ``log``."""
+atomic_write.verify_checkpoint = paused(atomic_write.verify_checkpoint)
+atomic_write.remember_verified = paused(atomic_write.remember_verified)
+sys.argv[0] = {str(ROOT / "train.py")!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+
+def _launch(out: Path, log: Path) -> subprocess.Popen:
+    """``train.py --resume`` in a subprocess, every checkpoint write paused (:data:`PAUSED_TRAIN`),
+    its output appended to ``log``."""
     with open(log, "a") as f:
-        return subprocess.Popen([*RUN, "--steps", str(steps), "--outdir", str(out), "--resume"], cwd=ROOT,
-                                env=_env(**env), stdout=f, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-c", PAUSED_TRAIN, *FLAGS, "--steps", str(STEPS),
+                                 "--outdir", str(out), "--resume"], cwd=ROOT, env=_env(), stdout=f,
+                                stderr=subprocess.STDOUT)
 
 
 def _finish(out: Path, steps: int = STEPS) -> subprocess.CompletedProcess:
@@ -148,7 +171,7 @@ def test_random_kills_resume_bit_exact(tmp_path, reference):
             during_write = (trial + k) % 3 == 0
             # in a write: before the rename (temp file there) or in the pause after it
             delay = rng.uniform(0.0, 2 * PAUSE) if during_write else rng.uniform(1.0, wall + 2 * PAUSE * 6)
-            proc = _launch(out, tmp_path / f"trial{trial}.log", SSGAN_DEBUG_SAVE_PAUSE=str(PAUSE))
+            proc = _launch(out, tmp_path / f"trial{trial}.log")
             t0 = time.perf_counter()
             if during_write:
                 while proc.poll() is None and not _temps(ckpts) and time.perf_counter() - t0 < 120:
@@ -286,7 +309,7 @@ def test_bad_read_back_keeps_previous(tmp_path, monkeypatch):
     """The disk hands back other bytes than were written: the save fails, the old file stays."""
     path = _small(tmp_path / "ck.safetensors", 1)
     before = path.read_bytes()
-    real = C.write_safetensors
+    real = atomic_write.write_safetensors
 
     def flaky(f, tensors, metadata):
         real(f, tensors, metadata)
@@ -294,7 +317,7 @@ def test_bad_read_back_keeps_previous(tmp_path, monkeypatch):
         (tmp,) = _temps(tmp_path)
         _flip_byte(tmp)
 
-    monkeypatch.setattr(C, "write_safetensors", flaky)
+    monkeypatch.setattr(atomic_write, "write_safetensors", flaky)
     with pytest.raises(CheckpointError, match="reading it back failed") as info:
         _small(path, 2)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -309,7 +332,7 @@ def test_disk_full_names_space_and_keeps_previous(tmp_path, monkeypatch):
         f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(C, "write_safetensors", full)
+    monkeypatch.setattr(atomic_write, "write_safetensors", full)
     with pytest.raises(CheckpointError) as info:
         _small(path, 2)
     msg = str(info.value)

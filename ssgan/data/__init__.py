@@ -5,6 +5,9 @@ folders, the in-memory cache, :func:`open_dataset`), ``synthetic`` (the built-in
 dataset), ``celebamask`` (CelebAMask-HQ part masks to label maps), ``tools`` (``from-colors``,
 ``inspect``), ``loader`` (the training loader's data order), ``commands`` (``ssgan data``, also
 ``python -m ssgan.data``).
+
+Layer 5 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
+classes, checkpoint, visualize, cliargs.
 """
 
 from ssgan.data.base import (

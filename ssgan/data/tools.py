@@ -279,7 +279,7 @@ def _sizes(counter: Counter) -> str:
 def preview(report: Report, ds: FolderDataset, n: int = 8, tile: int = 128) -> np.ndarray:
     """Up to ``n`` usable items: images in the top row, their coloured masks beneath, a legend."""
     picks = report.good[:: max(1, len(report.good) // n)][:n]
-    colors = report.classes.palette()
+    colors = V.palette(report.classes.k, report.classes.colors)
     images, masks = [], []
     for i in picks:
         image, label = ds._load(i)

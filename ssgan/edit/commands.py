@@ -30,7 +30,7 @@ ERRORS: tuple[type[Exception], ...] = (DatasetError, PerceptualWeightsError, Enc
 
 
 def _legend(image: np.ndarray, classes: ClassInfo) -> np.ndarray:
-    return V.with_legend(image, classes.names, classes.palette(), classes.transparent)
+    return V.with_legend(image, classes.names, V.palette(classes.k, classes.colors), classes.transparent)
 
 
 def _mean(G, args: argparse.Namespace) -> torch.Tensor | None:
@@ -62,7 +62,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     with tqdm(total=args.count, desc="generate", unit="img", disable=args.quiet) as bar:
         for i, s in enumerate(E.generate(G, args.count, args.seed, args.truncation, batch=args.batch,
                                          mean=_mean(G, args), progress=bar.update,
-                                         colors=classes.palette())):
+                                         colors=V.palette(classes.k, classes.colors))):
             V.save_png(s.rgb, out / "img" / f"{i:06d}.png")
             V.save_png(s.seg, out / "mask" / f"{i:06d}.png")
             A.save_npy(s.latent, out / "latent" / f"{i:06d}.npy")
@@ -86,7 +86,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
     src = _load_latent(args.source, G)
     ref = _load_latent(args.reference, G)
     try:
-        res = E.mix(G, src, ref, classes, args.part, colors=info.palette())
+        res = E.mix(G, src, ref, classes, args.part, colors=V.palette(info.k, info.colors))
     except ValueError as e:
         raise A.CLIError(str(e)) from None
     out = Path(args.outdir)
@@ -108,8 +108,8 @@ def cmd_mix(args: argparse.Namespace) -> None:
 def _write_locality(G, before: torch.Tensor, after: torch.Tensor, classes: Sequence[int], path: Path,
                     radius: int) -> Path:
     """``--diff``: before | after | |ΔRGB| heat map | the classes' dilated masks, one row per edit
-    (:func:`ssgan.metrics.locality.locality_figure`), and the share of the change inside them."""
-    from ssgan.metrics.locality import locality_figure
+    (:func:`ssgan.edit.locality.locality_figure`), and the share of the change inside them."""
+    from ssgan.edit.locality import locality_figure
 
     figure, shares = locality_figure(E.render(G, before), E.render(G, after), classes, radius)
     V.save_png(figure, path)
@@ -120,7 +120,7 @@ def _write_locality(G, before: torch.Tensor, after: torch.Tensor, classes: Seque
 
 def cmd_components(args: argparse.Namespace) -> None:
     G, classes = A.load_generator(args)
-    figure = _legend(E.components(G, _one_latent(args, G), classes.palette()), classes)
+    figure = _legend(E.components(G, _one_latent(args, G), V.palette(classes.k, classes.colors)), classes)
     path = V.save_png(figure, Path(args.outdir) / "components.png")
     print(f"wrote {path}")
 
@@ -138,7 +138,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     with tqdm(total=args.frames, desc="interpolate", unit="frame", disable=args.quiet) as bar:
         frames = E.interpolate(G, latent, picked[0], args.part, args.frames, seed=args.seed + 1,
                                truncation=args.truncation, mean=_mean(G, args), progress=bar.update,
-                               colors=classes.palette())
+                               colors=V.palette(classes.k, classes.colors))
     for i, frame in enumerate(frames):
         V.save_png(frame, out / f"frame_{i:03d}.png")
     images = [Image.fromarray(f) for f in frames]

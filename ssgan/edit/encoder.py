@@ -30,7 +30,7 @@ configuration, the encoder's tensors as ``extra.encoder.*``, its Adam state in t
 section (for ``--resume``), and in ``meta``: ``kind = "ssgan-encoder"``, the encoder's
 configuration, the training step and options, and ``generator_sha256``, the digest of every
 parameter and buffer of the generator it was trained against
-(:func:`ssgan.train.state.param_digest`). Loading it against another generator is refused.
+(:func:`ssgan.checkpoint.param_digest`). Loading it against another generator is refused.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssgan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ssgan.checkpoint import CheckpointError, load_checkpoint, param_digest, save_checkpoint
 from ssgan.edit import editing as E
 from ssgan.model.config import SSGANConfig
 from ssgan.model.generator import SemanticGenerator, Synthesis
@@ -229,8 +229,6 @@ def pass_flops(G: SemanticGenerator, encoder: LatentEncoder) -> dict[str, float]
 # ----- files --------------------------------------------------------------------------------------
 def generator_digest(G: SemanticGenerator) -> str:
     """sha256 of G's parameters and buffers: what an encoder file is tied to."""
-    from ssgan.train.state import param_digest  # the training run's digest; imported when needed
-
     return param_digest(G)
 
 

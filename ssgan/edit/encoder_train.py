@@ -56,9 +56,9 @@ from ssgan.data import ItemDataset
 from ssgan.edit import encoder as EN
 from ssgan.edit.inversion import psnr
 from ssgan.edit.perceptual import MSSSIMDistance
+from ssgan.jsonl import JsonlLogger
 from ssgan.model import latents as L
 from ssgan.model.generator import SemanticGenerator
-from ssgan.train.rundir import JsonlLogger
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ where they can — Triton installed, a CUDA tensor or Triton's interpreter (``TR
 inputs the op's kernels cover. Elsewhere the default choice takes the reference maths silently,
 and a forced ``triton`` (``SSGAN_BACKEND=triton``, :func:`set_backend`, :func:`use_backend`) raises
 :class:`TritonUnavailable` naming the op and the reason.
+
+Layer 0 of ``LAYERS`` (tests/test_layout.py): may import nothing of ssgan.
 """
 
 from .backend import BACKENDS, TritonUnavailable, backend_for, interpreting, set_backend, use_backend

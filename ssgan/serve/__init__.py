@@ -8,4 +8,7 @@ function per ``/api/…`` route and the exception handlers), ``app`` (the Starle
 handlers, security headers), ``commands`` (the command line: ``ssgan serve`` and
 ``python -m ssgan.serve``), ``static/`` (the page: HTML, JS and CSS shipped in the package; no CDN,
 web font or analytics request).
+
+Layer 8 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
+classes, checkpoint, visualize, cliargs, data, metrics, train, edit.
 """

@@ -88,7 +88,7 @@ class Engine:
         self.G = G.eval().requires_grad_(False)
         self.cfg = G.config
         self.classes = classes
-        self.colors = classes.palette()
+        self.colors = V.palette(classes.k, classes.colors)
         self.truncation = truncation
         self.device = next(G.parameters()).device
         self.user_directions = dict(directions or {})

@@ -8,4 +8,7 @@ requests: ``RunOutputs``), ``steps`` (the four optimisation steps, G-EMA, optimi
 ``losses``, ``rng`` (seeding and RNG capture), ``rundir`` (stats.jsonl, checkpoint files, sample
 grids), ``metrics_hook`` (metrics during training), ``plot`` (curves.png, ``python -m
 ssgan.train.plot``), ``tensorboard``.
+
+Layer 7 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
+classes, checkpoint, visualize, cliargs, data, metrics.
 """

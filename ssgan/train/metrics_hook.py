@@ -30,10 +30,10 @@ from typing import Any
 import torch
 
 from ssgan.checkpoint import save_checkpoint
+from ssgan.jsonl import JsonlLogger
 from ssgan.metrics.inception import InceptionError, default_weights, load_inception
 from ssgan.metrics.metric_main import Evaluator, MetricError, parse_metrics
 from ssgan.metrics.metric_utils import MetricOptions, default_cache_dir
-from ssgan.train.rundir import JsonlLogger
 
 
 def default_metrics(device: torch.device, inception: str | None, has_labels: bool = True) -> str:

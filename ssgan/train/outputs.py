@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ssgan import visualize as V
 from ssgan.distributed import DistInfo, all_reduce_mean, any_rank
+from ssgan.jsonl import JsonlLogger
 from ssgan.train import steps as T
 from ssgan.train.metrics_hook import TrainingMetrics, default_metrics
 from ssgan.train.plot import CurveWriter
 from ssgan.train.rundir import (
-    JsonlLogger,
     checkpoint_path,
     latest_checkpoint,
     peak_memory_mb,
@@ -200,7 +201,8 @@ class RunOutputs:
 
     def write_samples(self, state: TrainState) -> None:
         path = self.spec.outdir / "samples" / f"{state.step:07d}.png"
-        png = write_samples(state.G_ema, self.sample_z, path, colors=state.run.classes.palette())
+        classes = state.run.classes
+        png = write_samples(state.G_ema, self.sample_z, path, colors=V.palette(classes.k, classes.colors))
         if self.tb is not None:
             self.tb.image(png, state.step)
 

@@ -1,6 +1,6 @@
-"""What a training run writes to its folder: ``stats.jsonl`` (:class:`JsonlLogger`), checkpoint
-naming, the ``latest`` link and rotation, sample grids (:func:`write_samples`), and the peak memory
-that the logs report.
+"""What a training run writes to its folder besides its logs (``stats.jsonl``:
+:class:`ssgan.jsonl.JsonlLogger`): checkpoint naming, the ``latest`` link and rotation, sample
+grids (:func:`write_samples`), and the peak memory that the logs report.
 
 ``OUT/checkpoints/`` holds ``<step>.safetensors`` (7-digit step: a full training state; the newest
 ``--keep`` are kept), ``latest.safetensors`` (relative symlink to the newest verified one; see
@@ -12,14 +12,12 @@ and finding the newest valid one are :mod:`ssgan.checkpoint`'s (:func:`checkpoin
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import resource
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,40 +34,8 @@ from ssgan.checkpoint import (
 from ssgan.model.generator import SemanticGenerator
 from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
 
-__all__ = ["JsonlLogger", "SAMPLE_MIN_PIXELS", "checkpoint_path", "latest_checkpoint", "list_checkpoints",
+__all__ = ["SAMPLE_MIN_PIXELS", "checkpoint_path", "latest_checkpoint", "list_checkpoints",
            "peak_memory_mb", "rotate_checkpoints", "update_latest", "write_samples"]
-
-
-class JsonlLogger:
-    """Appends one JSON object per line to ``path`` (flushed each line)."""
-
-    def __init__(self, path: str | os.PathLike, resume_step: int | None = None):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None:
-            self.truncate_after(resume_step)
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def truncate_after(self, step: int) -> None:
-        """Drop the lines logged after ``step`` (a run resumed from an earlier checkpoint)."""
-        if not self.path.exists():
-            return
-        keep = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line
-            if int(rec.get("step", 0)) <= step:
-                keep.append(line)
-        self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-
-    def log(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record) + "\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
 
 
 def rotate_checkpoints(folder: str | os.PathLike, keep: int,

@@ -12,7 +12,6 @@ step, ``meta`` (the flags, the objective, world size, classes) and, for every ra
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ssgan.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ssgan.checkpoint import Checkpoint, load_checkpoint, param_digest, save_checkpoint
 from ssgan.classes import ClassInfo, classes_overrides, default_names, find_classes, read_classes
 from ssgan.data import images_to_float, label_to_mask, open_dataset
 from ssgan.distributed import DistInfo, broadcast_module, gather_objects, sync_grads
@@ -265,16 +264,6 @@ def split_ranks(tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.T
 
 
 RANK_KEY = re.compile(r"^rank(\d+)\.(.+)$")
-
-
-def param_digest(*modules: torch.nn.Module) -> str:
-    """sha256 of every parameter and buffer (for checking that ranks agree)."""
-    h = hashlib.sha256()
-    for m in modules:
-        for name, t in list(m.named_parameters()) + list(m.named_buffers()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def info_say(info: DistInfo) -> Say:
