@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 
+def option(default: Any, help: str) -> Any:
+    """A :class:`SSGANConfig` field: its default and the help of its flag (:func:`add_config_flags`)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class SSGANConfig:
     """Everything that fixes the shapes of the generator and the discriminator.
@@ -23,23 +28,24 @@ class SSGANConfig:
     F = ``coarse_channel``, S = ``coarse_size``.
     """
 
-    size: int = 256
-    style_dim: int = 512
-    n_mlp: int = 8
-    lr_mlp: float = 0.01
-    channel_multiplier: int = 2
-    channel_max: int = 512  # cap on the render-net / discriminator channel table (512 = official)
-    seg_dim: int = 13
-    local_layers: int = 10
-    local_channel: int = 64
-    base_layers: int = 2
-    depth_layers: int = 6
-    coarse_size: int = 64
-    coarse_channel: int = 512
-    min_feat_size: int = 16
-    residual_refine: bool = True
-    detach_texture: bool = False
-    transparent_dims: tuple[int, ...] = field(default=(10, 12))
+    size: int = option(256, "output resolution (power of two)")
+    style_dim: int = option(512, "latent / style width D")
+    n_mlp: int = option(8, "mapping-network layers")
+    lr_mlp: float = option(0.01, "mapping-network learning-rate multiplier")
+    channel_multiplier: int = option(2, "render-net / discriminator width multiplier")
+    channel_max: int = option(512, "cap on the render-net / discriminator widths (512: official)")
+    seg_dim: int = option(13, "number of classes K (labels 0..K-1)")
+    local_layers: int = option(10, "layers per local generator L")
+    local_channel: int = option(64, "local-generator width C")
+    base_layers: int = option(2, "shared base layers of the local generators")
+    depth_layers: int = option(6, "layer after which the pseudo-depth is tapped")
+    coarse_size: int = option(64, "resolution S of the local generators' output")
+    coarse_channel: int = option(512, "feature channels F of the coarse feature map")
+    min_feat_size: int = option(16, "resolution of the render net's first layer")
+    residual_refine: bool = option(True, "render net refines the coarse segmentation residually")
+    detach_texture: bool = option(False, "texture codes do not receive gradients through the shape path")
+    transparent_dims: tuple[int, ...] = option(
+        (10, 12), "transparent classes, comma-separated indices or names ('' for none)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "transparent_dims", tuple(int(t) for t in self.transparent_dims))
@@ -120,26 +126,6 @@ def preset(name: str) -> SSGANConfig:
 
 
 # ----- command-line flags, one per SSGANConfig field -------------------------------------------
-_FLAG_HELP = {
-    "size": "output resolution (power of two)",
-    "style_dim": "latent / style width D",
-    "n_mlp": "mapping-network layers",
-    "lr_mlp": "mapping-network learning-rate multiplier",
-    "channel_multiplier": "render-net / discriminator width multiplier",
-    "channel_max": "cap on the render-net / discriminator widths",
-    "seg_dim": "number of classes K (labels 0..K-1)",
-    "local_layers": "layers per local generator L",
-    "local_channel": "local-generator width C",
-    "base_layers": "shared base layers of the local generators",
-    "depth_layers": "layer after which the pseudo-depth is tapped",
-    "coarse_size": "resolution S of the local generators' output",
-    "coarse_channel": "feature channels F of the coarse feature map",
-    "min_feat_size": "resolution of the render net's first layer",
-    "residual_refine": "render net refines the coarse segmentation residually",
-    "detach_texture": "texture codes do not receive gradients through the shape path",
-    "transparent_dims": "transparent classes, comma-separated indices or names ('' for none)",
-}
-
 
 def config_flag(name: str) -> str:
     """The command-line flag of the :class:`SSGANConfig` field ``name`` (``seg_dim`` -> ``--seg-dim``)."""
@@ -159,7 +145,7 @@ def add_config_flags(parser: argparse.ArgumentParser | Any) -> None:
         spellings = [[flag]] + ([[f"--{f.name}"]] if "_" in f.name else [])
         for names, shown in zip(spellings, (True, False), strict=False):
             common: dict[str, Any] = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS,
-                                      "help": f"{_FLAG_HELP[f.name]} (default: the preset's)" if shown
+                                      "help": f"{f.metadata['help']} (default: the preset's)" if shown
                                       else argparse.SUPPRESS}
             if f.type in ("bool", bool):
                 parser.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
