@@ -48,6 +48,9 @@ FLAGS = ["--batch", "4", "--steps", str(STEPS), "--ckpt-every", "2", "--keep", "
 PORT = 29400  # the rendezvous port on the first host (each namespace has its own ports)
 WAIT = 420  # seconds: the longest any run of this file may take
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+# every agent: the workers' store is their own, not the agent's (a host whose agent restarts cannot
+# rejoin a group whose rank-0 agent shares its store: pytorch/pytorch#135712; docs/reliability.md)
+HOST_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
 
 # ----- the hosts ------------------------------------------------------------------------------------
@@ -149,7 +152,7 @@ def agent(host: Host, first: Host, out: Path, log: Path, *, nnodes: str = "2", r
            "--max-restarts", str(restarts), "--monitor-interval", "0.5", str(ROOT / "train.py"), *FLAGS,
            "--outdir", str(out)]
     with log.open("a") as f:
-        return subprocess.Popen(cmd, cwd=ROOT, env={**ENV, "GLOO_SOCKET_IFNAME": host.veth, **(env or {})},
+        return subprocess.Popen(cmd, cwd=ROOT, env={**ENV, **HOST_ENV, "GLOO_SOCKET_IFNAME": host.veth, **(env or {})},
                                 stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -277,7 +280,7 @@ def test_two_hosts_end_as_one_host(hosts, reference, tmp_path):
     procs = [agent(a, a, out, logs[0]), agent(b, a, out, logs[1])]
     assert finish(*procs) == [0, 0], _tails(logs)
     n = assert_same(final(reference), final(out))
-    assert n > 1000 and "rank1.rng.torch_cpu" in tensor_bytes(final(out))
+    assert n > 1000 and any(k.endswith("rank1.rng.torch_cpu") for k in tensor_bytes(final(out)))
     assert "on cpu x2" in "".join(p.read_text() for p in logs)
     print(f"two hosts: {n} tensors equal, {time.monotonic() - start:.0f} s")
 
