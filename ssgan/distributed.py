@@ -84,7 +84,10 @@ class DistInfo:
 def init_distributed(device: str | None = None) -> DistInfo:
     """Set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK): NCCL on CUDA, gloo on
     CPU; under torchrun's elastic agent the group's store keys carry the restart count, so that a
-    restarted group (``--max-restarts``) never meets the addresses of the group it replaces.
+    restarted group (``--max-restarts``) never meets the addresses of the group it replaces (one
+    host: every agent counts the same restarts; across hosts a restarted agent counts from 0, so
+    the hosts run torchrun with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` and each group's rank 0
+    serves a store of its own: docs/reliability.md, "Two hosts").
     Without those variables (or WORLD_SIZE=1): a single process on ``device`` (default CUDA when
     available). Collectives and the store wait at most :func:`dist_timeout`."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
