@@ -16,7 +16,8 @@ veth (``GLOO_SOCKET_IFNAME``), the run folder on the shared file system, world s
   rendezvous timeouts set), by a restart from the newest checkpoint or a one-line error naming the
   timeout, and every checkpoint in the folder verifies.
 
-The fast tests: the namespaces' clean-up after a failure, and a resume at a smaller world size.
+The fast tests: the namespaces' clean-up after a failure, a resume at a smaller world size, and a
+bad ``SSGAN_DIST_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pytest
 import torch
 
 from ssgan.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, verify_checkpoint
+from ssgan.distributed import DEFAULT_TIMEOUT_S, dist_timeout
 from ssgan.train import loop as train
 from ssgan.train.spec import RunSpec
 from ssgan.train.state import world_change_warning
@@ -281,6 +283,20 @@ def test_resume_at_a_smaller_world_size(tmp_path, capsys):
     spec = RunSpec.from_args(["--batch", "8", "--outdir", str(tmp_path / "c")], world_size=2)
     text = world_change_warning(Path("x.safetensors"), {"args": {"batch": 4}}, spec, 1)
     assert "world size 1 -> 2, per-rank batch 4 -> 4, data order changed (global batch 4 -> 8)" in text
+
+
+def test_a_bad_collective_timeout_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # checked before any process group is set up
+    for value in ("abc", "0", "-5"):
+        monkeypatch.setenv("SSGAN_DIST_TIMEOUT", value)
+        assert train.main(["--device", "cpu", "--outdir", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith("ssgan: error: SSGAN_DIST_TIMEOUT=")
+        assert "is not a positive number of seconds" in err
+    monkeypatch.setenv("SSGAN_DIST_TIMEOUT", "12.5")
+    assert dist_timeout().total_seconds() == 12.5
+    monkeypatch.delenv("SSGAN_DIST_TIMEOUT")
+    assert dist_timeout().total_seconds() == DEFAULT_TIMEOUT_S
 
 
 # ----- slow: torchrun on two hosts ----------------------------------------------------------------
