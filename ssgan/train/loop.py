@@ -81,7 +81,7 @@ from ssgan.checkpoint import CheckpointError, load_checkpoint
 from ssgan.cliargs import CLIError
 from ssgan.data import DatasetError
 from ssgan.data.loader import make_step_loader
-from ssgan.distributed import DistInfo, cleanup_distributed, init_distributed
+from ssgan.distributed import CollectiveError, DistInfo, cleanup_distributed, init_distributed
 from ssgan.metrics import MetricError
 from ssgan.train.outputs import NonFiniteError, RunOutputs
 from ssgan.train.spec import RunSpec, TrainError
@@ -90,8 +90,9 @@ from ssgan.train.state import TrainState, info_say
 
 def main(argv: Sequence[str] | None = None, parsed: argparse.Namespace | None = None) -> int:
     """``python train.py`` (``argv``, default ``sys.argv[1:]``) / ``ssgan train`` (``parsed``: its
-    arguments, see ``ssgan.train.commands``): 0 done (or stopped on request), 1 a non-finite value,
-    2 a bad command line, run folder, dataset or checkpoint (one line ``ssgan: error: …`` on stderr,
+    arguments, see ``ssgan.train.commands``): 0 done (or stopped on request), 1 a non-finite value
+    or a failed collective (a lost rank or a timeout: torchrun's ``--max-restarts`` restarts), 2 a bad
+    command line, run folder, dataset or checkpoint (one line ``ssgan: error: …`` on stderr,
     as every ``ssgan`` command)."""
     try:
         spec = RunSpec.from_args(argv) if parsed is None else RunSpec.from_namespace(parsed)
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None, parsed: argparse.Namespace | None = 
         return train(spec, info)
     except (TrainError, DatasetError, CheckpointError, MetricError) as e:
         return fail(e, 2)
-    except NonFiniteError as e:
+    except (NonFiniteError, CollectiveError) as e:
         return fail(e, 1)
     except KeyboardInterrupt:
         print("interrupted (no checkpoint written)", file=sys.stderr)

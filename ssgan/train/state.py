@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,8 +178,11 @@ class TrainState:
         if saved_world == world and any(k.startswith("rng.") for k in saved.get(rank, {})):
             self.load_rank_state_dict(saved[rank])
         else:
-            say(f"note: {path} was written by {saved_world} ranks; RNGs reseeded, so the "
-                f"continuation is not bit-identical to an uninterrupted run")
+            if saved_world != world:
+                say(world_change_warning(path, ck.meta, spec, saved_world), file=sys.stderr)
+            else:
+                say(f"note: {path} holds no RNG states; RNGs reseeded, so the continuation is not "
+                    f"bit-identical to an uninterrupted run")
             self.gen.manual_seed(rank_seed(spec.seed + self.step, rank))
             seed_everything(rank_seed(spec.seed + self.step + 1, rank))
             if "mean_path_length" in saved.get(0, {}):
@@ -247,6 +251,22 @@ class TrainState:
     def param_digest(self) -> dict[str, str]:
         """sha256 of G's, D's and G-EMA's parameters and buffers (for checking that ranks agree)."""
         return {"g": param_digest(self.G), "d": param_digest(self.D), "g_ema": param_digest(self.G_ema)}
+
+
+def world_change_warning(path: Path, meta: dict[str, Any], spec: RunSpec, saved_world: int) -> str:
+    """The ``warning:`` line of a resume at another world size (a host lost or added under
+    ``torchrun --nnodes MIN:MAX``): what changes. The batch of step s depends on the seed, s and the
+    global batch only (``ssgan.data.loader.StepBatchSampler``), so the data order survives a new
+    world size when ``--batch`` (global) is the saved run's; the per-rank batch is ``batch /
+    world size``; the latents and noise of each rank are reseeded from (seed + step, rank)."""
+    saved_batch = int((meta.get("args") or {}).get("batch", spec.batch))
+    order = ("data order unchanged (the same global batch of the same images at every step)"
+             if saved_batch == spec.batch
+             else f"data order changed (global batch {saved_batch} -> {spec.batch})")
+    return (f"warning: {path} was written by {saved_world} ranks, this run has {spec.world_size}: "
+            f"world size {saved_world} -> {spec.world_size}, per-rank batch {saved_batch // saved_world} -> "
+            f"{spec.per_rank}, {order}; the random numbers are reseeded, so the run continues but is not "
+            f"bit-identical to an uninterrupted run at {saved_world} ranks")
 
 
 def join_ranks(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
