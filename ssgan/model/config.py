@@ -138,7 +138,7 @@ PRESETS: dict[str, SSGANConfig] = {
     # The built-in portraits (--data faces: 9 classes, glasses transparent) at 64 px, sized to train
     # on two CPU cores within an hour (docs/training.md, "The small preset").
     "small": SSGANConfig(
-        size=64, style_dim=128, n_mlp=4, channel_max=96, seg_dim=9, local_layers=4,
+        size=64, style_dim=128, n_mlp=4, channel_max=64, seg_dim=9, local_layers=4,
         local_channel=24, base_layers=1, depth_layers=2, coarse_size=32, coarse_channel=48,
         min_feat_size=8, transparent_dims=(7,),
     ),
