@@ -10,7 +10,7 @@ whatever the backend.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -55,6 +55,27 @@ def mapping_network(cfg: SSGANConfig) -> nn.Sequential:
         *(EqualLinear(cfg.style_dim, cfg.style_dim, lr_mul=cfg.lr_mlp, activation="fused_lrelu")
           for _ in range(cfg.n_mlp)),
     )
+
+
+class StyleCodes:
+    """What both generators do with codes the same way (they provide ``style`` and ``mix_styles``):
+    :meth:`mapping` and :meth:`layout`."""
+
+    style: nn.Module
+    mix_styles: Callable[..., torch.Tensor]
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, D) → w (N, D)."""
+        return self.style(z)
+
+    def layout(self, styles: Sequence[torch.Tensor], input_is_latent: bool = False, truncation: float = 1.0,
+               truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
+        """z or w codes → expanded W+: mapping (unless ``input_is_latent``), truncation, layout."""
+        if not isinstance(styles, (list, tuple)):
+            raise TypeError("styles must be a list of tensors, e.g. G([z]) (official convention)")
+        if not input_is_latent:
+            styles = [self.mapping(s) for s in styles]
+        return self.mix_styles(L.truncate(styles, truncation, truncation_latent))
 
 
 class LocalGenerator(nn.Module):
@@ -143,7 +164,7 @@ class Synthesis(NamedTuple):
     latent: torch.Tensor  # (B, K·L, D) the expanded codes used (StyleGAN2: (B, n_latent, D))
 
 
-class SemanticGenerator(nn.Module):
+class SemanticGenerator(StyleCodes, nn.Module):
     """SemanticStyleGAN's generator.
 
     Typed API: :meth:`mapping`, :meth:`mean_latent`, :meth:`layout` and :meth:`synthesize`.
@@ -177,11 +198,7 @@ class SemanticGenerator(nn.Module):
         transparent[list(cfg.transparent_dims)] = 1
         self.register_buffer("transparent", transparent, persistent=False)
 
-    # ----- latent codes -------------------------------------------------------------------
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        """z (N, D) → w (N, D)."""
-        return self.style(z)
-
+    # ----- latent codes (mapping, layout: StyleCodes) --------------------------------------
     @torch.no_grad()
     def mean_latent(self, n: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
         """The mean w over ``n`` random z, (1, D): the truncation centre."""
@@ -207,15 +224,6 @@ class SemanticGenerator(nn.Module):
     def mix_with_choice(self, w1: torch.Tensor, w2: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """Two mapped codes and :meth:`mixing_choice`'s draws → expanded W+."""
         return L.mix_with_choice(w1, w2, choice, self.config)
-
-    def layout(self, styles: Sequence[torch.Tensor], input_is_latent: bool = False, truncation: float = 1.0,
-               truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
-        """z or w codes → expanded W+: mapping (unless ``input_is_latent``), truncation, layout."""
-        if not isinstance(styles, (list, tuple)):
-            raise TypeError("styles must be a list of tensors, e.g. G([z]) (official convention)")
-        if not input_is_latent:
-            styles = [self.mapping(s) for s in styles]
-        return self.mix_styles(L.truncate(styles, truncation, truncation_latent))
 
     # ----- synthesis ----------------------------------------------------------------------
     def local_features(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None = None,

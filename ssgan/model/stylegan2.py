@@ -25,9 +25,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ssgan.model import latents as L
 from ssgan.model.config import SSGANConfig
-from ssgan.model.generator import Synthesis, layer_noise, mapping_network
+from ssgan.model.generator import StyleCodes, Synthesis, layer_noise, mapping_network
 from ssgan.model.layers import EqualLinear, FixedStyledConv, ToRGB
 
 
@@ -45,7 +44,7 @@ class StyledLayer(nn.Module):
         return self.layer(x, extra, style=self.affine(w))
 
 
-class StyleGAN2Generator(nn.Module):
+class StyleGAN2Generator(StyleCodes, nn.Module):
     """StyleGAN2's generator for ``cfg`` (module doc); ``cfg.arch`` must be ``stylegan2``."""
 
     def __init__(self, cfg: SSGANConfig):
@@ -75,11 +74,7 @@ class StyleGAN2Generator(nn.Module):
             in_channel = out
         self.n_layers = 1 + len(self.convs)
 
-    # ----- latent codes (the same API as SemanticGenerator's) ------------------------------------
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        """z (N, D) → w (N, D)."""
-        return self.style(z)
-
+    # ----- latent codes (the same API as SemanticGenerator's; mapping, layout: StyleCodes) -------
     @torch.no_grad()
     def mean_latent(self, n: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
         """The mean w over ``n`` random z, (1, D): the truncation centre."""
@@ -114,15 +109,6 @@ class StyleGAN2Generator(nn.Module):
         if latent.ndim < 3:
             latent = latent.unsqueeze(1).expand(-1, self.n_latent, -1)
         return self.expand_latents(latent)
-
-    def layout(self, styles: Sequence[torch.Tensor], input_is_latent: bool = False, truncation: float = 1.0,
-               truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
-        """z or w codes → W+: mapping (unless ``input_is_latent``), truncation, layout."""
-        if not isinstance(styles, (list, tuple)):
-            raise TypeError("styles must be a list of tensors, e.g. G([z])")
-        if not input_is_latent:
-            styles = [self.mapping(s) for s in styles]
-        return self.mix_styles(L.truncate(styles, truncation, truncation_latent))
 
     # ----- synthesis -----------------------------------------------------------------------------
     def synthesize(self, latent: torch.Tensor, noise: Sequence[torch.Tensor | None] | None = None,
