@@ -115,8 +115,9 @@ class RunSpec:
                                          "matmuls; fp32: exact (default bf16 on CUDA, fp32 on CPU)",
                                    group="speed", choices=T.PRECISIONS)
     # data
-    data: str | None = option(None, "folder with images/ and optionally labels/ (default: the built-in "
-                                    "procedural faces)", group="data",
+    data: str | None = option(None, "folder with images/ and optionally labels/, or a built-in dataset: "
+                                    "synthetic (5 classes, the default) or faces (9 classes, --preset "
+                                    "small; docs/data.md)", group="data",
                                 metavar="DIR")
     images: str | None = option(None, "image folder (default: DATA/images)", group="data",
                                   metavar="DIR")
