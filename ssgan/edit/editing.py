@@ -1,8 +1,10 @@
 """Editing operations behind the command line, as functions returning numpy images and arrays.
 
-Every function takes a :class:`~ssgan.model.generator.SemanticGenerator` and works with *compact* W+
-latents, (N, n_latent, D) with n_latent = base + 2K: the base codes, then per class k a shape code
-(index base + 2k) and a texture code (base + 2k + 1). A plain sample's compact code is its mapped,
+Every function takes a :class:`~ssgan.model.generator.SemanticGenerator` (``generate``, ``render``,
+``sample_latents``, ``change`` also a :class:`~ssgan.model.stylegan2.StyleGAN2Generator`, whose
+renders have no masks) and works with *compact* W+ latents, (N, n_latent, D) with n_latent =
+base + 2K: the base codes, then per class k a shape code (index base + 2k) and a texture code
+(base + 2k + 1). A plain sample's compact code is its mapped,
 truncated w repeated n_latent times, so a saved latent fed back with ``input_is_latent=True``
 reproduces the image. All renders use the generator's stored noise buffers
 (``randomize_noise=False``) so that an image depends on its codes only.
