@@ -357,6 +357,14 @@ def load_generator(args: argparse.Namespace) -> tuple[Any, ClassInfo]:
     return ck.g_ema, classes
 
 
+def require_semantic(config: Any, path: Any, what: str) -> None:
+    """A one-line :class:`CLIError` when ``config`` (a checkpoint's) is the StyleGAN2 baseline, which
+    has no classes or masks: ``what`` (e.g. ``"ssgan mix"``) needs a SemanticStyleGAN checkpoint."""
+    if not config.semantic:
+        raise CLIError(f"{path} is a StyleGAN2 checkpoint (arch {config.arch}: no classes or masks); {what} "
+                       f"needs a SemanticStyleGAN checkpoint (one trained without --arch stylegan2)")
+
+
 def load_npy(path: str | Path, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """A .npy array (of ``shape`` when given), or a one-line error naming the file."""
     p = Path(path)

@@ -7,6 +7,7 @@ the file and the reason, and modules are built and filled completely before they
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from ssgan.checkpoint.ssgan_format import (
 from ssgan.classes import ClassInfo
 from ssgan.model.config import SSGANConfig
 from ssgan.model.discriminator import DualBranchDiscriminator
-from ssgan.model.generator import SemanticGenerator
+from ssgan.model.networks import build_generator
 
 
 @dataclass
@@ -38,8 +39,8 @@ class Checkpoint:
     """A loaded checkpoint. Modules are fully built on the requested device, or None when absent."""
 
     config: SSGANConfig
-    g_ema: nn.Module | None = None  # SemanticGenerator, in eval() mode
-    g: nn.Module | None = None  # SemanticGenerator
+    g_ema: nn.Module | None = None  # SemanticGenerator (StyleGAN2Generator for arch stylegan2), eval()
+    g: nn.Module | None = None  # SemanticGenerator or StyleGAN2Generator
     d: nn.Module | None = None  # DualBranchDiscriminator
     g_optim_state: dict[str, Any] | None = None  # ready for optimizer.load_state_dict
     d_optim_state: dict[str, Any] | None = None
@@ -104,7 +105,7 @@ def _read_contents(path: Path, header_only: bool = False) -> CheckpointContents:
 def _check_config(path: Path, found: SSGANConfig, wanted: SSGANConfig | None) -> None:
     if wanted is None or wanted == found:
         return
-    a, b = found.to_dict(), wanted.to_dict()
+    a, b = dataclasses.asdict(found), dataclasses.asdict(wanted)
     diff = [k for k in a if a[k] != b[k]]
 
     def show(d: dict[str, Any]) -> str:
@@ -114,10 +115,11 @@ def _check_config(path: Path, found: SSGANConfig, wanted: SSGANConfig | None) ->
 
 
 def build_module(path: Path, section: str, config: SSGANConfig, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A new module of ``section`` (``d``: the discriminator; else the generator) for ``config``,
+    """A new module of ``section`` (``d``: the discriminator; else the generator of ``config.arch``)
+    for ``config``,
     on CPU, filled with ``state`` (strict: names and shapes must match exactly; otherwise one line
     naming ``path``, the section and the first differing names)."""
-    module = DualBranchDiscriminator(config) if section == "d" else SemanticGenerator(config)
+    module = DualBranchDiscriminator(config) if section == "d" else build_generator(config)
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -15,7 +15,8 @@ from ssgan.classes import ClassesError
 from ssgan.data import tools
 from ssgan.data.base import DatasetError
 from ssgan.data.celebamask import celebamask_labels
-from ssgan.data.synthetic import export_synthetic
+from ssgan.data.faces import FACE_CLASSES, export_faces
+from ssgan.data.synthetic import SyntheticFaces, export_synthetic
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
 ERRORS: tuple[type[Exception], ...] = (DatasetError, ClassesError)
@@ -30,10 +31,17 @@ def cmd_celebamask(args: argparse.Namespace) -> None:
 
 def cmd_synthetic(args: argparse.Namespace) -> None:
     try:
-        export_synthetic(args.out_dir, args.count, args.size, args.seed, args.seg_dim)
+        if args.kind == "faces":
+            if args.seg_dim not in (None, len(FACE_CLASSES)):
+                raise ValueError(f"--seg-dim: --kind faces draws {len(FACE_CLASSES)} classes; drop --seg-dim")
+            export_faces(args.out_dir, args.count, args.size, args.seed)
+        else:
+            export_synthetic(args.out_dir, args.count, args.size, args.seed,
+                             SyntheticFaces.MIN_CLASSES if args.seg_dim is None else args.seg_dim)
     except ValueError as e:  # the dataset's own check of -n, --size and --seg-dim
         raise A.CLIError(str(e)) from None
-    print(f"wrote {args.count} images and labels to {args.out_dir}")
+    extra = ", classes.json and attributes.csv" if args.kind == "faces" else ""
+    print(f"wrote {args.count} images and labels{extra} to {args.out_dir}")
 
 
 def cmd_from_colors(args: argparse.Namespace) -> None:
@@ -74,7 +82,11 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder for images/ and labels/")
     A.add_count(p, "images (and labels) to write", default=1000, deprecated=("--n",))
     p.add_argument("--size", type=int, default=64, help="image size in pixels")
-    p.add_argument("--seg-dim", type=int, default=5, help="number of classes (>= 5)")
+    p.add_argument("--kind", choices=("basic", "faces"), default="basic",
+                   help="basic: the 5-class shapes (--data synthetic); faces: 9-class portraits with "
+                        "attributes.csv and classes.json (--data faces)")
+    p.add_argument("--seg-dim", type=int, default=None,
+                   help="number of classes of --kind basic (>= 5; default 5)")
     A.add_seed(p, help="seed of the images")
     p.set_defaults(func=cmd_synthetic)
 

@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError, ItemDataset, scan_folder
+from ssgan.data.faces import ProceduralFaces
 from ssgan.data.synthetic import SyntheticFaces
 
 # ------------------------------------------------------------------------------------------------
@@ -303,6 +304,10 @@ class CachedDataset(ItemDataset):
 # ------------------------------------------------------------------------------------------------
 
 
+#: The built-in datasets by their ``--data`` word (used when no folder of that name exists).
+BUILT_IN: dict[str, type[ItemDataset]] = {"synthetic": SyntheticFaces, "faces": ProceduralFaces}
+
+
 def open_dataset(
     data: str | None,
     images: str | None,
@@ -320,6 +325,8 @@ def open_dataset(
 
     * nothing (or ``data="synthetic"`` when no such folder exists):
       :class:`~ssgan.data.synthetic.SyntheticFaces` of ``length`` items drawn with ``seed``;
+    * ``data="faces"`` (when no such folder exists): :class:`~ssgan.data.faces.ProceduralFaces`
+      likewise (9 classes: ``seg_dim`` must be 9, e.g. ``--preset small``);
     * ``data=DIR``: images from ``DIR/images``, labels from ``DIR/labels`` when that folder
       exists, otherwise image-only data;
     * ``images`` / ``labels``: explicit folders, overriding those under ``data``; ``images``
@@ -331,8 +338,8 @@ def open_dataset(
         if labels is not None:
             raise DatasetError("a label folder was given without images; pass --images or --data too")
         ds: ItemDataset = SyntheticFaces(size, length, seed, seg_dim, hflip=hflip)
-    elif data == "synthetic" and images is None and labels is None and not Path(data).exists():
-        ds = SyntheticFaces(size, length, seed, seg_dim, hflip=hflip)
+    elif data in BUILT_IN and images is None and labels is None and not Path(data).exists():
+        ds = BUILT_IN[data](size, length, seed, seg_dim, hflip=hflip)
     else:
         root = None if data is None else Path(data)
         if root is not None and not root.is_dir():

@@ -14,7 +14,7 @@ from PIL import Image
 from ssgan.data.base import ItemDataset
 
 
-def _value_noise(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cells: int) -> np.ndarray:
+def value_noise(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cells: int) -> np.ndarray:
     """Smooth noise, roughly N(0, 1), defined on the unit square (so resolution independent):
     random values on a ``(cells+1)^2`` lattice, interpolated bicubically-smooth between them."""
     lattice = rng.standard_normal((cells + 1, cells + 1))
@@ -28,7 +28,7 @@ def _value_noise(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cells: 
     return top * (1 - fy) + bottom * fy
 
 
-def _stripes(x: np.ndarray, y: np.ndarray, angle: float, period: float, phase: float) -> np.ndarray:
+def stripes(x: np.ndarray, y: np.ndarray, angle: float, period: float, phase: float) -> np.ndarray:
     """A sine stripe pattern in [-1, 1] (period in image-width units)."""
     t = x * math.cos(angle) + y * math.sin(angle)
     return np.sin(2 * math.pi * t / period + phase)
@@ -106,7 +106,7 @@ class SyntheticFaces(ItemDataset):
         c0, c1 = u(0.05, 0.95, 3), u(0.05, 0.95, 3)
         angle = u(0, 2 * math.pi)
         t = np.clip((x - 0.5) * math.cos(angle) + (y - 0.5) * math.sin(angle) + 0.5, 0, 1)[..., None]
-        img[:] = c0 * (1 - t) + c1 * t + 0.06 * _value_noise(rng, x, y, 6)[..., None]
+        img[:] = c0 * (1 - t) + c1 * t + 0.06 * value_noise(rng, x, y, 6)[..., None]
 
         # Extra classes 5..K-1: parameters now, painted behind or in front of the face.
         extras = [self._extra_shape(rng, k) for k in range(self.MIN_CLASSES, self.seg_dim)]
@@ -123,7 +123,7 @@ class SyntheticFaces(ItemDataset):
         r2 = fx * fx + fy * fy
         tones = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.52], [0.70, 0.50, 0.36], [0.45, 0.31, 0.22]])
         skin = tones[rng.integers(len(tones))] + u(-0.06, 0.06, 3)
-        skin_col = skin * (1.08 - 0.3 * r2)[..., None] + 0.04 * _value_noise(rng, x, y, 24)[..., None]
+        skin_col = skin * (1.08 - 0.3 * r2)[..., None] + 0.04 * value_noise(rng, x, y, 24)[..., None]
         paint(r2 <= 1, 1, skin_col)
 
         def to_image(lx: float, ly: float) -> tuple[float, float]:
@@ -144,8 +144,8 @@ class SyntheticFaces(ItemDataset):
         mu = ((x - mx) * cos + (y - my) * sin) / mw
         mv = (-(x - mx) * sin + (y - my) * cos) / mh
         mouth_col = np.array([u(0.55, 0.9), u(0.08, 0.3), u(0.12, 0.35)])
-        stripes = _stripes(x, y, rot + math.pi / 2, u(0.025, 0.045), u(0, 2 * math.pi))
-        paint(mu * mu + mv * mv <= 1, 3, mouth_col * (1 + 0.18 * stripes)[..., None])
+        lines = stripes(x, y, rot + math.pi / 2, u(0.025, 0.045), u(0, 2 * math.pi))
+        paint(mu * mu + mv * mv <= 1, 3, mouth_col * (1 + 0.18 * lines)[..., None])
 
         for region, k, colour, behind in extras:
             if region is not None and not behind:
@@ -168,7 +168,7 @@ class SyntheticFaces(ItemDataset):
             along = (x - lx) * ux + (y - ly) * uy
             across = -(x - lx) * uy + (y - ly) * ux
             frame |= (np.abs(across) <= thick / 2) & (along >= ring_r) & (along <= length - ring_r)
-            glass_col = u(0.0, 1.0, 3) * (1 + 0.15 * _stripes(x, y, u(0, math.pi), 0.04, 0.0))[..., None]
+            glass_col = u(0.0, 1.0, 3) * (1 + 0.15 * stripes(x, y, u(0, math.pi), 0.04, 0.0))[..., None]
             label[frame] = 4
             img[frame] = alpha * glass_col[frame] + (1 - alpha) * img[frame]
 
@@ -188,7 +188,7 @@ class SyntheticFaces(ItemDataset):
         cx, cy = rng.uniform(0.1, 0.9, 2)
         s, rot = rng.uniform(0.07, 0.16), rng.uniform(0, math.pi)
         colour = rng.uniform(0.0, 1.0, 3)
-        st = _stripes(x, y, rng.uniform(0, math.pi), rng.uniform(0.02, 0.05), rng.uniform(0, 2 * math.pi))
+        st = stripes(x, y, rng.uniform(0, math.pi), rng.uniform(0.02, 0.05), rng.uniform(0, 2 * math.pi))
         field = np.clip(colour * (1 + 0.2 * st)[..., None], 0, 1)
         if not present:
             return None, k, field, behind

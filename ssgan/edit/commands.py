@@ -64,24 +64,27 @@ def cmd_generate(args: argparse.Namespace) -> None:
                                          mean=_mean(G, args), progress=bar.update,
                                          colors=V.palette(classes.k, classes.colors))):
             V.save_png(s.rgb, out / "img" / f"{i:06d}.png")
-            V.save_png(s.seg, out / "mask" / f"{i:06d}.png")
+            if s.seg is not None:  # a StyleGAN2 generator draws no masks
+                V.save_png(s.seg, out / "mask" / f"{i:06d}.png")
             A.save_npy(s.latent, out / "latent" / f"{i:06d}.npy")
             if i < args.grid_max:
                 rgbs.append(s.rgb)
                 segs.append(s.seg)
-    # Grid: rows of images, each followed by the row of their masks.
+    # Grid: rows of images, each followed by the row of their masks (when there are masks).
     ncol = min(len(rgbs), 8)
     tiles = []
     for r in range(0, len(rgbs), ncol):
         row_rgb, row_seg = rgbs[r:r + ncol], segs[r:r + ncol]
         blank = [np.full_like(rgbs[0], 255)] * (ncol - len(row_rgb))
-        tiles += row_rgb + blank + row_seg + blank
-    V.save_png(_legend(V.grid(np.stack(tiles), ncol=ncol), classes), out / "grid.png")
+        tiles += row_rgb + blank + (row_seg + blank if row_seg[0] is not None else [])
+    figure = V.grid(np.stack(tiles), ncol=ncol)
+    V.save_png(_legend(figure, classes) if segs[0] is not None else figure, out / "grid.png")
     print(f"wrote {args.count} samples to {out}")
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
     G, info = A.load_generator(args)
+    A.require_semantic(G.config, args.ckpt, "ssgan mix (region mix)")
     classes = info.indices(A.classes_text(args.classes))
     src = _load_latent(args.source, G)
     ref = _load_latent(args.reference, G)
@@ -120,6 +123,7 @@ def _write_locality(G, before: torch.Tensor, after: torch.Tensor, classes: Seque
 
 def cmd_components(args: argparse.Namespace) -> None:
     G, classes = A.load_generator(args)
+    A.require_semantic(G.config, args.ckpt, "ssgan components")
     figure = _legend(E.components(G, _one_latent(args, G), V.palette(classes.k, classes.colors)), classes)
     path = V.save_png(figure, Path(args.outdir) / "components.png")
     print(f"wrote {path}")
@@ -127,6 +131,7 @@ def cmd_components(args: argparse.Namespace) -> None:
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
     G, classes = A.load_generator(args)
+    A.require_semantic(G.config, args.ckpt, "ssgan interpolate (one class's codes)")
     text = A.classes_text(args.classes)
     picked = classes.indices(text, "--classes")
     if len(picked) != 1:
@@ -168,6 +173,8 @@ def cmd_invert(args: argparse.Namespace) -> int | None:
     except ValueError as e:
         raise A.CLIError(str(e)) from None
     G, _ = A.load_generator(args)
+    if args.labels:
+        A.require_semantic(G.config, args.ckpt, "mask-guided inversion (--labels)")
     encoder = None
     if args.encoder:
         from ssgan.edit.encoder import load_encoder
@@ -233,6 +240,8 @@ def cmd_direction(args: argparse.Namespace) -> None:
     info = inspect_checkpoint(args.ckpt)
     cfg = info["config"]
     names = ClassInfo.from_meta(info["meta"], cfg.seg_dim, cfg.transparent_dims)
+    if args.classes is not None:
+        A.require_semantic(cfg, args.ckpt, "--classes (per-class codes)")
     classes = None if args.classes is None else names.indices(A.classes_text(args.classes))
     labels = attribute_labels(Path(args.attributes), args.attribute)
     folder = Path(args.latents)
@@ -271,6 +280,8 @@ def cmd_edit(args: argparse.Namespace) -> None:
 
     G, names = A.load_generator(args)
     cfg = G.config
+    if args.classes is not None or args.diff:
+        A.require_semantic(cfg, args.ckpt, "--classes and --diff (class codes, masks)")
     classes = None if args.classes is None else names.indices(A.classes_text(args.classes))
     latent = _load_latent(args.latent, G)[:1]
     direction = A.load_npy(args.direction, "direction", (cfg.n_latent, cfg.style_dim))

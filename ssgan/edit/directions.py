@@ -101,13 +101,15 @@ def edit_latents(latent: torch.Tensor, direction: np.ndarray | torch.Tensor, str
 def edit(G: SemanticGenerator, latent: np.ndarray | torch.Tensor, direction: np.ndarray | torch.Tensor,
          strengths: Sequence[float], classes: Sequence[int] | None = None) -> dict[str, Any]:
     """Render ``latent`` moved along ``direction`` by each strength inside ``classes`` (default: the
-    classes the direction touches, or every code if it touches the base codes). Returns ``frames``
-    (image | mask per strength; small models enlarged by :func:`ssgan.visualize.enlarge`),
+    classes the direction touches, or every code if it touches the base codes; a StyleGAN2
+    generator: every code, and the whole image is the region). Returns ``frames`` (image | mask
+    per strength, the image alone for StyleGAN2; small models enlarged by
+    :func:`ssgan.visualize.enlarge`),
     ``latents`` (S, n_latent, D), ``classes``, and per strength the change against the unedited
     latent (:func:`ssgan.edit.editing.change`): ``diff`` heat maps, ``inside`` / ``outside`` means."""
     cfg = G.config
     src = E.as_latent(latent, G)[:1]
-    if classes is None and not np.abs(np.asarray(direction))[:cfg.base_layers].any():
+    if cfg.semantic and classes is None and not np.abs(np.asarray(direction))[:cfg.base_layers].any():
         classes = touched_classes(np.asarray(direction), cfg)
     codes = edit_latents(src, direction, strengths, cfg, classes)
     region = list(range(cfg.seg_dim)) if classes is None else list(classes)
@@ -115,7 +117,8 @@ def edit(G: SemanticGenerator, latent: np.ndarray | torch.Tensor, direction: np.
     frames, diffs, inside, outside = [], [], [], []
     for i in range(codes.shape[0]):
         r = E.render(G, codes[i:i + 1])
-        frames.append(V.grid(V.enlarge(np.stack([V.to_uint8(r.rgb)[0], V.colorize(r.seg)[0]])), ncol=2))
+        tiles = [V.to_uint8(r.rgb)[0]] + ([] if r.seg is None else [V.colorize(r.seg)[0]])
+        frames.append(V.grid(V.enlarge(np.stack(tiles)), ncol=len(tiles)))
         c = E.change(original, r, region)
         diffs.append(V.enlarge(c["diff"])[0])
         inside.append(c["inside"])

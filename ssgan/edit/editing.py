@@ -1,8 +1,10 @@
 """Editing operations behind the command line, as functions returning numpy images and arrays.
 
-Every function takes a :class:`~ssgan.model.generator.SemanticGenerator` and works with *compact* W+
-latents, (N, n_latent, D) with n_latent = base + 2K: the base codes, then per class k a shape code
-(index base + 2k) and a texture code (base + 2k + 1). A plain sample's compact code is its mapped,
+Every function takes a :class:`~ssgan.model.generator.SemanticGenerator` (``generate``, ``render``,
+``sample_latents``, ``change`` also a :class:`~ssgan.model.stylegan2.StyleGAN2Generator`, whose
+renders have no masks) and works with *compact* W+ latents, (N, n_latent, D) with n_latent =
+base + 2K: the base codes, then per class k a shape code (index base + 2k) and a texture code
+(base + 2k + 1). A plain sample's compact code is its mapped,
 truncated w repeated n_latent times, so a saved latent fed back with ``input_is_latent=True``
 reproduces the image. All renders use the generator's stored noise buffers
 (``randomize_noise=False``) so that an image depends on its codes only.
@@ -25,7 +27,7 @@ class Sample(NamedTuple):
     """One generated sample."""
 
     rgb: np.ndarray  # (H, W, 3) uint8
-    seg: np.ndarray  # (H, W, 3) uint8 palette colours of the segmentation argmax
+    seg: np.ndarray | None  # (H, W, 3) uint8 palette colours of the segmentation argmax; None: StyleGAN2
     latent: np.ndarray  # (n_latent, D) float32 compact W+
 
 
@@ -97,10 +99,11 @@ def generate(G: SemanticGenerator, n: int, seed: int = 0, truncation: float = 1.
         for start in range(0, n, batch):
             latent = codes[start:start + batch]
             out = render(G, latent)
-            rgb, seg = V.to_uint8(out.rgb), V.colorize(out.seg, colors)
+            rgb = V.to_uint8(out.rgb)
+            seg = None if out.seg is None else V.colorize(out.seg, colors)
             lat = latent.float().cpu().numpy()
             for i in range(latent.shape[0]):
-                yield Sample(rgb[i], seg[i], lat[i])
+                yield Sample(rgb[i], None if seg is None else seg[i], lat[i])
             if progress is not None:
                 progress(latent.shape[0])
 
@@ -143,10 +146,14 @@ def change(source: Synthesis, result: Synthesis, classes: Sequence[int]) -> dict
     """How far an edit moved the image, and where: d = mean over RGB of |result − source| in 8-bit
     levels, (N, H, W); ``diff`` (its heat map), ``diff_values``, ``region`` R = {p : argmax
     seg_source(p) ∈ classes or argmax seg_result(p) ∈ classes} and the means ``inside`` /
-    ``outside`` of d over R and its complement (NaN where empty)."""
+    ``outside`` of d over R and its complement (NaN where empty). Renders without masks (StyleGAN2):
+    R is the whole image."""
     d = (result.rgb.float().clamp(-1, 1) - source.rgb.float().clamp(-1, 1)).abs().mean(1) * 127.5
     chosen = torch.tensor([int(c) for c in classes], device=d.device)
-    region = torch.isin(source.seg.argmax(1), chosen) | torch.isin(result.seg.argmax(1), chosen)
+    if source.seg is None:  # StyleGAN2: no masks, so the region is the whole image
+        region = torch.ones_like(d, dtype=torch.bool)
+    else:
+        region = torch.isin(source.seg.argmax(1), chosen) | torch.isin(result.seg.argmax(1), chosen)
     inside = d[region].mean().item() if region.any() else float("nan")
     outside = d[~region].mean().item() if (~region).any() else float("nan")
     return dict(diff=V.heatmap(d), diff_values=d.cpu().numpy(), region=region.cpu().numpy(),

@@ -81,8 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", metavar="FILE", help="the encoder file instead of OUTDIR/encoder.safetensors "
                                                  "(<stem>.stats.jsonl and <stem>.recon.png beside it; "
                                                  "default: none)")
-    t.add_argument("--data", metavar="DIR", help="real images (DIR/images, or 'synthetic': the built-in "
-                                                 "dataset) for half of each batch; default: none")
+    t.add_argument("--data", metavar="DIR", help="real images (DIR/images, or 'synthetic' / 'faces': a "
+                                                 "built-in dataset) for half of each batch; default: none")
     t.add_argument("--steps", type=int, default=EncoderTrainConfig.steps, help="training steps")
     t.add_argument("--batch", type=int, default=EncoderTrainConfig.batch, help="images per step")
     t.add_argument("--iters", type=int, default=EncoderConfig.iters, help="refinement passes")

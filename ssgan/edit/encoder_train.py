@@ -102,13 +102,17 @@ def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> 
 
 
 @torch.no_grad()
-def sample_targets(G: SemanticGenerator, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                 torch.Tensor]:
-    """``n`` style-mixed compact codes w* (module docstring), their images G(w*) and masks argmax seg."""
+def sample_targets(G: SemanticGenerator, n: int, gen: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``n`` style-mixed compact codes w* (module docstring), their images G(w*) and masks argmax seg
+    (a StyleGAN2 generator: codes mixed at its crossover points, no masks: None)."""
     cfg = G.config
     device = next(G.parameters()).device
     z = torch.randn(2, n, G.style_dim, generator=gen).to(device)
     w1, w2 = G.mapping(z[0]), G.mapping(z[1])
+    if not cfg.semantic:
+        latent = G.mix_with_choice(w1, w2, G.mixing_choice(n, gen, gen.device).to(device))
+        return latent, EN.synthesize(G, latent).rgb.float().clamp(-1, 1), None
     choice = L.mixing_choice(n, cfg, gen).to(device)  # (n, K, 1) in {0, 1, 2}
     shape = torch.where(choice == 2, w2[:, None], w1[:, None])
     texture = torch.where(choice == 0, w1[:, None], w2[:, None])
@@ -141,10 +145,12 @@ def encoder_losses(G: SemanticGenerator, encoder: EN.LatentEncoder, x: torch.Ten
     terms = {"mse": (rgb - x).square().mean(),
              "percept": perceptual(_pool(rgb, cfg.percept_size), _pool(x, cfg.percept_size)).mean()}
     total = cfg.lambda_mse * terms["mse"] + cfg.lambda_percept * terms["percept"]
-    if n_known and w_true is not None and mask is not None:
+    if n_known and w_true is not None:
         terms["latent"] = ((w[:n_known] - w_true) / encoder.w_std).square().mean()
+        total = total + cfg.lambda_latent * terms["latent"]
+    if n_known and mask is not None:  # no masks from a StyleGAN2 generator
         terms["seg"] = F.cross_entropy(out.seg[:n_known].float(), mask)
-        total = total + cfg.lambda_latent * terms["latent"] + cfg.lambda_seg * terms["seg"]
+        total = total + cfg.lambda_seg * terms["seg"]
     terms["total"] = total
     terms["psnr"] = psnr(rgb.detach().clamp(-1, 1), x).mean()
     return terms

@@ -103,7 +103,7 @@ def _synthesize(G: SemanticGenerator, latent: torch.Tensor, precision: str) -> S
            else nullcontext())
     with amp:
         out = G.synthesize(G.expand_latents(latent), randomize_noise=False)
-    return out._replace(rgb=out.rgb.float(), seg=out.seg.float())
+    return out._replace(rgb=out.rgb.float(), seg=None if out.seg is None else out.seg.float())
 
 
 def image_losses(out: Synthesis, target: torch.Tensor, label: torch.Tensor | None,
@@ -224,7 +224,7 @@ def measure(G: SemanticGenerator, latents: torch.Tensor, images: torch.Tensor,
             acc, iou = mask_scores(out.seg.argmax(1), labels[s:s + batch].to(device), G.config.seg_dim)
             cols.update(mask_accuracy=acc, miou=iou)
         rows += [{k: float(v[i]) for k, v in cols.items()} for i in range(x.shape[0])]
-        renders.append(Synthesis(*(t.cpu() for t in out)))
+        renders.append(Synthesis(*(None if t is None else t.cpu() for t in out)))
     return rows, renders
 
 
@@ -234,11 +234,11 @@ def mask_scores(pred: torch.Tensor, label: torch.Tensor, seg_dim: int) -> tuple[
     return acc, mean_iou(iou_counts(pred, label, seg_dim)).float()
 
 
-def recon_figure(image: np.ndarray, recon: np.ndarray, mask: np.ndarray,
+def recon_figure(image: np.ndarray, recon: np.ndarray, mask: np.ndarray | None,
                  label: np.ndarray | None = None) -> np.ndarray:
-    """input | reconstruction | its mask [| the given label], (H, W, 3) uint8 tiles side by side,
-    small models shown enlarged (:func:`ssgan.visualize.enlarge`)."""
-    tiles = np.stack([image, recon, mask] + ([label] if label is not None else []))
+    """input | reconstruction | its mask (none from a StyleGAN2 generator) [| the given label],
+    (H, W, 3) uint8 tiles side by side, small models shown enlarged (:func:`ssgan.visualize.enlarge`)."""
+    tiles = np.stack([image, recon] + [t for t in (mask, label) if t is not None])
     return V.grid(V.enlarge(tiles), ncol=len(tiles))
 
 
@@ -303,12 +303,13 @@ def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLik
                         meta={"tuned_by": "ssgan invert", "source": source,
                               "finetune_steps": cfg.finetune_steps, "images": photos.stems})
     rgb = V.to_uint8(torch.cat([r.rgb for r in renders]))
-    masks = V.colorize(torch.cat([r.seg for r in renders]))
+    masks = V.colorize(torch.cat([r.seg for r in renders])) if renders[0].seg is not None else None
     inputs = V.to_uint8(photos.images)
     given = None if photos.labels is None else V.colorize(photos.labels)
     for i, stem in enumerate(photos.stems):
         save_npy(latents[i].cpu().numpy().astype(np.float32), out / "latent" / f"{stem}.npy")
-        V.save_png(recon_figure(inputs[i], rgb[i], masks[i], None if given is None else given[i]),
+        V.save_png(recon_figure(inputs[i], rgb[i], None if masks is None else masks[i],
+                                None if given is None else given[i]),
                    out / "recon" / f"{stem}.png")
     metrics = {"perceptual": getattr(perceptual, "name", type(perceptual).__name__),
                "mask_guidance": photos.labels is not None, "config": asdict(cfg), "source": source,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ssgan import cliargs as A
+from ssgan.checkpoint import inspect_checkpoint
 from ssgan.data.base import DatasetError
 from ssgan.metrics.inception import InceptionError
 from ssgan.metrics.metric_main import MetricError, compute
@@ -20,6 +21,8 @@ ERRORS: tuple[type[Exception], ...] = (MetricError, InceptionError, DatasetError
 
 def cmd_metrics(args: argparse.Namespace) -> None:
     """Quality metrics of a checkpoint's G-EMA against real data: a table, and JSON with --out."""
+    if any(name.strip().startswith("mask") for name in args.metrics.split(",")):
+        A.require_semantic(inspect_checkpoint(args.ckpt)["config"], args.ckpt, "a mask metric (mask*)")
     res = compute(args.metrics, args.ckpt, data=args.data, images=args.images, labels=args.labels,
                   inception=args.inception, device=args.device, batch=args.batch,
                   truncation=args.truncation, seed=args.seed, cache_dir=args.cache_dir or True,

@@ -234,8 +234,9 @@ def dataset_fingerprint(dataset: Dataset) -> dict | None:
             st = os.stat(f)
             h.update(f"{Path(f).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return {"folder": str(Path(base.images_dir).resolve()), "files": h.hexdigest()}
-    if hasattr(base, "render"):  # SyntheticFaces: a pure function of its parameters
-        return {"synthetic": [base.size, base.seg_dim, base.seed]}
+    if hasattr(base, "render"):  # a built-in dataset: a pure function of its parameters
+        kind = "faces" if hasattr(base, "attributes") else "synthetic"  # ProceduralFaces, SyntheticFaces
+        return {kind: [base.size, base.seg_dim, base.seed]}
     return None
 
 

@@ -9,10 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+#: The generator architectures (``SSGANConfig.arch``, ``--arch``): SemanticStyleGAN (local
+#: generators, fusion, render net, dual-branch D) and the StyleGAN2 baseline (mapping network,
+#: modulated synthesis, image-only D; :mod:`ssgan.model.stylegan2`).
+ARCHS: tuple[str, ...] = ("semanticstylegan", "stylegan2")
+DEFAULT_ARCH = ARCHS[0]
 
 
 def option(default: Any, help: str) -> Any:
@@ -26,6 +33,12 @@ class SSGANConfig:
 
     Notation of docs/model.md, "Notation": K = ``seg_dim``, L = ``local_layers``, C = ``local_channel``,
     F = ``coarse_channel``, S = ``coarse_size``.
+
+    ``arch``: the generator architecture (:data:`ARCHS`). ``stylegan2`` uses ``size``,
+    ``style_dim``, ``n_mlp``, ``lr_mlp`` and the channel table (:meth:`channels`) and ignores the
+    local-generator fields; ``seg_dim`` and ``transparent_dims`` still name the data's classes.
+    :meth:`to_dict` leaves out the default arch, so SemanticStyleGAN checkpoints keep their bytes
+    and a checkpoint without the field is SemanticStyleGAN.
     """
 
     size: int = option(256, "output resolution (power of two)")
@@ -46,6 +59,8 @@ class SSGANConfig:
     detach_texture: bool = option(False, "texture codes do not receive gradients through the shape path")
     transparent_dims: tuple[int, ...] = option(
         (10, 12), "transparent classes, comma-separated indices or names ('' for none)")
+    arch: str = option(DEFAULT_ARCH, "generator architecture: semanticstylegan, or the stylegan2 baseline "
+                                     "(image-only D, no masks)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "transparent_dims", tuple(int(t) for t in self.transparent_dims))
@@ -62,20 +77,30 @@ class SSGANConfig:
             problems.append("coarse_size must be a multiple of min_feat_size")
         if self.seg_dim < 1:
             problems.append("seg_dim must be >= 1")
+        if self.arch not in ARCHS:
+            problems.append(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if any(not 0 <= t < self.seg_dim for t in self.transparent_dims):
             problems.append(f"transparent_dims {self.transparent_dims} must lie in [0, seg_dim)")
         if problems:
             raise ValueError("invalid SSGANConfig: " + "; ".join(problems))
 
     @property
+    def semantic(self) -> bool:
+        """Whether this is SemanticStyleGAN (per-class codes, masks), not the StyleGAN2 baseline."""
+        return self.arch == DEFAULT_ARCH
+
+    @property
     def n_latent(self) -> int:
-        """Codes in the compact W+ layout: base codes, then (shape, texture) per class."""
+        """Codes in the compact W+ layout: base codes, then (shape, texture) per class; StyleGAN2:
+        one per synthesis conv and ToRGB, 2·log2(size) − 2."""
+        if not self.semantic:
+            return 2 * int(math.log2(self.size)) - 2
         return self.base_layers + 2 * self.seg_dim
 
     @property
     def n_latent_expand(self) -> int:
-        """Codes in the expanded layout: ``local_layers`` per local generator."""
-        return self.seg_dim * self.local_layers
+        """Codes in the expanded layout: ``local_layers`` per local generator (StyleGAN2: n_latent)."""
+        return self.seg_dim * self.local_layers if self.semantic else self.n_latent
 
     def channels(self, resolution: int) -> int:
         """Render-net and discriminator width at ``resolution`` (docs/model.md,
@@ -86,8 +111,11 @@ class SSGANConfig:
         return min(table[resolution], self.channel_max)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values; ``arch`` only when it is not the default (class doc)."""
         d = dataclasses.asdict(self)
         d["transparent_dims"] = list(self.transparent_dims)
+        if self.semantic:
+            del d["arch"]
         return d
 
     @classmethod
@@ -113,6 +141,13 @@ PRESETS: dict[str, SSGANConfig] = {
         size=32, style_dim=128, n_mlp=4, channel_max=64, seg_dim=5, local_layers=4,
         local_channel=16, base_layers=1, depth_layers=2, coarse_size=16, coarse_channel=32,
         min_feat_size=4, transparent_dims=(4,),
+    ),
+    # The built-in portraits (--data faces: 9 classes, glasses transparent) at 64 px, sized to train
+    # on two CPU cores within an hour (docs/training.md, "The small preset").
+    "small": SSGANConfig(
+        size=64, style_dim=128, n_mlp=4, channel_max=64, seg_dim=9, local_layers=4,
+        local_channel=24, base_layers=1, depth_layers=2, coarse_size=32, coarse_channel=48,
+        min_feat_size=8, transparent_dims=(7,),
     ),
 }
 
@@ -151,6 +186,8 @@ def add_config_flags(parser: argparse.ArgumentParser | Any) -> None:
                 parser.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
             elif f.name == "transparent_dims":
                 parser.add_argument(*names, metavar="K,K", **common)
+            elif f.name == "arch":
+                parser.add_argument(*names, choices=ARCHS, **common)
             else:
                 kind = float if str(f.type) == "float" else int
                 parser.add_argument(*names, type=kind, metavar="X" if kind is float else "N", **common)

@@ -1,4 +1,5 @@
-"""The dual-branch discriminator: an image branch and a segmentation branch, summed at 4×4."""
+"""The dual-branch discriminator: an image branch and a segmentation branch, summed at 4×4 (the
+StyleGAN2 baseline's, ``arch="stylegan2"``: the image branch alone)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def _branch(cfg: SSGANConfig, in_channel: int) -> nn.Sequential:
 
 
 class DualBranchDiscriminator(nn.Module):
-    """D(img, seg=None) → (B, 1) realness logits; the seg branch is skipped when ``seg`` is None."""
+    """D(img, seg=None) → (B, 1) realness logits; the seg branch is skipped when ``seg`` is None.
+    For ``cfg.arch == "stylegan2"`` there is no seg branch (``convs_seg`` is None): an image-only D."""
 
     stddev_group = 4
 
@@ -30,7 +32,7 @@ class DualBranchDiscriminator(nn.Module):
         super().__init__()
         self.config = cfg
         self.convs_img = _branch(cfg, 3)
-        self.convs_seg = _branch(cfg, cfg.seg_dim)
+        self.convs_seg = _branch(cfg, cfg.seg_dim) if cfg.semantic else None
         ch = cfg.channels(4)
         self.final_conv = ConvLayer(ch + 1, ch, 3)
         self.final_linear = nn.Sequential(
@@ -51,6 +53,8 @@ class DualBranchDiscriminator(nn.Module):
     def forward(self, img: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
         out = self.convs_img(img)
         if seg is not None:
+            if self.convs_seg is None:
+                raise ValueError("this discriminator is image-only (arch stylegan2): call D(img)")
             out = out + self.convs_seg(seg)
         out = self.final_conv(self.minibatch_stddev(out))
         return self.final_linear(out.reshape(img.shape[0], -1))

@@ -10,7 +10,7 @@ whatever the backend.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -47,6 +47,37 @@ def stacked_head(heads: Sequence[ToRGB]) -> tuple[torch.Tensor, torch.Tensor]:
     return weight.flatten(2), torch.stack([h.bias.flatten() for h in heads])
 
 
+def mapping_network(cfg: SSGANConfig) -> nn.Sequential:
+    """The mapping network z → w: PixelNorm, then ``n_mlp`` equalized linear layers D → D with
+    leaky ReLU and learning-rate multiplier ``lr_mlp`` (shared by both architectures)."""
+    return nn.Sequential(
+        PixelNorm(),
+        *(EqualLinear(cfg.style_dim, cfg.style_dim, lr_mul=cfg.lr_mlp, activation="fused_lrelu")
+          for _ in range(cfg.n_mlp)),
+    )
+
+
+class StyleCodes:
+    """What both generators do with codes the same way (they provide ``style`` and ``mix_styles``):
+    :meth:`mapping` and :meth:`layout`."""
+
+    style: nn.Module
+    mix_styles: Callable[..., torch.Tensor]
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, D) → w (N, D)."""
+        return self.style(z)
+
+    def layout(self, styles: Sequence[torch.Tensor], input_is_latent: bool = False, truncation: float = 1.0,
+               truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
+        """z or w codes → expanded W+: mapping (unless ``input_is_latent``), truncation, layout."""
+        if not isinstance(styles, (list, tuple)):
+            raise TypeError("styles must be a list of tensors, e.g. G([z]) (official convention)")
+        if not input_is_latent:
+            styles = [self.mapping(s) for s in styles]
+        return self.mix_styles(L.truncate(styles, truncation, truncation_latent))
+
+
 class LocalGenerator(nn.Module):
     """Parameters of one class's per-pixel generator: L modulated 1×1 layers C→C, ``to_feat``
     (C→F) and, for every class but the background, ``to_depth`` (C→1)."""
@@ -58,6 +89,19 @@ class LocalGenerator(nn.Module):
         self.to_feat = ToRGB(C, cfg.coarse_channel)
         if use_depth:
             self.to_depth = ToRGB(C, 1)
+
+
+def layer_noise(buffers: nn.Module, n_layers: int, noise: Sequence[torch.Tensor | None] | None,
+                randomize_noise: bool) -> list[torch.Tensor | None]:
+    """Per-conv noise of a synthesis net: the given list (``n_layers`` long), fresh noise (None
+    each) when ``randomize_noise``, else the stored buffers ``buffers.noise_<i>``."""
+    if noise is not None:
+        if len(noise) != n_layers:
+            raise ValueError(f"noise must list {n_layers} tensors (one per synthesis conv)")
+        return list(noise)
+    if randomize_noise:
+        return [None] * n_layers
+    return [getattr(buffers, f"noise_{i}") for i in range(n_layers)]
 
 
 class RenderNet(nn.Module):
@@ -90,13 +134,7 @@ class RenderNet(nn.Module):
     def get_noise(self, noise: Sequence[torch.Tensor | None] | None,
                   randomize_noise: bool) -> list[torch.Tensor | None]:
         """Per-layer noise: the given list, fresh noise (None) or the stored buffers."""
-        if noise is not None:
-            if len(noise) != self.n_layers:
-                raise ValueError(f"noise must list {self.n_layers} tensors (one per render-net conv)")
-            return list(noise)
-        if randomize_noise:
-            return [None] * self.n_layers
-        return [getattr(self.noises, f"noise_{i}") for i in range(self.n_layers)]
+        return layer_noise(self.noises, self.n_layers, noise, randomize_noise)
 
     def forward(self, feat: torch.Tensor, noise: Sequence[torch.Tensor | None] | None = None,
                 randomize_noise: bool = True,
@@ -120,13 +158,13 @@ class Synthesis(NamedTuple):
     """What the generator produces from expanded W+ codes."""
 
     rgb: torch.Tensor  # (B, 3, size, size), roughly in [-1, 1]
-    seg: torch.Tensor  # (B, K, size, size) segmentation logits
-    coarse: torch.Tensor  # (B, K, S, S) coarse mask 2m − 1
-    depth: torch.Tensor  # (B, K, S, S) pseudo-depths (zeros for the background)
-    latent: torch.Tensor  # (B, K·L, D) the expanded codes used
+    seg: torch.Tensor | None  # (B, K, size, size) segmentation logits; None: StyleGAN2 (no masks)
+    coarse: torch.Tensor | None  # (B, K, S, S) coarse mask 2m − 1; None: StyleGAN2
+    depth: torch.Tensor | None  # (B, K, S, S) pseudo-depths (zeros for the background); None: StyleGAN2
+    latent: torch.Tensor  # (B, K·L, D) the expanded codes used (StyleGAN2: (B, n_latent, D))
 
 
-class SemanticGenerator(nn.Module):
+class SemanticGenerator(StyleCodes, nn.Module):
     """SemanticStyleGAN's generator.
 
     Typed API: :meth:`mapping`, :meth:`mean_latent`, :meth:`layout` and :meth:`synthesize`.
@@ -147,6 +185,7 @@ class SemanticGenerator(nn.Module):
         self.transparent_dims = list(cfg.transparent_dims)
         self.n_latent = cfg.n_latent
         self.n_latent_expand = cfg.n_latent_expand
+        self.mixing_groups = cfg.seg_dim  # style mixing draws one choice per class
 
         self.pos_embed = PositionEmbedding(2, cfg.local_channel, n_freqs=int(math.log2(cfg.size)))
         # the default grid's Fourier features never change: computed once, not every forward
@@ -154,20 +193,12 @@ class SemanticGenerator(nn.Module):
                              persistent=False)
         self.local_nets = nn.ModuleList(LocalGenerator(cfg, use_depth=k > 0) for k in range(cfg.seg_dim))
         self.render_net = RenderNet(cfg)
-        self.style = nn.Sequential(
-            PixelNorm(),
-            *(EqualLinear(cfg.style_dim, cfg.style_dim, lr_mul=cfg.lr_mlp, activation="fused_lrelu")
-              for _ in range(cfg.n_mlp)),
-        )
+        self.style = mapping_network(cfg)
         transparent = torch.zeros(cfg.seg_dim)
         transparent[list(cfg.transparent_dims)] = 1
         self.register_buffer("transparent", transparent, persistent=False)
 
-    # ----- latent codes -------------------------------------------------------------------
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        """z (N, D) → w (N, D)."""
-        return self.style(z)
-
+    # ----- latent codes (mapping, layout: StyleCodes) --------------------------------------
     @torch.no_grad()
     def mean_latent(self, n: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
         """The mean w over ``n`` random z, (1, D): the truncation centre."""
@@ -184,14 +215,15 @@ class SemanticGenerator(nn.Module):
         """Mapped codes → expanded W+, with style mixing for two codes (see :func:`latents.mix_styles`)."""
         return L.mix_styles(styles, self.config, generator)
 
-    def layout(self, styles: Sequence[torch.Tensor], input_is_latent: bool = False, truncation: float = 1.0,
-               truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
-        """z or w codes → expanded W+: mapping (unless ``input_is_latent``), truncation, layout."""
-        if not isinstance(styles, (list, tuple)):
-            raise TypeError("styles must be a list of tensors, e.g. G([z]) (official convention)")
-        if not input_is_latent:
-            styles = [self.mapping(s) for s in styles]
-        return self.mix_styles(L.truncate(styles, truncation, truncation_latent))
+    def mixing_choice(self, n: int, generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+        """Style-mixing draws (n, K, 1) (see :func:`latents.mixing_choice`); zeros (n,
+        :attr:`mixing_groups`, 1): no mixing."""
+        return L.mixing_choice(n, self.config, generator, device)
+
+    def mix_with_choice(self, w1: torch.Tensor, w2: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """Two mapped codes and :meth:`mixing_choice`'s draws → expanded W+."""
+        return L.mix_with_choice(w1, w2, choice, self.config)
 
     # ----- synthesis ----------------------------------------------------------------------
     def local_features(self, latent: torch.Tensor, coords: Sequence[torch.Tensor] | None = None,

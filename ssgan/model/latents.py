@@ -95,7 +95,11 @@ def mix_with_choice(w1: torch.Tensor, w2: torch.Tensor, choice: torch.Tensor,
 def class_codes(classes: Sequence[int], part: str, cfg: SSGANConfig) -> list[int]:
     """Compact W+ indices of ``classes``' codes: shape base + 2k, texture base + 2k + 1.
 
-    part: 'shape', 'texture' or 'all' (both); out-of-range classes raise ``ValueError``."""
+    part: 'shape', 'texture' or 'all' (both); out-of-range classes raise ``ValueError``, and so
+    does a StyleGAN2 configuration (its codes are per layer, not per class)."""
+    if not cfg.semantic:
+        raise ValueError("a StyleGAN2 model has no per-class codes (its codes are per layer); "
+                         "use a SemanticStyleGAN checkpoint")
     if part not in ("shape", "texture", "all"):
         raise ValueError(f"part must be shape, texture or all, not {part!r}")
     bad = [c for c in classes if not 0 <= c < cfg.seg_dim]

@@ -155,7 +155,13 @@ class FixedStyledConv(nn.Module):
 
     W' = W · modulation / √(in·k²), demodulated per output channel by rsqrt(Σ W'² + 1e-8) when
     ``demodulate``. With ``upsample`` a stride-2 transposed convolution followed by the blur
-    (kernel × 4); then optional noise injection and bias + leaky ReLU × √2."""
+    (kernel × 4); then optional noise injection and bias + leaky ReLU × √2.
+
+    ``forward(x, noise, style)`` with a per-sample ``style`` s (B, in) is StyleGAN2's modulated
+    convolution: W'_b = W · modulation · s_b / √(in·k²), demodulated per sample and output
+    channel, computed as conv(x · s_b, W · modulation / √(in·k²)) · d_b with
+    d_b,o = rsqrt(Σ_{i,k} W'_b,o,i,k² + 1e-8) (the same values; one shared weight, no grouped
+    convolution; the blur is linear per channel, so d_b may follow it)."""
 
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, demodulate: bool = True,
                  upsample: bool = False, blur_kernel: Sequence[float] = BLUR_KERNEL,
@@ -177,12 +183,20 @@ class FixedStyledConv(nn.Module):
         """The (out, in, k, k) weight actually convolved."""
         return fixed_modulated_weight(self.weight, self.modulation, self.scale, self.demodulate)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        w = self.effective_weight()
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                style: torch.Tensor | None = None) -> torch.Tensor:
+        if style is None:
+            w = self.effective_weight()
+        else:  # per-sample modulation (class doc)
+            w = self.modulation * self.scale * self.weight
+            x = x * style[:, :, None, None]
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2))
         else:
             out = F.conv2d(x, w, padding=self.padding)
+        if style is not None and self.demodulate:
+            per_sample = w.square().sum([2, 3])[None] * style[:, None, :].square()  # (B, out, in)
+            out = out * torch.rsqrt(per_sample.sum(2) + 1e-8)[:, :, None, None]
         if self.activate is None:
             return out
         if self.noise is None:
@@ -203,8 +217,10 @@ class ToRGB(nn.Module):
                                     activate=False)
         self.bias = nn.Parameter(torch.zeros(1, out_channel, 1, 1))
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x) + self.bias
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None,
+                style: torch.Tensor | None = None) -> torch.Tensor:
+        """``style``: a per-sample modulation (B, in), as :class:`FixedStyledConv`'s."""
+        out = self.conv(x, style=style) + self.bias
         if skip is not None:
             out = out + self.upsample(skip)
         return out

@@ -69,6 +69,7 @@ def build(args: argparse.Namespace) -> Any:
         raise A.CLIError(f"--invert-steps must be in 1..2000, not {args.invert_steps}")
     G, classes = A.load_generator(args)
     cfg = G.config
+    A.require_semantic(cfg, args.ckpt, "ssgan serve (the region editor)")
     directions = None
     if args.directions:
         try:

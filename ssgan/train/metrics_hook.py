@@ -36,9 +36,14 @@ from ssgan.metrics.metric_main import Evaluator, MetricError, parse_metrics
 from ssgan.metrics.metric_utils import MetricOptions, default_cache_dir
 
 
-def default_metrics(device: torch.device, inception: str | None, has_labels: bool = True) -> str:
+def default_metrics(device: torch.device, inception: str | None, has_labels: bool = True,
+                    masks: bool = True) -> str:
     """The metric set of a run without ``--metrics`` (module doc); image-only data: mask agreement
-    instead of mask FD (no real labels to compare with)."""
+    instead of mask FD (no real labels to compare with); a generator without masks (``masks=False``,
+    the StyleGAN2 baseline): FID alone on CUDA with Inception weights, else none."""
+    fid = device.type == "cuda" and (inception or default_weights() is not None)
+    if not masks:
+        return "fid10k" if fid else "none"
     mask = "maskfd" if has_labels else "maskiou"
     if device.type != "cuda":
         return f"{mask}500"

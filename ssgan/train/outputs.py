@@ -133,7 +133,7 @@ class RunOutputs:
             raise TrainError(str(e)) from None
         self.meta = {"args": spec.to_meta(), "train": run.tc.to_dict(), "world_size": info.world_size,
                      "global_batch": spec.batch, "seed": spec.seed, "classes": run.classes.to_meta()}
-        names = spec.metrics or default_metrics(device, spec.inception, run.use_seg)
+        names = spec.metrics or default_metrics(device, spec.inception, run.use_seg, run.cfg.semantic)
         self.metrics = None if names == "none" else TrainingMetrics(
             names, spec.metrics_every, out, state.G_ema, run.dataset, device, 4 * spec.per_rank,
             inception=spec.inception, seed=spec.seed, resume_step=start, is_main=main, say=tqdm.write,
@@ -141,7 +141,9 @@ class RunOutputs:
         self.last_good = latest_checkpoint(spec.ckpt_dir)
         self.stop = StopRequest(info)
         self.stop.install()
-        say(f"training {run.config_name} config{' + changes' if run.changed else ''} at {run.cfg.size}px, "
+        arch = "" if run.cfg.semantic else f" ({run.cfg.arch})"
+        say(f"training {run.config_name} config{' + changes' if run.changed else ''}{arch} at "
+            f"{run.cfg.size}px, "
             f"{run.cfg.seg_dim} classes ({', '.join(run.classes.names)}), on {device} x{info.world_size}, "
             f"global batch {spec.batch}, steps {start}..{spec.steps}, R1 γ {run.tc.r1_img:g} / "
             f"{run.tc.r1_seg:g}, EMA ramp-up {run.tc.ema_rampup:g}, {state.fwd} -> {out}")

@@ -79,8 +79,9 @@ SAMPLE_MIN_PIXELS = 128
 @torch.no_grad()
 def write_samples(g_ema: SemanticGenerator, z: torch.Tensor, path: str | os.PathLike,
                   batch: int = 16, colors: np.ndarray | None = None) -> Path:
-    """One PNG of fixed latents: per sample, image | coloured fine mask | coloured coarse mask
-    (nearest-upscaled to at least SAMPLE_MIN_PIXELS; ``colors``: (K, 3) class colours, default
+    """One PNG of fixed latents: per sample, image | coloured fine mask | coloured coarse mask (the
+    image alone for a generator without masks, the StyleGAN2 baseline), nearest-upscaled to at
+    least SAMPLE_MIN_PIXELS (``colors``: (K, 3) class colours, default
     :func:`ssgan.visualize.palette`), samples laid out ⌈√n⌉ per row. Fixed noise buffers, no RNG
     consumed."""
     was_training = g_ema.training
@@ -89,12 +90,13 @@ def write_samples(g_ema: SemanticGenerator, z: torch.Tensor, path: str | os.Path
     for chunk in z.split(batch):
         out = g_ema.synthesize(g_ema.mix_styles([g_ema.mapping(chunk)]), randomize_noise=False)
         show = max(out.rgb.shape[-1], SAMPLE_MIN_PIXELS)  # small models are shown enlarged
-        img, seg = resize_nearest(to_uint8(out.rgb), show), resize_nearest(colorize(out.seg, colors), show)
-        coarse = resize_nearest(colorize(out.coarse, colors), show)
-        tiles += [t for trio in zip(img, seg, coarse, strict=True) for t in trio]
+        parts = [resize_nearest(to_uint8(out.rgb), show)]
+        if out.seg is not None:
+            parts += [resize_nearest(colorize(m, colors), show) for m in (out.seg, out.coarse)]
+        tiles += [t for group in zip(*parts, strict=True) for t in group]
     g_ema.train(was_training)
     per_row = max(1, math.ceil(math.sqrt(len(z))))
-    return save_png(grid(np.stack(tiles), ncol=3 * per_row), path)
+    return save_png(grid(np.stack(tiles), ncol=(len(tiles) // len(z)) * per_row), path)
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ssgan.checkpoint import CheckpointError, resolve_checkpoint
 from ssgan.cliargs import Parser, add_device, add_outdir, default_device
-from ssgan.model.config import PRESETS, SSGANConfig, add_config_flags, preset
+from ssgan.model.config import DEFAULT_ARCH, PRESETS, SSGANConfig, add_config_flags, preset
 from ssgan.model.discriminator import DualBranchDiscriminator
 from ssgan.train import steps as T
 from ssgan.train.options import Departure, add_options, flag_of, option, option_fields, parse_defaults, values
@@ -115,8 +115,9 @@ class RunSpec:
                                          "matmuls; fp32: exact (default bf16 on CUDA, fp32 on CPU)",
                                    group="speed", choices=T.PRECISIONS)
     # data
-    data: str | None = option(None, "folder with images/ and optionally labels/ (default: the built-in "
-                                    "procedural faces)", group="data",
+    data: str | None = option(None, "folder with images/ and optionally labels/, or a built-in dataset: "
+                                    "synthetic (5 classes, the default) or faces (9 classes, --preset "
+                                    "small; docs/data.md)", group="data",
                                 metavar="DIR")
     images: str | None = option(None, "image folder (default: DATA/images)", group="data",
                                   metavar="DIR")
@@ -250,7 +251,7 @@ class RunSpec:
         for j, k in enumerate(("r1_img", "r1_seg")):
             given[k] = r1[j] if given[k] == "auto" else float(given[k])
         if given["lr"] is None:
-            given["lr"] = TINY_LR if cfg == preset("tiny") else PAPER.lr
+            given["lr"] = TINY_LR if cfg.replace(arch=DEFAULT_ARCH) == preset("tiny") else PAPER.lr
         notes = []
         new_rampup = DEFAULT_EMA_RAMPUP if saved is None else 0.0  # checkpoints from before it: 0
         for k, default in (("ema_kimg", None), ("ema_rampup", new_rampup)):

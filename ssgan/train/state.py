@@ -28,7 +28,7 @@ from ssgan.data import images_to_float, label_to_mask, open_dataset
 from ssgan.distributed import DistInfo, broadcast_module, gather_objects, sync_grads
 from ssgan.model.config import SSGANConfig, config_overrides, preset, resolve_config
 from ssgan.model.discriminator import DualBranchDiscriminator
-from ssgan.model.generator import SemanticGenerator
+from ssgan.model.networks import build_generator
 from ssgan.train import steps as T
 from ssgan.train.rng import capture_rng, rank_seed, restore_rng, seed_everything
 from ssgan.train.spec import RunSpec, TrainError
@@ -73,12 +73,17 @@ class RunModel:
         own = ClassInfo(dataset.class_names) if dataset.class_names else None
         found = [c for c in (file_classes, own, known) if c is not None and c.k == cfg.seg_dim]
         classes = found[0] if found else ClassInfo(default_names(cfg.seg_dim))
-        use_seg = bool(getattr(dataset, "has_labels", True))
+        if not cfg.semantic and spec.objective.get("freeze_local"):
+            raise TrainError("--freeze-local keeps SemanticStyleGAN's local generators fixed; a StyleGAN2 "
+                             "model (--arch stylegan2) has none: drop --freeze-local")
+        use_seg = bool(getattr(dataset, "has_labels", True)) and cfg.semantic
         saved = (source.meta.get("train") or {}) if resumed and source is not None else None
         tc, notes = spec.train_config(cfg, use_seg, saved)
         for line in notes:
             say(line)
-        if not use_seg:
+        if not cfg.semantic:
+            say("StyleGAN2 baseline: D sees images only; no R1 on masks; no mask loss")
+        elif not use_seg:
             say("image-only data: D sees images only; no R1 on masks; no mask loss")
         return cls(cfg, config_name, bool(changes), classes, dataset, tc)
 
@@ -99,7 +104,7 @@ class TrainState:
         self.spec, self.run, self.info = spec, run, info
         device, cfg, tc = info.device, run.cfg, run.tc
         seed_everything(spec.seed)  # identical initial weights on every rank
-        G, D, G_ema = SemanticGenerator(cfg), DualBranchDiscriminator(cfg), SemanticGenerator(cfg)
+        G, D, G_ema = build_generator(cfg), DualBranchDiscriminator(cfg), build_generator(cfg)
         if weights is not None:
             g_src = weights.g if weights.g is not None else weights.g_ema
             if g_src is None:

@@ -50,8 +50,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ssgan.model import latents as L
-from ssgan.model.config import PRESETS, SSGANConfig
+from ssgan.model.config import DEFAULT_ARCH, PRESETS, SSGANConfig
 from ssgan.model.generator import SemanticGenerator, Synthesis
 from ssgan.train import losses
 from ssgan.train.options import flag_of, option
@@ -154,7 +153,7 @@ def r1_auto(cfg: SSGANConfig, batch: int) -> tuple[float, float]:
       chosen by experiment on the tiny preset: with the paper's 10 / 1000 its masks never grew
       eyes or mouths (docs/training.md, "The default run").
     """
-    if any(cfg == PRESETS[name] for name in ("celeba-256", "celeba-512")):
+    if any(cfg.replace(arch=DEFAULT_ARCH) == PRESETS[name] for name in ("celeba-256", "celeba-512")):
         return R1_PAPER
     img = R1_PER_PIXEL * cfg.size**2 / batch
     return img, img * R1_PAPER[1] / R1_PAPER[0]
@@ -312,17 +311,17 @@ def mixing_inputs(G: SemanticGenerator, z: Sequence[torch.Tensor], generator: to
     aliasing guard either) and no random draw happens inside it."""
     n = z[0].shape[0]
     if len(z) == 1:
-        return torch.stack([z[0], z[0]]), torch.zeros(n, G.config.seg_dim, 1, dtype=torch.long,
+        return torch.stack([z[0], z[0]]), torch.zeros(n, G.mixing_groups, 1, dtype=torch.long,
                                                       device=z[0].device)
     if len(z) != 2:
         raise ValueError(f"expected one or two z tensors, got {len(z)}")
-    return torch.stack(list(z)), L.mixing_choice(n, G.config, generator, z[0].device)
+    return torch.stack(list(z)), G.mixing_choice(n, generator, z[0].device)
 
 
 def synthesize_mixed(G: SemanticGenerator, zz: torch.Tensor, choice: torch.Tensor) -> Synthesis:
     """Mapping of both codes zz (2, B, D) in one batched call, mixing by ``choice``, synthesis."""
     w1, w2 = G.mapping(zz.flatten(0, 1)).chunk(2)
-    return G.synthesize(L.mix_with_choice(w1, w2, choice, G.config))
+    return G.synthesize(G.mix_with_choice(w1, w2, choice))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,7 +362,8 @@ def g_forward(G: SemanticGenerator, D: nn.Module, zz: torch.Tensor, choice: torc
         fake = synthesize_mixed(G, zz, choice)
         fake_pred = D(fake.rgb, fake.seg if use_seg else None)
     g_loss = losses.g_nonsaturating_loss(fake_pred.float())
-    m_loss = losses.mask_loss(fake.coarse.float(), fake.seg.float())
+    m_loss = (losses.mask_loss(fake.coarse.float(), fake.seg.float()) if fake.coarse is not None
+              else torch.zeros((), device=g_loss.device))  # StyleGAN2: no masks
     total = g_loss + lambda_mask * m_loss if lambda_mask else g_loss
     return total, g_loss, m_loss
 
@@ -496,8 +496,9 @@ def pl_step(G: SemanticGenerator, g_optim: torch.optim.Optimizer, z: Sequence[to
     out = G.synthesize(latents)
     penalty, new_mean, lengths = losses.path_length_penalty(out.rgb, latents, mean_path_length,
                                                             tc.path_decay)
-    loss = (tc.path_regularize * tc.g_reg_every * penalty
-            + 0 * out.rgb[0, 0, 0, 0] + 0 * out.seg[0, 0, 0, 0])
+    loss = tc.path_regularize * tc.g_reg_every * penalty + 0 * out.rgb[0, 0, 0, 0]
+    if out.seg is not None:
+        loss = loss + 0 * out.seg[0, 0, 0, 0]
     _apply(loss, G, g_optim, sync)
     return ({"path": penalty.detach(), "path_length": lengths.detach().mean(),
              "mean_path_length": new_mean}, new_mean)
