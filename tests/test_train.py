@@ -181,12 +181,35 @@ def test_image_only_folder(tmp_path):
     assert any(not torch.equal(d[k], v) for k, v in D0.state_dict().items() if k.startswith("convs_img."))
 
 
+# torchrun runs this: train.py's main, then this rank's parameter digests in HASHES/rank<r>.json
+_TRAIN_AND_DIGEST = r"""
+import json, os, sys
+from pathlib import Path
+from ssgan.train import loop
+from ssgan.train.state import TrainState
+
+states = []
+new = TrainState.new
+TrainState.new = classmethod(lambda cls, *a, **k: states.append(new(*a, **k)) or states[-1])
+hashes, argv = Path(sys.argv[1]), sys.argv[2:]
+code = loop.main(argv)
+if states:
+    hashes.mkdir(parents=True, exist_ok=True)
+    rank = int(os.environ["RANK"])
+    (hashes / f"rank{rank}.json").write_text(json.dumps(
+        {"rank": rank, "world_size": int(os.environ["WORLD_SIZE"]), **states[-1].param_digest()}))
+sys.exit(code)
+"""
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
-    out, hashes = tmp_path / "ddp", tmp_path / "hashes"
-    env = {**os.environ, "SSGAN_DEBUG_PARAM_HASH": str(hashes), "OMP_NUM_THREADS": "1"}
+    out, hashes, script = tmp_path / "ddp", tmp_path / "hashes", tmp_path / "train_and_digest.py"
+    script.write_text(_TRAIN_AND_DIGEST)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "train.py"), *BASE, "--steps", "3", "--log-every", "1", "--out", str(out)]
+           str(script), str(hashes), *BASE, "--steps", "3", "--log-every", "1", "--out", str(out)]
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     r0 = json.loads((hashes / "rank0.json").read_text())
