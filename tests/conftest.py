@@ -7,7 +7,8 @@
   directory, float32 default dtype, grad mode on, deterministic-algorithms mode, TF32 and float32
   matmul precision as the session started, the global torch RNG seeded 0. In-process runs of
   ``train.py`` set some of these (threads, TF32) and tests set others; without the restore, a
-  test's numbers would depend on which tests ran before it.
+  test's numbers would depend on which tests ran before it. So a test changes global state in
+  the test or a function-scoped fixture (``monkeypatch``), never in a module-scoped fixture.
 * Helpers more than one test file uses: :data:`OFFICIAL_CFG`, :func:`official_pt`,
   :func:`read_png` (import them with ``from conftest import …``) and the :func:`cli_error`
   fixture.
