@@ -1,9 +1,9 @@
-"""bench.invert on CPU: the record maths, the no-CUDA refusal, and a real tiny run."""
+"""bench.invert on CPU: the record maths and a real tiny run (the no-CUDA refusal:
+tests/test_bench_no_cuda.py)."""
 
 import json
 
 import pytest
-import torch
 
 from bench import invert as BI
 
@@ -16,12 +16,6 @@ def test_record_from_fake_measurements():
     oom = BI.make_record(256, 8, 400, "celeba-256", {"error": "out of memory: x"}, {"s": 10.0})
     assert oom["reference_s"] is None and oom["speedup"] is None and "target_met" not in oom
     assert "out of memory" in oom["errors"]["reference"]
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
-def test_no_cuda_exits_2(capsys):
-    assert BI.main([]) == 2
-    assert capsys.readouterr().err.strip() == BI.NO_CUDA_MESSAGE
 
 
 def test_tiny_cpu_run(tmp_path, capsys):

@@ -1,11 +1,10 @@
 """CPU tests of bench/kernels.py: the report code (with injected fake timers: this tests the
-JSON/table code, it measures nothing), the no-CUDA exit, the input shapes and the FLOP counts."""
+JSON/table code, it measures nothing), the input shapes and the FLOP counts (the no-CUDA exit:
+tests/test_bench_no_cuda.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -124,23 +123,3 @@ def test_default_path():
 
     p = bk.default_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2))
     assert p == ROOT / "bench" / "results" / "nvidia-h100-80gb-hbm3-2025-01-02.json"
-
-
-def test_main_without_cuda_exits_2(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    out = tmp_path / "x.json"
-    assert bk.main(["--json", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == bk.NO_CUDA_MESSAGE
-    assert not out.exists()
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour of the CLI")
-def test_cli_without_cuda_exits_2(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    out = tmp_path / "x.json"
-    r = subprocess.run([sys.executable, "-m", "bench.kernels", "--json", str(out)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == bk.NO_CUDA_MESSAGE
-    assert not out.exists()

@@ -17,12 +17,40 @@ def test_compare_verdict():
     assert not bad["ok"] and bad["relative_change"] == pytest.approx(0.006)
 
 
-def test_fid_fast_vs_fp32_on_cpu_is_identical():
+def test_fid_fast_vs_fp32_reports_the_change_between_its_legs(monkeypatch):
+    """On CPU both legs run the same maths (no fast path), so a relative change of 0 would hold
+    whatever was compared. Here the fast leg's features are moved by c = s·e₀; its FID must move
+    by exactly 2c·(μ_gen − μ_real) + |c|² (the mean term of FID; the covariances are unchanged),
+    with μ computed here from independent passes, and the verdict must follow the tolerance."""
     torch.manual_seed(0)
     G = SemanticGenerator(preset("tiny")).eval()
     ds = open_dataset(None, None, None, 32, 5, length=16)
-    res = BM.fid_fast_vs_fp32(G, ds, BM.ToyExtractor(), 16, 8, torch.device("cpu"))  # CPU: no fast path
-    assert res["ok"] and res["relative_change"] == 0 and res["fid_fp32"] > 0 and res["n"] == 16
+    extractor, cpu = BM.ToyExtractor(), torch.device("cpu")
+    opts = BM.MetricOptions(G=G, dataset=ds, extractor=extractor, device=cpu, batch=8, progress=False)
+    mu_gen = opts.generated(16, {"features"}).features.double().mean(0)
+    mu_real = opts.real(16, {"features"}).features.double().mean(0)
+    shift = torch.zeros_like(mu_gen)
+
+    class FastLegMoved(BM.MetricOptions):
+        def generated(self, n, want):
+            probes = super().generated(n, want)
+            if self.asked_fast:
+                probes.features = probes.features + shift.float()
+            return probes
+
+        def __post_init__(self):
+            self.asked_fast = self.fast
+            super().__post_init__()
+
+    monkeypatch.setattr(BM, "MetricOptions", FastLegMoved)
+    for s, ok in ((1e-4, True), (0.3, False)):
+        shift[0] = s
+        res = BM.fid_fast_vs_fp32(G, ds, extractor, 16, 8, cpu)
+        moved = res["fid_fp32"] + (2 * shift @ (mu_gen - mu_real) + shift @ shift).item()
+        assert res["n"] == 16 and res["fid_fp32"] > 0 and res["fid_fast"] == pytest.approx(moved, rel=1e-4)
+        change = abs(moved - res["fid_fp32"]) / res["fid_fp32"]
+        assert res["relative_change"] == pytest.approx(change, rel=1e-3)
+        assert res["ok"] is ok, res
 
 
 @pytest.mark.cuda

@@ -1,5 +1,5 @@
-"""bench.train on CPU: the report maths with fake measurements, the no-CUDA refusal, the table
-renderer, and a real (tiny) run of the step runner and of the developer smoke mode."""
+"""bench.train on CPU: the report maths with fake measurements, the table renderer, and a real
+(tiny) run of the step runner and of the developer smoke mode."""
 
 import json
 
@@ -62,13 +62,6 @@ def test_time_iterations_with_fake_clock():
     assert runner.seen == list(range(18)) and len(syncs) == 2
     assert ms == pytest.approx(3.2e3 / 16)
     assert BT.amortised_flops({"d": 1.0, "g": 2.0, "r1": 16.0, "pl": 4.0}) == pytest.approx(5.0)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
-def test_no_cuda_exits_2(capsys):
-    assert BT.main(["--json", "unused.json"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == BT.NO_CUDA_MESSAGE and "\n" not in err
 
 
 def test_step_runner_runs_and_counts_flops():

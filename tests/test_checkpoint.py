@@ -10,8 +10,9 @@ import struct
 import pytest
 import safetensors.torch
 import torch
+from conftest import OFFICIAL_CFG
 
-from ssgan import DualBranchDiscriminator, SemanticGenerator, SSGANConfig, preset
+from ssgan import DualBranchDiscriminator, SemanticGenerator, preset
 from ssgan.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -37,13 +38,6 @@ def _official_args(cfg=CFG, **extra) -> argparse.Namespace:
         detach_texture=cfg.detach_texture, transparent_dims=list(cfg.transparent_dims),
         lambda_mask=100.0, num_workers=8, local_rank=0, n_gpu=1, distributed=False,
         latent=cfg.style_dim, n_mlp=cfg.n_mlp, start_iter=0, **extra)
-
-
-# The official code always builds the render net with channel_max 512 (lr_mlp 0.01): a config
-# matching an official file has those values. Kept small elsewhere so that 512-channel convs stay cheap.
-OFFICIAL_CFG = SSGANConfig(size=16, style_dim=32, n_mlp=2, channel_multiplier=1, seg_dim=3, local_layers=3,
-                           local_channel=8, base_layers=1, depth_layers=2, coarse_size=8, coarse_channel=16,
-                           min_feat_size=4, transparent_dims=(2,), channel_max=512)
 
 
 def _render(G: SemanticGenerator, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL_CFG, official_pt, read_png
 from PIL import Image
 
-from ssgan import DualBranchDiscriminator, SemanticGenerator, SSGANConfig, preset
+from ssgan import SemanticGenerator, preset
 from ssgan import visualize as V
 from ssgan.checkpoint import load_checkpoint, save_checkpoint
 from ssgan.cli import main
@@ -39,33 +38,19 @@ def samples(ckpt, tmp_path_factory):
     return out
 
 
-def _png(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
 def _figure(path, height: int, width: int) -> np.ndarray:
     """A figure with a class legend beneath: its top ``height`` rows are the figure proper."""
-    img = _png(path)
+    img = read_png(path)
     assert img.shape[1] == width and img.shape[0] > height + 10, img.shape
     assert (img[height:] != 255).any()  # the legend: swatches and names
     return img[:height]
 
 
-def _fails(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ssgan: error: "), err
-    return lines[0]
-
-
 # ----- generate ---------------------------------------------------------------------------------
 def test_generate_files(samples, G):
     for i in range(3):
-        assert _png(samples / "img" / f"{i:06d}.png").shape == (SIZE, SIZE, 3)
-        mask = _png(samples / "mask" / f"{i:06d}.png")
+        assert read_png(samples / "img" / f"{i:06d}.png").shape == (SIZE, SIZE, 3)
+        mask = read_png(samples / "mask" / f"{i:06d}.png")
         assert mask.shape == (SIZE, SIZE, 3)
         assert {tuple(c) for c in mask.reshape(-1, 3)} <= {tuple(c) for c in V.PALETTE[:K]}
         latent = np.load(samples / "latent" / f"{i:06d}.npy")
@@ -74,7 +59,7 @@ def test_generate_files(samples, G):
         assert np.array_equal(latent, np.broadcast_to(latent[:1], latent.shape))
         # Fed back as a latent, it reproduces the saved image exactly (fixed noise).
         out = E.render(G, E.as_latent(latent, G))
-        assert np.array_equal(V.to_uint8(out.rgb)[0], _png(samples / "img" / f"{i:06d}.png"))
+        assert np.array_equal(V.to_uint8(out.rgb)[0], read_png(samples / "img" / f"{i:06d}.png"))
     assert not (samples / "img" / "000003.png").exists()
     # grid: 3 images in a row, their masks beneath, 2-pixel gaps.
     _figure(samples / "grid.png", 2 * SIZE + 2, 3 * SIZE + 4)
@@ -91,26 +76,10 @@ def test_generate_is_batch_independent_and_truncation_shrinks(G):
 
 
 # ----- convert / info ---------------------------------------------------------------------------
-OFFICIAL_CFG = SSGANConfig(size=16, style_dim=32, n_mlp=2, channel_multiplier=1, seg_dim=3, local_layers=3,
-                           local_channel=8, base_layers=1, depth_layers=2, coarse_size=8, coarse_channel=16,
-                           min_feat_size=4, transparent_dims=(2,), channel_max=512)
-
-
-def _official_pt(path, cfg=OFFICIAL_CFG):
-    args = argparse.Namespace(
-        size=cfg.size, latent=cfg.style_dim, n_mlp=cfg.n_mlp, channel_multiplier=cfg.channel_multiplier,
-        seg_dim=cfg.seg_dim, local_layers=cfg.local_layers, local_channel=cfg.local_channel,
-        base_layers=cfg.base_layers, depth_layers=cfg.depth_layers, coarse_size=cfg.coarse_size,
-        coarse_channel=cfg.coarse_channel, min_feat_size=cfg.min_feat_size,
-        residual_refine=cfg.residual_refine, detach_texture=cfg.detach_texture,
-        transparent_dims=list(cfg.transparent_dims), dataset="celeba", lr=0.002, batch=16)
-    G = SemanticGenerator(cfg).eval()
-    torch.save({"g_ema": G.state_dict(), "d": DualBranchDiscriminator(cfg).state_dict(), "args": args}, path)
-    return G
 
 
 def test_convert_then_generate(tmp_path, capsys):
-    G = _official_pt(tmp_path / "release.pt")
+    G = official_pt(tmp_path / "release.pt")
     dst = tmp_path / "conv.safetensors"
     assert main(["convert", str(tmp_path / "release.pt"), "--out", str(dst)]) == 0
     assert main(["info", str(dst)]) == 0
@@ -123,7 +92,7 @@ def test_convert_then_generate(tmp_path, capsys):
     latent = np.load(out / "latent" / "000001.npy")
     assert latent.shape == (OFFICIAL_CFG.n_latent, 32)
     expected = V.to_uint8(E.render(G, torch.from_numpy(latent)[None]).rgb)[0]
-    assert np.array_equal(_png(out / "img" / "000001.png"), expected)
+    assert np.array_equal(read_png(out / "img" / "000001.png"), expected)
 
 
 def test_info(ckpt, capsys):
@@ -151,13 +120,13 @@ def test_mix_all_classes_gives_reference(ckpt, samples, tmp_path, capsys):
     base = CFG.base_layers
     assert np.array_equal(result[base:], ref[base:]) and np.array_equal(result[:base], src[:base])
     _figure(tmp_path / "mix.png", 2 * SIZE + 2, 3 * SIZE + 4)
-    assert _png(tmp_path / "diff.png").shape == (SIZE, SIZE, 3)
+    assert read_png(tmp_path / "diff.png").shape == (SIZE, SIZE, 3)
 
 
 def test_mix_with_itself_changes_nothing(ckpt, samples, tmp_path, capsys):
     text = _mix(ckpt, samples, tmp_path, "1,2", "shape", capsys, ref="000000")
     assert "inside classes class1,class2: 0.000; outside: 0.000" in text
-    assert not _png(tmp_path / "diff.png").any()
+    assert not read_png(tmp_path / "diff.png").any()
     assert np.array_equal(np.load(tmp_path / "result.npy"), np.load(samples / "latent" / "000000.npy"))
 
 
@@ -201,7 +170,7 @@ def test_interpolate(ckpt, samples, tmp_path, G):
     src = samples / "latent" / "000000.npy"
     assert main(["interpolate", str(ckpt), "--class", "1", "--part", "texture", "--latent", str(src),
                  "--frames", "4", "--outdir", str(tmp_path), "--device", "cpu", "--quiet"]) == 0
-    frames = [_png(tmp_path / f"frame_{i:03d}.png") for i in range(4)]
+    frames = [read_png(tmp_path / f"frame_{i:03d}.png") for i in range(4)]
     assert not (tmp_path / "frame_004.png").exists()
     assert all(f.shape == (SIZE, 2 * SIZE + 2, 3) for f in frames)
     gif = Image.open(tmp_path / "interpolation.gif")
@@ -220,27 +189,27 @@ def test_interpolate(ckpt, samples, tmp_path, G):
 
 
 # ----- errors -----------------------------------------------------------------------------------
-def test_errors(ckpt, samples, tmp_path, capsys):
+def test_errors(ckpt, samples, tmp_path, cli_error):
     lat = str(samples / "latent" / "000000.npy")
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, D), np.float32))
-    msg = _fails(["mix", str(ckpt), "--source", str(bad), "--reference", lat, "--classes", "1",
-                  "--outdir", str(tmp_path)], capsys)
+    msg = cli_error(["mix", str(ckpt), "--source", str(bad), "--reference", lat, "--classes", "1",
+                     "--outdir", str(tmp_path)])
     assert f"has shape (3, {D}) but this model needs ({NL}, {D})" in msg
-    msg = _fails(["mix", str(ckpt), "--source", lat, "--reference", lat, "--classes", f"1,{K}",
-                  "--outdir", str(tmp_path)], capsys)
+    msg = cli_error(["mix", str(ckpt), "--source", lat, "--reference", lat, "--classes", f"1,{K}",
+                     "--outdir", str(tmp_path)])
     assert f"class index {K} is out of range" in msg
-    msg = _fails(["interpolate", str(ckpt), "--class", str(K), "--outdir", str(tmp_path)], capsys)
+    msg = cli_error(["interpolate", str(ckpt), "--class", str(K), "--outdir", str(tmp_path)])
     assert "out of range" in msg
-    msg = _fails(["components", str(ckpt), "--latent", str(tmp_path / "none.npy"),
-                  "--outdir", str(tmp_path)], capsys)
+    msg = cli_error(["components", str(ckpt), "--latent", str(tmp_path / "none.npy"),
+                     "--outdir", str(tmp_path)])
     assert "does not exist" in msg
-    msg = _fails(["generate", str(tmp_path / "missing.safetensors"), "--outdir", str(tmp_path)], capsys)
+    msg = cli_error(["generate", str(tmp_path / "missing.safetensors"), "--outdir", str(tmp_path)])
     assert "missing.safetensors does not exist" in msg
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 100)
-    assert "junk.safetensors" in _fails(["info", str(junk)], capsys)
-    assert "mismatch" not in _fails(["convert", str(junk), "--out", str(tmp_path / "o.safetensors")], capsys)
-    _fails(["frobnicate"], capsys)
-    _fails(["mix", str(ckpt), "--outdir", str(tmp_path)], capsys)  # missing required options
+    assert "junk.safetensors" in cli_error(["info", str(junk)])
+    assert "mismatch" not in cli_error(["convert", str(junk), "--out", str(tmp_path / "o.safetensors")])
+    cli_error(["frobnicate"])
+    cli_error(["mix", str(ckpt), "--outdir", str(tmp_path)])  # missing required options
     assert not list(tmp_path.glob("*.png"))

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL_CFG, official_pt, read_png
 from PIL import Image
-from test_cli import OFFICIAL_CFG, _fails, _official_pt, _png
 
 from ssgan.checkpoint import load_checkpoint
 from ssgan.cli import main
@@ -36,7 +36,7 @@ def _photos_with_labels(G, folder: Path, n: int, seed: int) -> None:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     d = tmp_path_factory.mktemp("inv")
-    G = _official_pt(d / "release.pt")
+    G = official_pt(d / "release.pt")
     assert main(["convert", str(d / "release.pt"), "--out", str(d / "conv.safetensors")]) == 0
     _photos_with_labels(G, d, 3, seed=1)
     return d
@@ -58,9 +58,9 @@ def test_invert_outputs(inverted, capsys):
         latent = np.load(out / "latent" / f"face{i}.npy")
         assert latent.shape == (OFFICIAL_CFG.n_latent, OFFICIAL_CFG.style_dim) and latent.dtype == np.float32
         # input | reconstruction | mask | given labels, 16 px tiles shown at 128 px
-        recon = _png(out / "recon" / f"face{i}.png")
+        recon = read_png(out / "recon" / f"face{i}.png")
         assert recon.shape == (128, 4 * 128 + 3 * 2, 3)
-        assert np.array_equal(recon[::8, :128:8], _png(d / "photos" / f"face{i}.png"))
+        assert np.array_equal(recon[::8, :128:8], read_png(d / "photos" / f"face{i}.png"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["perceptual"].startswith("MS-SSIM") and metrics["mask_guidance"] is True
     assert metrics["config"]["steps"] == 6 and metrics["config"]["finetune_lr"] == 1e-4
@@ -74,31 +74,31 @@ def test_invert_outputs(inverted, capsys):
     lat = torch.from_numpy(np.load(out / "latent" / "face1.npy"))[None]
     rgb = E.V.to_uint8(E.render(tuned.g_ema, lat).rgb)[0]
     assert np.array_equal(np.asarray(Image.fromarray(rgb).resize((128, 128), Image.NEAREST)),
-                          _png(out / "recon" / "face1.png")[:, 130:258])
+                          read_png(out / "recon" / "face1.png")[:, 130:258])
 
 
 @pytest.mark.slow
-def test_inverted_latents_feed_mix_and_components(inverted, tmp_path, capsys):
+def test_inverted_latents_feed_mix_and_components(inverted, tmp_path, cli_error):
     d, out = inverted
     assert main(["mix", str(d / "conv.safetensors"), "--source", str(out / "latent" / "face0.npy"),
                  "--reference", str(out / "latent" / "face1.npy"), "--classes", "1", "--outdir",
                  str(tmp_path / "mix"), "--device", "cpu",
                  "--generator", str(out / "generator.safetensors")]) == 0
-    figure = _png(tmp_path / "mix" / "mix.png")  # source | reference | result over masks, then a legend
+    figure = read_png(tmp_path / "mix" / "mix.png")  # source | reference | result over masks, then a legend
     assert figure.shape[1] == 3 * SIZE + 4 and figure.shape[0] > 2 * SIZE + 2
     assert main(["components", str(out / "generator.safetensors"),
                  "--latent", str(out / "latent" / "face2.npy"), "--outdir", str(tmp_path / "comp"),
                  "--device", "cpu"]) == 0
     # --generator with another configuration is refused
     other = tmp_path / "other.pt"
-    _official_pt(other, OFFICIAL_CFG.replace(style_dim=16))
-    line = _fails(["components", str(d / "conv.safetensors"), "--generator", str(other), "--outdir",
-                   str(tmp_path / "x"), "--device", "cpu"], capsys)
+    official_pt(other, OFFICIAL_CFG.replace(style_dim=16))
+    line = cli_error(["components", str(d / "conv.safetensors"), "--generator", str(other), "--outdir",
+                      str(tmp_path / "x"), "--device", "cpu"])
     assert "style_dim" in line
 
 
 @pytest.mark.slow
-def test_direction_and_edit(inverted, tmp_path, capsys):
+def test_direction_and_edit(inverted, tmp_path, capsys, cli_error):
     d, out = inverted
     csv = tmp_path / "attrs.csv"
     csv.write_text("name,smiling,old\nface0.png,1,no\nface1,0,yes\nface2,1,no\n")
@@ -120,23 +120,22 @@ def test_direction_and_edit(inverted, tmp_path, capsys):
         frame = np.load(tmp_path / "edit" / f"latent_{i:03d}.npy")
         np.testing.assert_allclose(frame, source + s * direction, atol=1e-6)
         assert np.array_equal(np.delete(frame, moved, 0), np.delete(source, moved, 0))
-        assert _png(tmp_path / "edit" / f"frame_{i:03d}.png").shape == (128, 2 * 128 + 2, 3)  # enlarged
-    assert _png(tmp_path / "edit" / "diff.png").shape == (128, 3 * 128 + 4, 3)
-    assert _png(tmp_path / "edit" / "edit.png").shape == (3 * 128 + 4, 2 * 128 + 2, 3)
+        assert read_png(tmp_path / "edit" / f"frame_{i:03d}.png").shape == (128, 2 * 128 + 2, 3)  # enlarged
+    assert read_png(tmp_path / "edit" / "diff.png").shape == (128, 3 * 128 + 4, 3)
+    assert read_png(tmp_path / "edit" / "edit.png").shape == (3 * 128 + 4, 2 * 128 + 2, 3)
     # errors name the file / column
-    assert "no column 'happy'" in _fails(["direction", str(d / "conv.safetensors"),
-                                          "--latents", str(out / "latent"), "--attributes", str(csv),
-                                          "--attribute", "happy", "--out",
-                                          str(tmp_path / "x.npy")], capsys)
+    assert "no column 'happy'" in cli_error(["direction", str(d / "conv.safetensors"),
+                                             "--latents", str(out / "latent"), "--attributes", str(csv),
+                                             "--attribute", "happy", "--out", str(tmp_path / "x.npy")])
     np.save(tmp_path / "bad.npy", np.zeros((3, 3), np.float32))
-    assert "bad.npy has shape (3, 3)" in _fails(["edit", str(d / "conv.safetensors"), "--latent",
-                                                 str(out / "latent" / "face0.npy"), "--direction",
-                                                 str(tmp_path / "bad.npy"), "--outdir", str(tmp_path / "e"),
-                                                 "--device", "cpu"], capsys)
+    assert "bad.npy has shape (3, 3)" in cli_error(["edit", str(d / "conv.safetensors"), "--latent",
+                                                    str(out / "latent" / "face0.npy"), "--direction",
+                                                    str(tmp_path / "bad.npy"), "--outdir",
+                                                    str(tmp_path / "e"), "--device", "cpu"])
 
 
 @pytest.mark.slow
-def test_invert_bad_input(converted, tmp_path, capsys):
+def test_invert_bad_input(converted, tmp_path, capsys, cli_error):
     d = converted
     ck = str(d / "conv.safetensors")
 
@@ -145,21 +144,21 @@ def test_invert_bad_input(converted, tmp_path, capsys):
                 *extra]
 
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    assert "cannot read image" in _fails(invert("--images", str(tmp_path / "broken.png")), capsys)
-    assert "broken.png" in _fails(invert("--images", str(tmp_path / "broken.png")), capsys)
-    assert "does not exist" in _fails(invert("--images", str(tmp_path / "nothing.png")), capsys)
+    assert "cannot read image" in cli_error(invert("--images", str(tmp_path / "broken.png")))
+    assert "broken.png" in cli_error(invert("--images", str(tmp_path / "broken.png")))
+    assert "does not exist" in cli_error(invert("--images", str(tmp_path / "nothing.png")))
     labels = tmp_path / "labels"
     labels.mkdir()
     Image.fromarray(np.full((SIZE, SIZE), K, np.uint8), mode="L").save(labels / "face0.png")
-    line = _fails(invert("--images", str(d / "photos" / "face0.png"), "--labels", str(labels)), capsys)
+    line = cli_error(invert("--images", str(d / "photos" / "face0.png"), "--labels", str(labels)))
     assert f"holds class {K}" in line and "face0.png" in line
-    line = _fails(invert("--images", str(d / "photos" / "face1.png"), "--labels", str(labels)), capsys)
+    line = cli_error(invert("--images", str(d / "photos" / "face1.png"), "--labels", str(labels)))
     assert "has no label" in line and "face1.png" in line
     (tmp_path / "weights.pth").write_bytes(b"not weights")
-    line = _fails(invert("--images", str(d / "photos" / "face0.png"), "--lpips-weights",
-                         str(tmp_path / "weights.pth")), capsys)
+    line = cli_error(invert("--images", str(d / "photos" / "face0.png"), "--lpips-weights",
+                            str(tmp_path / "weights.pth")))
     assert "weights.pth" in line and "vgg16.pt" in line
-    assert "steps must be >= 0" in _fails([*invert("--images", str(d / "photos")), "--steps", "-1"], capsys)
+    assert "steps must be >= 0" in cli_error([*invert("--images", str(d / "photos")), "--steps", "-1"])
     # another size: resized, with a note
     Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(tmp_path / "big.png")
     assert main(invert("--images", str(tmp_path / "big.png"))) == 0

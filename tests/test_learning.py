@@ -11,6 +11,22 @@ mouths in 91 % of the masks, mask-vs-image mIoU 0.52. It fails when learning bre
 loss's sign flipped G-EMA's masks are 0 / 0.67 / 0.30 / 0.03 / 0 (mIoU 0.00); with the celeba
 presets' R1 weights (--r1-img 10 --r1-seg 1000) they have no eyes or mouths (0.778 / 0.222 / 0 /
 0 / 0, mIoU 0.34).
+
+Three late snapshots, and the test passes when one of them passes every check. A GAN's trajectory
+is chaotic: a rounding difference anywhere (another CPU's vector width: AVX2 and AVX-512 runs of
+train.py differ by ~1e-5 relative after 4 steps, see tests/test_golden_checkpoint.py; another
+torch or library build) gives another trajectory, and at this budget the small classes are still
+arriving. Measured on the seed-0 run above (G-EMA at steps 700 / 800 / 900): mouths in 0 % / 0 % /
+91 % of the masks, eyes in 93 % / 94 % / 99.6 %, mIoU 0.458 / 0.428 / 0.516, class-frequency gap
+0.020 / 0.027 / 0.020. So one snapshot read at one step decides on where that trajectory happens
+to be (the mIoU at step 800 is under its bar, the mouths come between steps 800 and 900): the
+checks stay as they were, and the run passes when G-EMA meets all of them at step 700, 800 or
+900. A broken objective meets them at none (the failing cases above are far from the bars).
+
+Self-contained: the run's flags name everything the result depends on (one thread, eager fp32,
+no loader workers, no metrics, seed 0), and :func:`pinned` sets the global state the measures
+use (one torch thread, the reference kernels, float32, grad mode, fp32 matmuls), whatever ran
+before.
 """
 
 from pathlib import Path
@@ -23,13 +39,16 @@ from torch.nn import functional as F
 
 from ssgan.checkpoint import load_checkpoint
 from ssgan.data.synthetic import SyntheticFaces
+from ssgan.kernels import use_backend
 from ssgan.metrics.segmentation import iou_counts, mean_iou, pixel_frequencies
+from ssgan.model.generator import SemanticGenerator
 from ssgan.train import loop as train
-from ssgan.train.rundir import latest_checkpoint
+from ssgan.train.rundir import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
 STEPS, BATCH, LR = 900, 8, 0.004  # the budget: the default run (tiny, lr 0.004) for 900 of its 1200 steps
+SNAPSHOT_EVERY, SNAPSHOTS = 100, 3  # G-EMA at steps 700, 800, 900 (module doc)
 N_EVAL = 256  # fixed latents for the measures
 MEASURED = (0, 1, 2, 3)  # background, face, eyes, mouth (glasses: a thin, partly transparent ring)
 SMALL = (2, 3)  # eyes and mouth: about 2 % of the pixels each
@@ -74,33 +93,72 @@ def train_reader(k: int, size: int) -> nn.Module:
     return net.eval()
 
 
-@pytest.mark.slow
-def test_tiny_model_learns_faces_with_matching_masks(tmp_path):
-    out = tmp_path / "run"
-    assert train.main(["--outdir", str(out), "--steps", str(STEPS), "--batch", str(BATCH), "--lr", str(LR),
-                       "--device", "cpu", "--log-every", "100", "--sample-every", str(STEPS),
-                       "--ckpt-every", str(STEPS)]) == 0
-    G = load_checkpoint(latest_checkpoint(out / "checkpoints")).g_ema.eval()
+@pytest.fixture
+def pinned():
+    """The global state the run and the measures use, set here and put back after."""
+    saved = (torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled(),
+             torch.get_float32_matmul_precision())
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float32)
+    torch.set_grad_enabled(True)
+    torch.set_float32_matmul_precision("highest")
+    with use_backend("reference"):
+        yield
+    torch.set_num_threads(saved[0])
+    torch.set_default_dtype(saved[1])
+    torch.set_grad_enabled(saved[2])
+    torch.set_float32_matmul_precision(saved[3])
+
+
+def measure(G: SemanticGenerator, reader: nn.Module, want: torch.Tensor) -> dict[str, float]:
+    """G's masks on N_EVAL fixed latents (fixed noise): the largest class-frequency gap to the data
+    (``want``), eyes and mouth pixels relative to the data's and the fraction of masks holding
+    them, and the mIoU of the masks against the reader's reading of the images."""
     cfg = G.config
     z = torch.randn(N_EVAL, cfg.style_dim, generator=torch.Generator().manual_seed(123))
     with torch.no_grad():
         fake = [G.synthesize(G.mix_styles([G.mapping(c)]), randomize_noise=False) for c in z.split(64)]
-    rgb = torch.cat([f.rgb for f in fake]).clamp(-1, 1)
-    mask = torch.cat([f.seg for f in fake]).argmax(1)
+        rgb = torch.cat([f.rgb for f in fake]).clamp(-1, 1)
+        mask = torch.cat([f.seg for f in fake]).argmax(1)
+        agreement = miou(reader(rgb).argmax(1), mask, cfg.seg_dim)
+    got = pixel_frequencies(mask, cfg.seg_dim)
+    out = {"freq_gap": (got - want).abs().max().item(), "miou": agreement}
+    for c, name in zip(SMALL, ("eyes", "mouth"), strict=True):
+        out[f"{name}_ratio"] = (got[c] / want[c]).item()
+        out[f"{name}_present"] = (mask == c).flatten(1).any(1).float().mean().item()
+    return out
 
+
+@pytest.mark.slow
+def test_tiny_model_learns_faces_with_matching_masks(tmp_path, pinned):
+    out = tmp_path / "run"
+    assert train.main(["--outdir", str(out), "--steps", str(STEPS), "--batch", str(BATCH), "--lr", str(LR),
+                       "--seed", "0", "--device", "cpu", "--threads", "1", "--workers", "0",
+                       "--precision", "fp32", "--no-compile", "--metrics", "none", "--log-every", "100",
+                       "--sample-every", str(STEPS), "--ckpt-every", str(SNAPSHOT_EVERY),
+                       "--keep", str(SNAPSHOTS)]) == 0
+    paths = list_checkpoints(out / "checkpoints")
+    assert [p.name for p in paths] == [f"{STEPS - SNAPSHOT_EVERY * i:07d}.safetensors"
+                                       for i in reversed(range(SNAPSHOTS))]
+    models = [load_checkpoint(p).g_ema.eval() for p in paths]
+    cfg = models[0].config
     _, data_lab = data_batch(N_EVAL, cfg.size, seed=0)
-    want, got = pixel_frequencies(data_lab, cfg.seg_dim), pixel_frequencies(mask, cfg.seg_dim)
+    want = pixel_frequencies(data_lab, cfg.seg_dim)
     reader = train_reader(cfg.seg_dim, cfg.size)
     with torch.no_grad():
         held_img, held_lab = data_batch(128, cfg.size, seed=2)
         reader_miou = miou(reader(held_img).argmax(1), held_lab, cfg.seg_dim)
-        agreement = miou(reader(rgb).argmax(1), mask, cfg.seg_dim)
-    present = [(mask == c).flatten(1).any(1).float().mean().item() for c in SMALL]
-    report = (f"data {want.numpy().round(3)}, G-EMA {got.numpy().round(3)}, eyes/mouth present in "
-              f"{present}, mask-vs-image mIoU {agreement:.3f} (reader on held-out data {reader_miou:.3f})")
+    each = [measure(G, reader, want) for G in models]
+    report = (f"data {want.numpy().round(3)}; reader on held-out data {reader_miou:.3f}; "
+              + "; ".join(f"step {int(p.stem)}: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items())
+                          for p, e in zip(paths, each, strict=True)))
     print(report)
     assert reader_miou > 0.8, report  # the reader itself works
-    assert (got - want).abs().max() <= MAX_FREQ_GAP, report
-    for c, p in zip(SMALL, present, strict=True):
-        assert got[c] >= MIN_SMALL_RATIO * want[c] and p >= MIN_PRESENT, report
-    assert agreement >= MIN_MIOU, report
+    assert any(learned(e) for e in each), report
+
+
+def learned(m: dict[str, float]) -> bool:
+    """Every check on one snapshot's measures (:func:`measure`)."""
+    small = all(m[f"{name}_ratio"] >= MIN_SMALL_RATIO and m[f"{name}_present"] >= MIN_PRESENT
+                for name in ("eyes", "mouth"))
+    return m["freq_gap"] <= MAX_FREQ_GAP and small and m["miou"] >= MIN_MIOU

@@ -31,14 +31,6 @@ def records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Real statistics go to a temporary cache, not the user's ~/.cache/ssgan."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def run_with_metrics(tmp_path_factory):
     out = tmp_path_factory.mktemp("metrics") / "run"

@@ -1,10 +1,10 @@
-"""train.py end to end on the tiny preset: outputs, exact resume, Ctrl-C, the non-finite guard,
-data errors, image-only data, and a two-process DDP run (gloo, CPU)."""
+"""train.py end to end on the tiny preset: outputs, the non-finite guard, data errors, image-only
+data, and a two-process DDP run (gloo, CPU). Stopping on a signal and resuming exactly:
+tests/test_train_signals.py."""
 
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -78,48 +78,6 @@ def test_short_run_writes_everything(tmp_path):
     assert run(out, "--steps", "4", "--resume", "never") == 2
 
 
-@pytest.mark.slow
-def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, capsys):
-    extra = ["--steps", "6", "--log-every", "1", "--ckpt-every", "100", "--sample-every", "100",
-             "--mixing", "0.5", "--hflip"]
-    straight = tmp_path / "straight"
-    assert run(straight, *extra) == 0
-
-    # the same run, Ctrl-C during step index 2 (3rd G step): it finishes step 3, saves, exits 0
-    calls = {"n": 0}
-    real_g_step = T.g_step
-
-    def g_step_with_sigint(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real_g_step(*a, **k)
-
-    monkeypatch.setattr(T, "g_step", g_step_with_sigint)
-    split = tmp_path / "split"
-    assert run(split, *extra) == 0
-    monkeypatch.setattr(T, "g_step", real_g_step)
-    assert [p.name for p in list_checkpoints(split / "checkpoints")] == ["0000003.safetensors"]
-    assert [r["step"] for r in stats(split)] == [1, 2, 3]
-    assert run(split, *extra, "--resume") == 0
-    assert "differ from" not in capsys.readouterr().out  # same flags: no hyper-parameter note
-
-    a, b = stats(straight), stats(split)
-    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
-    for ra, rb in zip(a, b, strict=True):
-        assert {k: ra[k] for k in LOSS_KEYS} == {k: rb[k] for k in LOSS_KEYS}, ra["step"]
-    ca = load_checkpoint(straight / "checkpoints" / "0000006.safetensors")
-    cb = load_checkpoint(split / "checkpoints" / "0000006.safetensors")
-    for name in ("g", "d", "g_ema"):
-        sa, sb = getattr(ca, name).state_dict(), getattr(cb, name).state_dict()
-        assert sa.keys() == sb.keys()
-        for k in sa:
-            assert torch.equal(sa[k], sb[k]), f"{name}.{k}"
-    for k, v in ca.g_optim_state["state"].items():
-        for field, t in v.items():
-            assert torch.equal(torch.as_tensor(t), torch.as_tensor(cb.g_optim_state["state"][k][field]))
-
-
 def test_non_finite_guard_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
     calls = {"n": 0}
@@ -181,12 +139,35 @@ def test_image_only_folder(tmp_path):
     assert any(not torch.equal(d[k], v) for k, v in D0.state_dict().items() if k.startswith("convs_img."))
 
 
+# torchrun runs this: train.py's main, then this rank's parameter digests in HASHES/rank<r>.json
+_TRAIN_AND_DIGEST = r"""
+import json, os, sys
+from pathlib import Path
+from ssgan.train import loop
+from ssgan.train.state import TrainState
+
+states = []
+new = TrainState.new
+TrainState.new = classmethod(lambda cls, *a, **k: states.append(new(*a, **k)) or states[-1])
+hashes, argv = Path(sys.argv[1]), sys.argv[2:]
+code = loop.main(argv)
+if states:
+    hashes.mkdir(parents=True, exist_ok=True)
+    rank = int(os.environ["RANK"])
+    (hashes / f"rank{rank}.json").write_text(json.dumps(
+        {"rank": rank, "world_size": int(os.environ["WORLD_SIZE"]), **states[-1].param_digest()}))
+sys.exit(code)
+"""
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
-    out, hashes = tmp_path / "ddp", tmp_path / "hashes"
-    env = {**os.environ, "SSGAN_DEBUG_PARAM_HASH": str(hashes), "OMP_NUM_THREADS": "1"}
+    out, hashes, script = tmp_path / "ddp", tmp_path / "hashes", tmp_path / "train_and_digest.py"
+    script.write_text(_TRAIN_AND_DIGEST)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "train.py"), *BASE, "--steps", "3", "--log-every", "1", "--outdir", str(out)]
+           str(script), str(hashes), *BASE, "--steps", "3", "--log-every", "1", "--outdir", str(out)]
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     r0 = json.loads((hashes / "rank0.json").read_text())

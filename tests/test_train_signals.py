@@ -106,28 +106,42 @@ def tensors(path: Path) -> dict[str, bytes]:
         return {k: f.get_tensor(k).reshape(-1).view(torch.uint8).numpy().tobytes() for k in f.keys()}
 
 
-def test_sigterm_checkpoint_exit_0_and_the_same_command_continues_exactly(tmp_path, monkeypatch, capsys):
-    flags = [*BASE, "--steps", "6", "--ckpt-every", "100", "--mixing", "0.5"]
+def logged_losses(out: Path) -> list[dict]:
+    """Step and loss values of each ``stats.jsonl`` line (not the timings)."""
+    lines = (out / "stats.jsonl").read_text().splitlines()
+    return [{k: rec[k] for k in ("step", *T.LOSS_KEYS)} for rec in map(json.loads, lines)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "Ctrl-C"])
+def test_signal_checkpoint_exit_0_and_the_same_command_continues_exactly(sig, tmp_path, monkeypatch, capsys):
+    """SIGTERM or Ctrl-C during step index 2: step 3 is finished and saved, exit 0, the handler is
+    put back; the same command continues (--resume auto) to the uninterrupted run's bytes."""
+    flags = [*BASE, "--steps", "6", "--ckpt-every", "100", "--mixing", "0.5", "--hflip"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train.main([*flags, "--outdir", str(straight)]) == 0
 
     calls = {"n": 0}
     real_g_step = T.g_step
 
-    def g_step_with_sigterm(*a, **k):  # SIGTERM during step index 2: step 3 is finished and saved
+    def g_step_with_signal(*a, **k):
         calls["n"] += 1
         if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
         return real_g_step(*a, **k)
 
-    monkeypatch.setattr(T, "g_step", g_step_with_sigterm)
+    handler = signal.getsignal(sig)
+    monkeypatch.setattr(T, "g_step", g_step_with_signal)
     assert train.main([*flags, "--outdir", str(split)]) == 0
     monkeypatch.undo()
-    assert "SIGTERM: finishing this step" in capsys.readouterr().err
+    assert f"{signal.Signals(sig).name}: finishing this step" in capsys.readouterr().err
     assert [p.name for p in list_checkpoints(split / "checkpoints")] == ["0000003.safetensors"]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert [r["step"] for r in logged_losses(split)] == [1, 2, 3]
+    assert signal.getsignal(sig) is handler  # the handler is put back
     assert train.main([*flags, "--outdir", str(split)]) == 0  # the same command: --resume auto
-    assert "resuming from" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "differ from" not in out  # same flags: no hyper-parameter note
+    assert logged_losses(split) == logged_losses(straight)
     a = tensors(straight / "checkpoints" / "0000006.safetensors")
     b = tensors(split / "checkpoints" / "0000006.safetensors")
     assert a.keys() == b.keys()

@@ -69,11 +69,8 @@ Image-only data (a folder without labels): D sees images only, no R1 on masks, n
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -144,19 +141,8 @@ def train(spec: RunSpec, info: DistInfo) -> int:
             state.train_step(next(batches))
             if outputs.after_step(state):  # a stop request: checkpoint written
                 return 0
-    write_debug_digest(state, info)
     say(f"done: {spec.steps} steps; newest checkpoint {outputs.last_good}")
     return 0
-
-
-def write_debug_digest(state: TrainState, info: DistInfo) -> None:
-    """With ``SSGAN_DEBUG_PARAM_HASH=DIR``: DIR/rank<r>.json, the parameter digests of this rank
-    (tests check that ranks agree)."""
-    folder = os.environ.get("SSGAN_DEBUG_PARAM_HASH")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"rank{info.rank}.json").write_text(json.dumps(
-            {"rank": info.rank, "world_size": info.world_size, **state.param_digest()}))
 
 
 if __name__ == "__main__":
