@@ -73,9 +73,9 @@ def occupancy(regs: int, shared: int, warps: int) -> dict[str, Any]:
     """Theoretical occupancy of a block of ``warps`` warps using ``regs`` registers per thread and
     ``shared`` bytes of shared memory on sm_90: blocks and warps per SM, and what limits them."""
     per_warp = math.ceil(max(regs, 1) * 32 / 256) * 256
-    limits = {"registers": (SM90_REGS // per_warp) // warps,
-              "shared memory": SM90_SHARED_SM // (shared + SHARED_RESERVED) if shared else SM90_BLOCKS,
-              "warps": SM90_WARPS // warps, "blocks": SM90_BLOCKS}
+    limits = {"warps": SM90_WARPS // warps, "blocks": SM90_BLOCKS,  # ties: named in this order
+              "registers": (SM90_REGS // per_warp) // warps,
+              "shared memory": SM90_SHARED_SM // (shared + SHARED_RESERVED) if shared else SM90_BLOCKS}
     blocks = min(limits.values())
     limiter = min(limits, key=lambda k: (limits[k], list(limits).index(k)))
     return {"blocks_per_sm": blocks, "warps_per_sm": blocks * warps,

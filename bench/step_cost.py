@@ -35,7 +35,7 @@ optimiser issue):
 * bytes: per op, the bytes of its distinct tensor inputs (read) and outputs (written), a tensor's
   bytes being those of its distinct elements (a broadcast stride-0 view counts its storage once);
   write-only ops (``copy_``, ``fill_``, ``zero_``, random fills) do not read their destination.
-  Views, allocations and metadata ops move nothing and launch nothing;
+  Views, allocations and metadata ops (``prim::device``, sizes) move nothing and launch nothing;
 * FLOPs: matrix products and convolutions (``torch.utils.flop_counter``'s formulas), and the
   Triton ops' own model FLOPs (:data:`CUSTOM_FLOPS`); element-wise arithmetic is not counted (those
   ops are bandwidth-bound, their bytes are);
@@ -86,7 +86,8 @@ BF16_FLOPS_PER_S = 989e12  # H100 SXM dense bf16 tensor cores
 PATHS = ("reference", "fast")
 PHASES = ("D", "R1", "G", "PL", "EMA")
 WRITE_ONLY = {"copy_", "fill_", "zero_", "normal_", "uniform_", "bernoulli_", "random_", "exponential_"}
-FREE = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "_local_scalar_dense",
+FREE = {"_unsafe_view", "alias",
+        "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "_local_scalar_dense",
         "lift_fresh", "lift_fresh_copy", "sym_size", "sym_stride", "sym_numel", "is_same_size",
         "_has_compatible_shallow_copy_type", "set_", "resize_", "record_stream", "_to_copy_noop"}
 
@@ -184,9 +185,9 @@ class Counter(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = func._schema.name.split("::")[-1]
-        if func.is_view or name in FREE or self.phase == "setup":
-            return out
         ns = func.namespace
+        if func.is_view or name in FREE or ns in ("prim", "profiler") or self.phase == "setup":
+            return out
         full = f"{ns}::{name}"
         ins = _tensors((args, kwargs))
         if name in WRITE_ONLY and args and isinstance(args[0], torch.Tensor):
@@ -243,7 +244,7 @@ class _AtenLaunches(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name.split("::")[-1]
-        if not (func.is_view or name in FREE):
+        if not (func.is_view or name in FREE or func.namespace in ("prim", "profiler")):
             self.n += 1
         return func(*args, **(kwargs or {}))
 
