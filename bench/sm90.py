@@ -53,6 +53,7 @@ from bench.step_cost import Counter, cpu_standin, run_iteration
 from bench.timing import environment
 from bench.triton_launches import SM90, Launch, intercepted
 
+DOC = "docs/performance_sm90.md"  # the page the report is written to
 SM90_REGS, SM90_WARPS, SM90_BLOCKS = 65536, 64, 32
 SM90_SHARED_SM = 228 * 1024  # per SM
 SM90_SHARED_BLOCK = 227 * 1024  # opt-in maximum per block (232448 bytes)
@@ -210,6 +211,30 @@ def checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"ok": not failures, "failures": failures, "excused": excused}
 
 
+def summary(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per kernel and dtype, the range over its compiled configs."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["kernel"], r["dtype"]), []).append(r)
+    lines = ["| kernel | dtype | compiled | regs | spilling | max shared (KB) | warps/SM | limiters | wgmma "
+             "| mma.sync | cp.async | TMA |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    def span(rs, key):
+        lo, hi = min(r[key] for r in rs), max(r[key] for r in rs)
+        return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+    def used(rs, key):
+        return "yes" if any(r[key] for r in rs) else "no"
+
+    for (kernel, dtype), rs in sorted(groups.items()):
+        spilling = sum(1 for r in rs if r["spill_stores"] + r["spill_loads"] or r["stack"])
+        limiters = ", ".join(sorted({r["limiter"] for r in rs}))
+        module, name = kernel.split(".")[-2:]
+        lines.append(f"| `{name}` ({module}) | {dtype} | {len(rs)} | {span(rs, 'regs')} | {spilling} | "
+                     f"{max(r['shared'] for r in rs) / 1024:.1f} | {span(rs, 'warps_per_sm')} | {limiters} | "
+                     f"{used(rs, 'wgmma')} | {used(rs, 'mma_sync')} | {used(rs, 'cp_async')} | {used(rs, 'tma')} |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as the page docs/performance_sm90.md."""
     rows = report["kernels"]
@@ -226,6 +251,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{len(report['checks']['failures'])} failure(s), "
         f"{len(report['checks']['excused'])} named exception(s); "
         f"{len(rows)} compiled kernels.", "",
+        *summary(rows), "",
+        "Every compiled kernel (a kernel appears once per distinct specialisation: flags, block sizes):", "",
         "| kernel | dtype | config | warps | stages | regs | spill st/ld | shared (KB) | warps/SM | limiter "
         "| wgmma | mma.sync | cp.async | TMA |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -246,7 +273,7 @@ def markdown(report: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.sm90", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", default="bench/results/sm90.json")
-    p.add_argument("--doc", default="docs/performance_sm90.md", help="markdown page ('' for none)")
+    p.add_argument("--doc", default=DOC, help="markdown page ('' for none)")
     p.add_argument("--quick", action="store_true",
                    help="bf16 only, per kernel the config with the largest tile; no page")
     return p.parse_args(argv)

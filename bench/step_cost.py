@@ -81,6 +81,7 @@ from ssgan.model.discriminator import DualBranchDiscriminator
 from ssgan.model.generator import SemanticGenerator
 from ssgan.train import steps as T
 
+DOC = "docs/performance_step_cost.md"  # the page the report is written to
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM HBM3
 BF16_FLOPS_PER_S = 989e12  # H100 SXM dense bf16 tensor cores
 PATHS = ("reference", "fast")
@@ -429,7 +430,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="celeba-256")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--json", default="bench/results/step_cost.json")
-    p.add_argument("--doc", default="docs/performance_step_cost.md", help="markdown page ('' for none)")
+    p.add_argument("--doc", default=DOC, help="markdown page ('' for none)")
     p.add_argument("--quick", action="store_true", help="tiny preset, batch 4, no page: the plumbing only")
     return p.parse_args(argv)
 
