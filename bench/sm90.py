@@ -231,7 +231,7 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         module, name = kernel.split(".")[-2:]
         lines.append(f"| `{name}` ({module}) | {dtype} | {len(rs)} | {span(rs, 'regs')} | {spilling} | "
                      f"{max(r['shared'] for r in rs) / 1024:.1f} | {span(rs, 'warps_per_sm')} | {limiters} | "
-                     f"{used(rs, 'wgmma')} | {used(rs, 'mma_sync')} | {used(rs, 'cp_async')} | {used(rs, 'tma')} |")
+                     + " | ".join(used(rs, k) for k in ("wgmma", "mma_sync", "cp_async", "tma")) + " |")
     return lines
 
 
