@@ -60,8 +60,23 @@ SM90_SHARED_BLOCK = 227 * 1024  # opt-in maximum per block (232448 bytes)
 SHARED_RESERVED = 1024  # per block, by the system
 PAPER = ("celeba-256", 16)
 
-#: Kernels allowed to fail a check, by ``module.kernel`` and dtype: (check, cause, cost).
-EXCEPTIONS: dict[tuple[str, str], tuple[str, str, str]] = {}
+#: Configs allowed to fail a check, by (``module.kernel``, dtype, (block sizes..., warps, stages)):
+#: (check, cause, cost). Figures from bench/results/sm90.json (Triton 3.9, ptxas of its wheel).
+_FUSION_FWD_SPILL = ("spill",
+                     "255-register cap: the 128 fp32 accumulators per thread of the BLOCK_P x BLOCK_F tile "
+                     "plus the prologue's fusion weights; ptxas keeps one 4-byte value in local memory "
+                     "across the class loop (8-byte stack)",
+                     "one STL before and one LDL after the main loop per thread (plus one STL on the "
+                     "K = 0 path): none inside the loop of wgmma; negligible")
+EXCEPTIONS: dict[tuple[str, str, tuple[int, ...]], tuple[str, str, str]] = {
+    ("ssgan.kernels.fusion._fwd_kernel", "bf16", (128, 128, 4, 4)): _FUSION_FWD_SPILL,
+    ("ssgan.kernels.fusion._fwd_kernel", "bf16", (256, 128, 8, 3)): _FUSION_FWD_SPILL,
+}
+
+
+def exception_key(row: dict[str, Any]) -> tuple[str, str, tuple[int, ...]]:
+    """The :data:`EXCEPTIONS` key of a report row."""
+    return row["kernel"], row["dtype"], (*row["config"].values(), row["num_warps"], row["num_stages"])
 
 
 def _tool(name: str) -> str:
@@ -201,7 +216,7 @@ def checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
                            ("shared", r["shared"] > SM90_SHARED_BLOCK)):
             if not bad:
                 continue
-            exc = EXCEPTIONS.get((r["kernel"], r["dtype"]))
+            exc = EXCEPTIONS.get(exception_key(r))
             entry = {"kernel": r["kernel"], "config": r["config"], "num_warps": r["num_warps"],
                      "num_stages": r["num_stages"], "check": check}
             if exc is not None and exc[0] == check:

@@ -149,6 +149,17 @@ if triton is not None:
         _FWD_CONFIGS = _configs([32, 64, 128], [4, 8])
         _BWD_CONFIGS = _configs([32, 64, 128], [4, 8])
     _BWD_MAX_BLOCK = max(c.kwargs["BLOCK_P"] for c in _BWD_CONFIGS)
+    # The backward holds a few BLOCK_P x C fp32 tiles per thread; compiled for sm_90 in bf16 at
+    # C = 64, L = 10 (bench/results/sm90.json), BLOCK_P 64 and 128 spill registers (14-142 local
+    # loads/stores per thread, inside the layer loop) and BLOCK_P 32 does not: tiles of more than
+    # 2048 pixel-channels are pruned (all are kept for C <= 16).
+    _BWD_TILE_MAX = 2048
+
+    def _prune_bwd(configs, named_args, **kwargs):
+        """Drop the configs whose BLOCK_P x C tile exceeds _BWD_TILE_MAX (the smallest if none is left)."""
+        C = kwargs.get("C", named_args.get("C"))  # a constexpr: passed by keyword
+        kept = [c for c in configs if c.kwargs["BLOCK_P"] * C <= _BWD_TILE_MAX]
+        return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_P"])]
 
     @triton.jit
     def _to(a, DOT: tl.constexpr, EMU: tl.constexpr):
@@ -245,7 +256,8 @@ if triton is not None:
             g = _dot(g_dot, w, DOT, ACC, PREC, EMU)
         return g
 
-    @triton.autotune(configs=_BWD_CONFIGS, key=["P", "C", "L"])
+    @triton.autotune(configs=_BWD_CONFIGS, key=["P", "C", "L"],
+                     prune_configs_by={"early_config_prune": _prune_bwd})
     @triton.jit
     def _bwd_kernel(
         x_ptr, w_ptr, b_ptr, u_ptr, gh_ptr, gd_ptr,
