@@ -150,9 +150,9 @@ if triton is not None:
         _BWD_CONFIGS = _configs([32, 64, 128], [4, 8])
     _BWD_MAX_BLOCK = max(c.kwargs["BLOCK_P"] for c in _BWD_CONFIGS)
     # The backward holds a few BLOCK_P x C fp32 tiles per thread; compiled for sm_90 in bf16 at
-    # C = 64, L = 10 (bench/results/sm90.json), BLOCK_P 64 and 128 spill registers (14-142 local
-    # loads/stores per thread, inside the layer loop) and BLOCK_P 32 does not: tiles of more than
-    # 2048 pixel-channels are pruned (all are kept for C <= 16).
+    # C = 64, L = 10 (python -m bench.sm90, before this pruning), BLOCK_P 64 and 128 spill (14 to
+    # 142 local loads/stores per thread) and BLOCK_P 32 does not: tiles of more than 2048
+    # pixel-channels are pruned (all are kept for C <= 16).
     _BWD_TILE_MAX = 2048
 
     def _prune_bwd(configs, named_args, **kwargs):
