@@ -141,6 +141,17 @@ if triton is not None:
         _FWD_CONFIGS = configs(("BLOCK_P",), [(bp, nw) for bp in (32, 64, 128) for nw in (4, 8)])
         _BWD_CONFIGS = configs(("BLOCK_P",), [(bp, nw) for bp in (32, 64, 128) for nw in (4, 8)])
     _BWD_MAX_BLOCK = max(c.kwargs["BLOCK_P"] for c in _BWD_CONFIGS)
+    # The backward holds a few BLOCK_P x C fp32 tiles per thread; compiled for sm_90 in bf16 at
+    # C = 64, L = 10 (python -m bench.sm90, before this pruning), BLOCK_P 64 and 128 spill (14 to
+    # 142 local loads/stores per thread) and BLOCK_P 32 does not: tiles of more than 2048
+    # pixel-channels are pruned (all are kept for C <= 16).
+    _BWD_TILE_MAX = 2048
+
+    def _prune_bwd(configs, named_args, **kwargs):
+        """Drop the configs whose BLOCK_P x C tile exceeds _BWD_TILE_MAX (the smallest if none is left)."""
+        C = kwargs.get("C", named_args.get("C"))  # a constexpr: passed by keyword
+        kept = [c for c in configs if c.kwargs["BLOCK_P"] * C <= _BWD_TILE_MAX]
+        return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_P"])]
 
     @triton.jit
     def _to(a, DOT: tl.constexpr, EMU: tl.constexpr):
@@ -333,7 +344,7 @@ if triton is not None:
             tl.debug_barrier()  # partial sums and slab are re-read by the next tile
 
     _fwd_tuned = autotune(_fwd_kernel, _FWD_CONFIGS, key=["P", "C", "L"])
-    _bwd_tuned = autotune(_bwd_kernel, _BWD_CONFIGS, key=["P", "C", "L"])
+    _bwd_tuned = autotune(_bwd_kernel, _BWD_CONFIGS, key=["P", "C", "L"], prune=_prune_bwd)
 
 
 # ------------------------------------------------------------------------------------------------
