@@ -21,17 +21,19 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ssgan.checkpoint import param_digest
 from ssgan.data.base import DatasetError
 from ssgan.edit import editing as E
 from ssgan.edit import photos
 from ssgan.model.generator import Synthesis
+from ssgan.provenance import COMPOSITE, TRAINED, Provenance, encode_image, software
 from ssgan.serve.engine import Engine
 from ssgan.serve.errors import ClientError
 from ssgan.serve.session import Cancelled, InversionJob, Session, Sessions, Slider, Step
@@ -144,10 +146,14 @@ Build = Callable[[Session, torch.Tensor], tuple[torch.Tensor, str]]
 class Editor:
     """The API's behaviour, independent of HTTP: sessions, edits, inversion jobs and downloads."""
 
-    def __init__(self, engine: Engine, limits: Limits = Limits()):
+    def __init__(self, engine: Engine, limits: Limits = Limits(), watermark: bool = True, key_id: int = 0):
+        """``watermark``, ``key_id``: the downloads' invisible watermark (``ssgan serve
+        --no-watermark / --watermark-key``); every download carries its provenance record."""
         self.engine = engine
         self.limits = limits
         self.sessions = Sessions(limits.max_sessions)
+        self.prov = Provenance(TRAINED, "serve-download", software(), param_digest(engine.G), watermark,
+                               key_id)
 
     # ----- model and sessions -------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -309,16 +315,27 @@ class Editor:
                 np.save(buf, np.ascontiguousarray(session.current.latent[0].cpu().numpy(), dtype=np.float32))
                 body, media = buf.getvalue(), "application/octet-stream"
             elif kind in ("image.png", "mask.png"):
-                body, media = png(self.engine.pictures(session.render)[kind[:-4]]), "image/png"
+                prov = self._provenance(session)
+                body = encode_image(self.engine.pictures(session.render)[kind[:-4]],
+                                    prov if kind == "image.png" else prov.without_watermark())
+                media = "image/png"
             elif kind == "diff.png":
                 if session.change is None:
                     raise ClientError("no edit yet: nothing to diff", 404)
-                body, media = png(session.change["image"]), "image/png"
+                body = encode_image(session.change["image"], self._provenance(session).without_watermark())
+                media = "image/png"
             else:
                 raise ClientError(f"unknown download {kind!r}; one of {', '.join(DOWNLOADS)}", 404)
             return Download(f"ssgan-{session.position:03d}-{kind}", body, media)
 
     # ----- internals ----------------------------------------------------------------------
+    def _provenance(self, session: Session) -> Provenance:
+        """The downloads' record: a composite when the current face began as an uploaded photo
+        (or an opened latent, usually a photo's), else generated."""
+        origin = next((s.action for s in reversed(session.history[:session.position + 1])
+                       if s.action.startswith(("sample ", "open ", "invert "))), "sample")
+        return replace(self.prov, source_type=TRAINED if origin.startswith("sample") else COMPOSITE)
+
     def _run(self, sid: Any, seq: int | None, fn: Callable[[Session], None]) -> dict[str, Any]:
         """Run ``fn`` under the session's lock unless a newer request of the tab already arrived."""
         session = self.sessions.get(sid)
