@@ -32,7 +32,8 @@ from ssgan.provenance.record import (
     software,
 )
 
-__all__ = ["ALGORITHMIC", "COMPOSITE", "DATA_FIGURE", "FORMATS", "SYNTHETIC", "TRAINED", "Provenance", "Signer",
+__all__ = ["ALGORITHMIC", "COMPOSITE", "DATA_FIGURE", "FORMATS", "SYNTHETIC", "TRAINED", "Provenance",
+           "Signer",
            "encode_image", "mark", "save_image", "software"]
 
 #: File suffix → PIL format of the images ssgan writes. GIF takes (N, H, W, 3) frames.
