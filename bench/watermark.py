@@ -106,7 +106,6 @@ def generator_outputs(n: int) -> list[np.ndarray]:
     from ssgan.edit import editing as E
     from ssgan.model.config import preset
     from ssgan.model.generator import SemanticGenerator
-    from ssgan.visualize import to_uint8
 
     torch.manual_seed(0)
     G = SemanticGenerator(preset("tiny")).eval()
@@ -201,7 +200,8 @@ def verdict(result: dict) -> list[str]:
         for a in TARGETED:
             rate = s["detection_rate"][a]
             if rate < TARGET_RATE:
-                missed.append(f"{name} {a}: {rate:.1%} < {TARGET_RATE:.0%} (short by {TARGET_RATE - rate:.1%})")
+                missed.append(f"{name} {a}: {rate:.1%} < {TARGET_RATE:.0%} "
+                              f"(short by {TARGET_RATE - rate:.1%})")
         if s["psnr_db"]["min"] < TARGET_PSNR:
             missed.append(f"{name} PSNR min {s['psnr_db']['min']:.2f} dB < {TARGET_PSNR} dB")
     if result["false_positives"]["found"]:
@@ -229,7 +229,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.watermark", description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, default=200, help="marked images per set")
     p.add_argument("--negatives", type=int, default=1000, help="unmarked images for false positives")
-    p.add_argument("--quick", action="store_true", help="8 images per set, 40 negatives (a plumbing check)")
+    p.add_argument("--quick", action="store_true", help="4 images per set, 24 negatives (a plumbing check)")
     p.add_argument("--compare", action="store_true", help="also invisible-watermark's dwtDct, dwtDctSvd")
     p.add_argument("--out", default="bench/results/watermark-cpu.json", help="the JSON written")
     return p.parse_args(argv)
@@ -237,7 +237,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    count, negatives = (8, 40) if args.quick else (args.count, args.negatives)
+    count, negatives = (4, 24) if args.quick else (args.count, args.negatives)
     t0 = time.perf_counter()
     faces = SyntheticFaces(SIZE, count, seed=1)
     sets = {"faces": [faces.render(i)[0] for i in range(count)], "photo": photo_crops(count, seed=1)}

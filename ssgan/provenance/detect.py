@@ -41,10 +41,11 @@ class UnreadableError(Exception):
 class Report:
     """One file: the provenance fields its XMP holds, the watermark found in its frames (``frames``
     checked, ``frames_marked`` whose payload checked out, the key id most of them carry, the best
-    confidence), and the verdict."""
+    confidence), the smaller side of the first frame, and the verdict."""
 
     path: str
     metadata: dict[str, str] = field(default_factory=dict)
+    min_side: int = 0
     frames: int = 0
     frames_marked: int = 0
     key_id: int | None = None
@@ -67,15 +68,17 @@ class Report:
         if says and self.watermarked:
             return f"{says}: metadata and watermark"
         if says:
-            why = "its record says off" if self.metadata.get("watermark") == "false" else "none found"
+            why = (f"none under {watermark.MIN_SIZE} px" if self.min_side < watermark.MIN_SIZE
+                   else "off, says its record" if self.metadata.get("watermark") == "false"
+                   else "none found")
             return f"{says}: metadata only (watermark: {why})"
         if self.watermarked:
             return "synthetic: watermark only (metadata missing or stripped)"
         return "no ssgan mark found"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "metadata": self.metadata, "frames": self.frames,
-                "frames_marked": self.frames_marked, "key_id": self.key_id,
+        return {"path": self.path, "metadata": self.metadata, "min_side": self.min_side,
+                "frames": self.frames, "frames_marked": self.frames_marked, "key_id": self.key_id,
                 "confidence": round(self.confidence, 4), "marked": self.marked, "verdict": self.verdict}
 
 
@@ -105,7 +108,8 @@ def inspect_file(path: str | os.PathLike) -> Report:
             raise UnreadableError(f"{path}: cannot read its frames ({e}); pass a complete video") from None
     else:
         frames, packet = _read(path)
-    report = Report(str(path), xmp.parse(packet) if packet else {}, len(frames))
+    side = min(frames[0].shape[:2]) if frames else 0
+    report = Report(str(path), xmp.parse(packet) if packet else {}, side, len(frames))
     keys: list[int] = []
     for frame in frames:
         found = watermark.extract(frame)

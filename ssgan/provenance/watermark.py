@@ -14,7 +14,8 @@ Design (numpy only; measured against the libraries in docs/provenance.md):
   ⌊192/92⌋ ≥ 2 cells scattered over the tile by the same seed, times a fixed ±1 scramble. A cell
   of sign s adds ``s·AMPLITUDE`` to R, G and B alike (luma only, so JPEG's chroma subsampling does
   not touch it). The tile repeats over the whole image. Cells of 4 px put the energy below a
-  quarter of the sampling rate, which a resize to half and back keeps; JPEG quality 75 quantises those low DCT frequencies lightly.
+  quarter of the sampling rate, which a resize to half and back keeps; JPEG quality 75 quantises
+  those low DCT frequencies lightly.
 * **Reading.** Luma, minus its 9 × 9 local mean (the picture's own content is mostly lower in
   frequency), divided by √(local mean of its square + :data:`FLOOR`²) (so edges and texture do not
   drown the flat regions' evidence), folded modulo the period: every
