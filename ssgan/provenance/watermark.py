@@ -40,7 +40,7 @@ KEY_BITS = 16
 PERIOD = 64
 CELL = 4
 PILOT_CELLS = 64
-AMPLITUDE = 3.0  #: luma change per pixel (of 255): PSNR = 20·log10(255/3) ≈ 38.6 dB (less clipping)
+AMPLITUDE = 3.0  #: luma change per pixel (of 255): PSNR = 20·log10(255/3) ≈ 38.6 dB
 FLOOR = 10.0
 MIN_SIZE = 128
 _G = (0o171, 0o133)
@@ -156,13 +156,16 @@ def tile_pattern(key_id: int) -> np.ndarray:
 
 def embed(rgb: np.ndarray, key_id: int) -> np.ndarray:
     """``rgb`` (H, W, 3) uint8 with the watermark added (a copy); images under :data:`MIN_SIZE`
-    on a side come back unchanged."""
+    on a side come back unchanged. Values within :data:`AMPLITUDE` of 0 or 255 are first moved
+    inside [A, 255 − A], so that saturated regions (white backgrounds, legends) carry both signs
+    instead of losing half the pattern to clipping."""
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIZE:
         return rgb.copy()
     tile = tile_pattern(key_id)
     delta = np.tile(tile, (-(-h // PERIOD), -(-w // PERIOD)))[:h, :w] * AMPLITUDE
-    return np.clip(np.rint(rgb.astype(np.float64) + delta[..., None]), 0, 255).astype(np.uint8)
+    base = np.clip(rgb.astype(np.float64), AMPLITUDE, 255 - AMPLITUDE)  # room for both signs
+    return np.rint(base + delta[..., None]).astype(np.uint8)
 
 
 def _box_mean(x: np.ndarray, k: int) -> np.ndarray:
