@@ -46,8 +46,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if args.out == "-":
             sys.stdout.write(text)
         else:
-            Path(args.out).write_text(text)
-            print(f"wrote {args.out}")
+            out = Path(args.out)
+            if not out.parent.is_dir():
+                raise A.CLIError(f"--out {out}: folder {out.parent} does not exist; create it or pick "
+                                 f"another")
+            tmp = out.with_name(f".{out.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(out)
+            print(f"wrote {out}")
     marked = sum(r.marked for r in reports)
     print(f"{marked} of {len(reports)} file(s) marked" + (f"; {len(errors)} unreadable" if errors else ""),
           file=sys.stderr)
