@@ -54,7 +54,8 @@ def test_xmp_round_trip_and_foreign_packets():
     other = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
              b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
              b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"><Iptc4xmpExt:'
-             b'DigitalSourceType>' + COMPOSITE.encode() + b'</Iptc4xmpExt:DigitalSourceType></rdf:Description>'
+             b'DigitalSourceType>' + COMPOSITE.encode() + b'</Iptc4xmpExt:DigitalSourceType>'
+             b'</rdf:Description>'
              b'</rdf:RDF></x:xmpmeta>')
     assert xmp.parse(other) == {"source_type": COMPOSITE}
 
