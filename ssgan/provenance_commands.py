@@ -69,5 +69,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "not; 2: some unreadable.")
     q.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files and/or folders (searched recursively)")
-    A.add_out(q, "also write the reports as JSON to this file ('-': print the JSON instead of the text)")
+    A.add_out(q, "also write the reports as JSON to this file ('-': print the JSON instead of the text; "
+                 "default: text only)")
     q.set_defaults(func=cmd_detect)
