@@ -198,6 +198,14 @@ def test_every_writer_marks_its_pictures(tmp_path, capsys):
     assert watermarked >= 4
     capsys.readouterr()
     assert main(["detect", str(o)]) == 0, capsys.readouterr().out
+    # --no-watermark: the same grid, pixels as rendered, the record saying so
+    assert main(["generate", *common, "--outdir", str(tmp_path / "plain"), "-n", "16", "--no-watermark"]) == 0
+    plain, marked = (np.asarray(Image.open(d / "grid.png")).astype(float)
+                     for d in (tmp_path / "plain", o / "gen"))
+    # white padding and legend (255 → 252 ± 3) cost more than a photo's mid-tones: ~37 dB here
+    assert 35 <= 10 * np.log10(255**2 / np.mean((plain - marked) ** 2)) < 60
+    r = detect.inspect_file(tmp_path / "plain" / "grid.png")
+    assert r.marked and not r.watermarked and r.metadata["watermark"] == "false"
 
 
 def load_checkpoint_classes(path):
