@@ -347,7 +347,8 @@ def add_watermark_key(q: argparse.ArgumentParser) -> None:
 def add_no_watermark(q: argparse.ArgumentParser) -> None:
     q.add_argument("--no-watermark", action="store_true",
                    help="leave the pixels exact (research pipelines): no invisible watermark; the XMP "
-                        "record that the pictures are synthetic stays and says the watermark is off (default: watermarked)")
+                        "record that the pictures are synthetic stays and says the watermark is off "
+                        "(default: watermarked)")
 
 
 def provenance(args: argparse.Namespace, G: torch.nn.Module | None, action: str,

@@ -4,6 +4,7 @@ watermark where it is generated content of at least 128 px)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -173,10 +174,12 @@ def test_every_writer_marks_its_pictures(tmp_path, capsys):
     assert main(["data", "inspect", str(data), "--out", str(o / "inspect.png"), "--quiet"]) == 0
     editor = Editor(Engine(G, load_checkpoint_classes(ck)), key_id=321)
     sid = editor.new_session()["session"]
-    editor.resample(sid, [1], "texture", seed=2)
+    state = editor.resample(sid, [1], "texture", seed=2)
+    (o / "editor").mkdir()
     for kind in ("image.png", "mask.png", "diff.png"):
-        (o / "editor").mkdir(exist_ok=True)
         (o / "editor" / kind).write_bytes(editor.download(sid, kind).body)
+    for kind in ("image", "mask"):  # the page's previews, as "save image" in the browser would keep them
+        (o / "editor" / f"preview-{kind}.png").write_bytes(base64.b64decode(state[kind].split(",", 1)[1]))
     pictures = detect.files([o])
     writers = {p.relative_to(o).parts[0] for p in pictures}
     assert writers >= {"gen", "mix", "comp", "interp", "edit", "inv", "enc", "run", "curves.png",
@@ -190,7 +193,7 @@ def test_every_writer_marks_its_pictures(tmp_path, capsys):
             assert rec.generator_digest is not None, p
             assert rec.generator_digest == digest or rec.action in ("invert", "train-sample"), p
             # masks and |difference| maps keep exact pixels; the locality figures (*_diff.png) hold renders
-            generated = p.name not in ("mask.png", "diff.png") and p.parent.name != "mask"
+            generated = p.name not in ("mask.png", "diff.png", "preview-mask.png") and p.parent.name != "mask"
             assert rec.watermark == (generated and r.min_side >= W.MIN_SIZE), p
             if rec.watermark:
                 assert r.watermarked and r.key_id == 321 and rec.key_id == 321, p

@@ -74,16 +74,10 @@ class Upload(io.BytesIO):
         return f"upload {self.name!r}"
 
 
-def png(image: np.ndarray) -> bytes:
-    """An (H, W[, 3]) uint8 image as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def data_url(image: np.ndarray) -> str:
-    """An (H, W[, 3]) uint8 image as a ``data:image/png;base64,…`` URL."""
-    return "data:image/png;base64," + base64.b64encode(png(image)).decode()
+def data_url(png: bytes) -> str:
+    """PNG bytes (:func:`ssgan.provenance.encode_image`'s, so that a preview saved from the page is
+    marked like a download) as a ``data:image/png;base64,…`` URL."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def decode_upload(data: bytes, name: str, size: int, limits: Limits) -> torch.Tensor:
@@ -413,7 +407,10 @@ class Editor:
     def _set_reference(self, session: Session, latent: torch.Tensor, seed: int | None) -> None:
         session.reference, session.reference_seed = latent.cpu(), seed
         pics = self.engine.pictures(self.engine.render(latent))
-        session.reference_pictures = {"image": data_url(pics["image"]), "mask": data_url(pics["mask"])}
+        # a sampled face, or (seed None) the current face, whatever it began as
+        prov = self._provenance(session) if seed is None else replace(self.prov, source_type=TRAINED)
+        session.reference_pictures = {"image": data_url(encode_image(pics["image"], prov)),
+                                      "mask": data_url(encode_image(pics["mask"], prov.without_watermark()))}
 
     def _invert(self, session: Session, job: InversionJob, image: torch.Tensor) -> None:
         """The inversion thread: the result becomes the current face; a failure is the job's
@@ -438,14 +435,17 @@ class Editor:
             return {**out, "stale": True}
         pics = self.engine.pictures(session.render)
         change = session.change
+        prov = self._provenance(session)
+        plain = prov.without_watermark()
         out.update({
             "position": session.position, "length": len(session.history),
             "can_undo": session.position > 0, "can_redo": session.position < len(session.history) - 1,
             "action": session.current.action, "classes": session.current.classes,
-            "image": data_url(pics["image"]), "mask": data_url(pics["mask"]),
+            "image": data_url(encode_image(pics["image"], prov)),
+            "mask": data_url(encode_image(pics["mask"], plain)),
             "labels": base64.b64encode(pics["labels"].tobytes()).decode(),
             "diff": None if change is None else {
-                "image": data_url(change["image"]), "inside": rounded(change["inside"]),
+                "image": data_url(encode_image(change["image"], plain)), "inside": rounded(change["inside"]),
                 "outside": rounded(change["outside"]), "classes": change["classes"],
                 "region": base64.b64encode(change["region"].astype(np.uint8).tobytes()).decode()},
             "reference": {**session.reference_pictures, "seed": session.reference_seed},
