@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from ssgan import visualize as V
-from ssgan.checkpoint import load_checkpoint
+from ssgan.checkpoint import load_checkpoint, param_digest
 from ssgan.data import SyntheticFaces
 from ssgan.edit import editing as E
 from ssgan.edit import encoder as EN
 from ssgan.edit.locality import change_locality
+from ssgan.provenance import COMPOSITE, Provenance, save_image, software
 
 
 def main() -> None:
@@ -51,7 +52,8 @@ def main() -> None:
     tiles = []
     for i in range(args.rows):
         tiles += [V.to_uint8(photos[i:i + 1])[0], res["source"][i], res["result"][i], res["diff"][i]]
-    V.save_png(V.grid(V.enlarge(np.stack(tiles)), ncol=4), args.out)
+    prov = Provenance(COMPOSITE, "docs-encoder-figure", software(), param_digest(G), True, 0)
+    save_image(V.grid(V.enlarge(np.stack(tiles)), ncol=4), args.out, prov)
     print(f"wrote {args.out}")
 
 

@@ -20,8 +20,9 @@ import torch
 
 from ssgan.data.synthetic import SyntheticFaces
 from ssgan.model.config import preset
+from ssgan.provenance import ALGORITHMIC, Provenance, save_image, software
 from ssgan.train.rundir import SAMPLE_MIN_PIXELS
-from ssgan.visualize import PALETTE, grid, resize_nearest, save_png
+from ssgan.visualize import PALETTE, grid, resize_nearest
 
 
 def data_grid(n: int, size: int, seg_dim: int, path: Path) -> Path:
@@ -31,7 +32,8 @@ def data_grid(n: int, size: int, seg_dim: int, path: Path) -> Path:
     for i in range(n):
         image, label = ds.render(i)
         tiles += [resize_nearest(image[None], show)[0], resize_nearest(PALETTE[label][None], show)[0]]
-    return save_png(grid(np.stack(tiles), ncol=2 * math.ceil(math.sqrt(n))), path)
+    prov = Provenance(ALGORITHMIC, "docs-data-grid", software(), None, False, 0)  # procedural data
+    return save_image(grid(np.stack(tiles), ncol=2 * math.ceil(math.sqrt(n))), path, prov)
 
 
 def main() -> None:

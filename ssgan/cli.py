@@ -8,7 +8,8 @@ Subcommands (``ssgan <command> --help`` shows each one's arguments and their def
 ``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``encoder`` (:mod:`ssgan.edit.encoder_commands`);
 ``metrics`` (:mod:`ssgan.metrics.commands`); ``serve`` (:mod:`ssgan.serve.commands`:
 ``python -m ssgan.serve``); ``train`` (:mod:`ssgan.train.commands`: ``python train.py``); ``plot``
-(:mod:`ssgan.train.plot`: ``python -m ssgan.train.plot``). Every flag has one meaning in all of
+(:mod:`ssgan.train.plot`: ``python -m ssgan.train.plot``); ``detect``
+(:mod:`ssgan.provenance_commands`). Every flag has one meaning in all of
 them (docs/cli.md, checked by tests/test_cli_flags.py).
 
 Adding a subcommand
@@ -44,7 +45,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from ssgan import checkpoint_commands
+from ssgan import checkpoint_commands, provenance_commands
 from ssgan.cliargs import COMMON_ERRORS, CLIError, Parser, run
 from ssgan.data import commands as data_commands
 from ssgan.edit import commands as edit_commands
@@ -58,7 +59,8 @@ __all__ = ["COMMANDS", "CLIError", "build_parser", "expected_errors", "main"]
 
 #: The modules that register subcommands, in the order of ``ssgan --help``.
 COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, data_commands, edit_commands, encoder_commands,
-                                    metrics_commands, serve_commands, train_commands, plot)
+                                    metrics_commands, serve_commands, train_commands, plot,
+                                    provenance_commands)
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """The errors reported as one line: :data:`ssgan.cliargs.COMMON_ERRORS` and each command

@@ -49,6 +49,7 @@ MEANINGS: dict[str, str] = {
     "--lpips-weights": "LPIPS-VGG weight files (default: 1 - MS-SSIM, no weights)",
     "--lr": "Adam learning rate",
     "--metrics": "comma-separated metric names (fid50k_full, kid50k, maskfd10k, ...)",
+    "--no-watermark": "no invisible watermark in the pictures' pixels (their XMP record stays and says so)",
     "--out": "the file the command writes",
     "--outdir": "the folder the command writes into",
     "--part": "which codes of the classes: shape, texture or all",
@@ -63,6 +64,7 @@ MEANINGS: dict[str, str] = {
     "--steps": "optimisation steps",
     "--threads": "torch intra-op CPU threads",
     "--truncation": "truncation psi (< 1 pulls w towards the mean w)",
+    "--watermark-key": "the key id (0..65535) carried by the pictures' invisible watermark",
     "--workers": "worker processes",
 }
 

@@ -19,8 +19,9 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from ssgan.checkpoint import CheckpointError, inspect_checkpoint, load_checkpoint
+from ssgan.checkpoint import CheckpointError, inspect_checkpoint, load_checkpoint, param_digest
 from ssgan.classes import ClassesError, ClassInfo
+from ssgan.provenance import TRAINED, Provenance, software, watermark
 
 
 class CLIError(Exception):
@@ -316,6 +317,46 @@ def add_classes(q: argparse.ArgumentParser, help: str, required: bool = False,
     ``None`` when not given. Read it with :meth:`ssgan.classes.ClassInfo.indices`."""
     q.add_argument("--classes", *aliases, dest="classes", nargs="+", metavar="CLASS", required=required,
                    type=str, help=help + " (names or indices, see ssgan info)")
+
+
+def add_watermark(q: argparse.ArgumentParser) -> None:
+    """``--watermark-key K`` and ``--no-watermark``: every command that writes generated pictures
+    (docs/provenance.md); read back by :func:`provenance`."""
+    add_watermark_key(q)
+    add_no_watermark(q)
+
+
+def watermark_key(text: str) -> int:
+    """``--watermark-key``'s type: an integer key id that fits the watermark's payload."""
+    top = (1 << watermark.KEY_BITS) - 1
+    try:
+        key = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; pass 0..{top}") from None
+    if not 0 <= key <= top:
+        raise argparse.ArgumentTypeError(f"{key} is out of range; pass 0..{top}")
+    return key
+
+
+def add_watermark_key(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--watermark-key", type=watermark_key, default=0, metavar="K",
+                   help=f"key id (0..{(1 << watermark.KEY_BITS) - 1}) in the invisible watermark of the "
+                        f"pictures written, to tell your outputs apart (ssgan detect prints it)")
+
+
+def add_no_watermark(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--no-watermark", action="store_true",
+                   help="leave the pixels exact (research pipelines): no invisible watermark; the XMP "
+                        "record that the pictures are synthetic stays and says the watermark is off "
+                        "(default: watermarked)")
+
+
+def provenance(args: argparse.Namespace, G: torch.nn.Module | None, action: str,
+               source_type: str = TRAINED) -> Provenance:
+    """The record of the pictures a command writes (:func:`add_watermark`'s flags; ``G``: the
+    generator whose :func:`~ssgan.checkpoint.param_digest` goes in, None for figures)."""
+    return Provenance(source_type, action, software(), None if G is None else param_digest(G),
+                      not args.no_watermark, args.watermark_key)
 
 
 def classes_text(values: Sequence[str] | None) -> str | None:

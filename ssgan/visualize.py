@@ -1,13 +1,11 @@
-"""Turning tensors into pictures: the class palette, coloured masks, image grids, PNG files."""
+"""Turning tensors into pictures: the class palette, coloured masks, image grids (written by
+:func:`ssgan.provenance.save_image`)."""
 
 from __future__ import annotations
 
 import colorsys
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -128,18 +126,3 @@ def resize_nearest(tiles: np.ndarray, size: int) -> np.ndarray:
 def enlarge(tiles: np.ndarray, min_size: int = 128) -> np.ndarray:
     """(N, h, w, 3) tiles, nearest-upscaled to ``min_size`` when smaller (to look at small models)."""
     return resize_nearest(tiles, min_size) if tiles.shape[1] < min_size else tiles
-
-
-def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write an (H, W, 3) uint8 array as PNG atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -44,10 +44,12 @@ def converted(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inverted(converted):
+    """``--no-watermark``: the tests below compare the figures' pixels exactly (the watermark of
+    invert's figures is tests/test_provenance.py's concern)."""
     d = converted
     assert main(["invert", str(d / "conv.safetensors"), "--images", str(d / "photos"), "--labels",
                  str(d / "labels"), "--outdir", str(d / "out"), "--steps", "6", "--finetune-steps", "2",
-                 "--batch", "2", "--device", "cpu", "--quiet"]) == 0
+                 "--batch", "2", "--device", "cpu", "--quiet", "--no-watermark"]) == 0
     return d, d / "out"
 
 

@@ -89,6 +89,8 @@ LAYERS: dict[str, int] = {
     "model": 1,  # the networks, on the kernels
     "classes": 2,  # class names and colours (text and JSON, no drawing): read by checkpoints and data
     "checkpoint": 3,  # the files: a checkpoint knows its config (model) and its classes
+    "provenance": 3,  # every picture's XMP record, watermark and detection (numpy, PIL): called by
+    #                  every image writer above; a peer of checkpoint (callers pass the digest)
     "visualize": 4,  # drawing (palette, masks, grids, PNG): above checkpoint and classes, so that
     #                  file-format code never pulls in drawing code
     "cliargs": 4,  # the parser class and the common arguments (they load checkpoints): under
@@ -99,6 +101,7 @@ LAYERS: dict[str, int] = {
     "edit": 7,  # editing, inversion, the encoder and the edit locality: use the metrics' IoU
     "serve": 8,  # the browser editor, on edit
     "checkpoint_commands": 8,  # ``ssgan info`` / ``convert``: a command module like serve's
+    "provenance_commands": 8,  # ``ssgan detect``: on cliargs, so above the provenance folder it runs
     "cli": 9,  # the ``ssgan`` command: registers every command module
     "cli_flags": 9,  # the one-meaning-per-flag check and docs/cli.md: walks the whole ``ssgan`` parser
     "ssgan": 9,  # the package's ``__init__``: the public names for users; no module imports it

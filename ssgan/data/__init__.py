@@ -7,7 +7,7 @@ dataset), ``faces`` (the built-in 9-class procedural portraits with attributes),
 (the training loader's data order), ``commands`` (``ssgan data``, also ``python -m ssgan.data``).
 
 Layer 5 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
-classes, checkpoint, visualize, cliargs.
+classes, checkpoint, provenance, visualize, cliargs.
 """
 
 from ssgan.data.base import (

@@ -25,6 +25,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from ssgan.provenance import ALGORITHMIC, Provenance, save_image, software
+
 #: Image file suffixes that :class:`FolderDataset` reads (case-insensitive).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -142,3 +144,13 @@ def scan_folder(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, P
             )
         found[p.stem] = p
     return found
+
+
+def write_item(out: Path, name: str, image: np.ndarray, label: np.ndarray) -> None:
+    """One item of a procedural dataset as ``out/images/<name>.png`` (with its provenance record:
+    drawn by an algorithm, not a trained model, so IPTC ``algorithmicMedia`` and no watermark) and
+    ``out/labels/<name>.png`` (mode L class indices, plain)."""
+    save_image(image, out / "images" / f"{name}.png",
+               Provenance(ALGORITHMIC, "data-synthetic", software(), None, False, 0))
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(label).save(out / "labels" / f"{name}.png")

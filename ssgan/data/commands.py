@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ssgan import cliargs as A
-from ssgan import visualize as V
 from ssgan.classes import ClassesError
 from ssgan.data import tools
 from ssgan.data.base import DatasetError
 from ssgan.data.celebamask import celebamask_labels
 from ssgan.data.faces import FACE_CLASSES, export_faces
 from ssgan.data.synthetic import SyntheticFaces, export_synthetic
+from ssgan.provenance import DATA_FIGURE, Provenance, save_image, software
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
 ERRORS: tuple[type[Exception], ...] = (DatasetError, ClassesError)
@@ -59,7 +59,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise A.CLIError(f"--seg-dim: {e}") from None
     print(tools.format_report(report))
     if ds is not None and report.good:
-        path = V.save_png(tools.preview(report, ds), Path(args.out or Path(args.dir) / "inspect.png"))
+        prov = Provenance(DATA_FIGURE, "data-inspect", software(), None, False, 0)
+        path = save_image(tools.preview(report, ds), Path(args.out or Path(args.dir) / "inspect.png"), prov)
         print(f"\n  preview: {path}")
     return 1 if report.problems else 0
 

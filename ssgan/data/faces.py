@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ssgan.data.base import ItemDataset
+from ssgan.data.base import ItemDataset, write_item
 from ssgan.data.synthetic import stripes
 
 #: The classes, in label order (a run on this data stores them in its checkpoints).
@@ -431,8 +430,7 @@ def export_faces(out_dir: str | Path, n: int, size: int, seed: int = 0) -> Path:
     rows = []
     for i in range(n):
         image, label = ds.render(i)
-        Image.fromarray(image).save(out / "images" / f"{i}.png")
-        Image.fromarray(label).save(out / "labels" / f"{i}.png")
+        write_item(out, str(i), image, label)
         attrs = ds.attributes(i)
         rows.append([str(i)] + [str(attrs[k]) for k in FACE_ATTRIBUTES])
     classes = {"classes": list(FACE_CLASSES), "transparent": [FACE_CLASSES[t] for t in FACE_TRANSPARENT]}

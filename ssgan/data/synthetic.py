@@ -9,9 +9,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ssgan.data.base import ItemDataset
+from ssgan.data.base import ItemDataset, write_item
 
 
 def value_noise(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cells: int) -> np.ndarray:
@@ -213,6 +212,5 @@ def export_synthetic(out_dir: str | Path, n: int, size: int, seed: int = 0, seg_
     ds = SyntheticFaces(size, n, seed, seg_dim)
     for i in range(n):
         image, label = ds.render(i)
-        Image.fromarray(image).save(out / "images" / f"{i}.png")
-        Image.fromarray(label).save(out / "labels" / f"{i}.png")
+        write_item(out, str(i), image, label)
     return out

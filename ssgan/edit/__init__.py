@@ -8,5 +8,5 @@ classes), ``encoder`` / ``encoder_train`` (the latent encoder), ``commands`` /
 ``encoder_commands`` (their ``ssgan`` subcommands).
 
 Layer 7 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
-classes, checkpoint, visualize, cliargs, data, metrics.
+classes, checkpoint, provenance, visualize, cliargs, data, metrics.
 """

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from ssgan import cliargs as A
@@ -24,6 +23,7 @@ from ssgan.data.base import DatasetError
 from ssgan.edit import editing as E
 from ssgan.edit.encoder import EncoderError
 from ssgan.edit.perceptual import PerceptualWeightsError
+from ssgan.provenance import COMPOSITE, Provenance, save_image
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
 ERRORS: tuple[type[Exception], ...] = (DatasetError, PerceptualWeightsError, EncoderError)
@@ -57,15 +57,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.count < 1 or args.batch < 1:
         raise A.CLIError("-n/--count and --batch must be >= 1")
     G, classes = A.load_generator(args)
+    prov = A.provenance(args, G, "generate")
     out = Path(args.outdir)
     rgbs, segs = [], []
     with tqdm(total=args.count, desc="generate", unit="img", disable=args.quiet) as bar:
         for i, s in enumerate(E.generate(G, args.count, args.seed, args.truncation, batch=args.batch,
                                          mean=_mean(G, args), progress=bar.update,
                                          colors=V.palette(classes.k, classes.colors))):
-            V.save_png(s.rgb, out / "img" / f"{i:06d}.png")
+            save_image(s.rgb, out / "img" / f"{i:06d}.png", prov)
             if s.seg is not None:  # a StyleGAN2 generator draws no masks
-                V.save_png(s.seg, out / "mask" / f"{i:06d}.png")
+                save_image(s.seg, out / "mask" / f"{i:06d}.png", prov.without_watermark())
             A.save_npy(s.latent, out / "latent" / f"{i:06d}.npy")
             if i < args.grid_max:
                 rgbs.append(s.rgb)
@@ -78,7 +79,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         blank = [np.full_like(rgbs[0], 255)] * (ncol - len(row_rgb))
         tiles += row_rgb + blank + (row_seg + blank if row_seg[0] is not None else [])
     figure = V.grid(np.stack(tiles), ncol=ncol)
-    V.save_png(_legend(figure, classes) if segs[0] is not None else figure, out / "grid.png")
+    save_image(_legend(figure, classes) if segs[0] is not None else figure, out / "grid.png", prov)
     print(f"wrote {args.count} samples to {out}")
 
 
@@ -94,8 +95,10 @@ def cmd_mix(args: argparse.Namespace) -> None:
         raise A.CLIError(str(e)) from None
     out = Path(args.outdir)
     n = res["result"].shape[0]
-    V.save_png(_legend(np.concatenate([E.mix_figure(res, i) for i in range(n)], 0), info), out / "mix.png")
-    V.save_png(V.grid(res["diff"], ncol=n), out / "diff.png")
+    prov = A.provenance(args, G, "mix")
+    figure = _legend(np.concatenate([E.mix_figure(res, i) for i in range(n)], 0), info)
+    save_image(figure, out / "mix.png", prov)
+    save_image(V.grid(res["diff"], ncol=n), out / "diff.png", prov.without_watermark())
     latent = res["latent"]
     A.save_npy(latent[0] if n == 1 else latent, out / "result.npy")
     print(f"mean |result - source| (0-255 levels) inside classes {','.join(info.names[c] for c in classes)}: "
@@ -104,18 +107,18 @@ def cmd_mix(args: argparse.Namespace) -> None:
     if args.diff:
         written.append(_write_locality(G, src.expand(n, -1, -1) if src.shape[0] < n else src,
                                        torch.as_tensor(res["latent"], device=src.device), classes,
-                                       out / "mix_diff.png", args.radius))
+                                       out / "mix_diff.png", args.radius, prov))
     print("wrote " + ", ".join(map(str, written)))
 
 
 def _write_locality(G, before: torch.Tensor, after: torch.Tensor, classes: Sequence[int], path: Path,
-                    radius: int) -> Path:
+                    radius: int, prov: Provenance) -> Path:
     """``--diff``: before | after | |ΔRGB| heat map | the classes' dilated masks, one row per edit
     (:func:`ssgan.edit.locality.locality_figure`), and the share of the change inside them."""
     from ssgan.edit.locality import locality_figure
 
     figure, shares = locality_figure(E.render(G, before), E.render(G, after), classes, radius)
-    V.save_png(figure, path)
+    save_image(figure, path, prov)
     print(f"share of |result - source| inside the classes' masks (union before/after, dilated {radius} px): "
           + ", ".join("-" if s != s else f"{s:.3f}" for s in shares))
     return path
@@ -125,7 +128,7 @@ def cmd_components(args: argparse.Namespace) -> None:
     G, classes = A.load_generator(args)
     A.require_semantic(G.config, args.ckpt, "ssgan components")
     figure = _legend(E.components(G, _one_latent(args, G), V.palette(classes.k, classes.colors)), classes)
-    path = V.save_png(figure, Path(args.outdir) / "components.png")
+    path = save_image(figure, Path(args.outdir) / "components.png", A.provenance(args, G, "components"))
     print(f"wrote {path}")
 
 
@@ -144,16 +147,10 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
         frames = E.interpolate(G, latent, picked[0], args.part, args.frames, seed=args.seed + 1,
                                truncation=args.truncation, mean=_mean(G, args), progress=bar.update,
                                colors=V.palette(classes.k, classes.colors))
+    prov = A.provenance(args, G, "interpolate")
     for i, frame in enumerate(frames):
-        V.save_png(frame, out / f"frame_{i:03d}.png")
-    images = [Image.fromarray(f) for f in frames]
-    gif = out / "interpolation.gif"
-    tmp = out / ".interpolation.gif.tmp"
-    try:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
-        tmp.replace(gif)
-    finally:
-        tmp.unlink(missing_ok=True)
+        save_image(frame, out / f"frame_{i:03d}.png", prov)
+    gif = save_image(np.stack(frames), out / "interpolation.gif", prov, frame_ms=80)
     print(f"wrote {len(frames)} frames and {gif}")
 
 
@@ -195,7 +192,8 @@ def cmd_invert(args: argparse.Namespace) -> int | None:
           f"generator tuning: {cfg.finetune_steps} steps")
     metrics = invert_photos(G, photos, args.outdir, cfg, perceptual, args.batch, progress=not args.quiet,
                             source=str(args.ckpt), encoder=encoder,
-                            encoder_source=None if encoder is None else str(args.encoder))
+                            encoder_source=None if encoder is None else str(args.encoder),
+                            prov=A.provenance(args, None, "invert", COMPOSITE))
     print("mean " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["mean"].items()))
     out = Path(args.outdir)
     print(f"wrote {out / 'latent'}, {out / 'recon'}, {out / 'metrics.json'}"
@@ -288,11 +286,12 @@ def cmd_edit(args: argparse.Namespace) -> None:
     strengths = _strengths(args.strength)
     res = edit(G, latent, direction, strengths, classes)
     out = Path(args.outdir)
+    prov = A.provenance(args, G, "edit", COMPOSITE)  # its latent is usually a photo's (invert)
     for i, (frame, code) in enumerate(zip(res["frames"], res["latents"])):
-        V.save_png(frame, out / f"frame_{i:03d}.png")
+        save_image(frame, out / f"frame_{i:03d}.png", prov)
         A.save_npy(code, out / f"latent_{i:03d}.npy")
-    V.save_png(V.grid(np.stack(res["frames"]), ncol=1), out / "edit.png")
-    V.save_png(V.grid(res["diff"], ncol=len(strengths)), out / "diff.png")
+    save_image(V.grid(np.stack(res["frames"]), ncol=1), out / "edit.png", prov)
+    save_image(V.grid(res["diff"], ncol=len(strengths)), out / "diff.png", prov.without_watermark())
     where = "all classes" if res["classes"] is None else f"classes {','.join(map(str, res['classes']))}"
     print(f"edited inside {where}; mean |frame - input| (0-255 levels) inside / outside:")
     for s, a, b in zip(strengths, res["inside"], res["outside"]):
@@ -302,7 +301,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
         region = list(range(cfg.seg_dim)) if res["classes"] is None else list(res["classes"])
         codes = torch.as_tensor(res["latents"], device=latent.device)
         path = _write_locality(G, latent.expand(codes.shape[0], -1, -1), codes, region, out / "edit_diff.png",
-                               args.radius)
+                               args.radius, prov)
         extra = f", {path}"
     print(f"wrote {len(strengths)} frames, {out / 'edit.png'}, {out / 'diff.png'}{extra}")
 
@@ -326,6 +325,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_count(q, "number of samples", default=16)
     q.add_argument("--batch", type=int, default=8, help="samples rendered together")
     q.add_argument("--grid-max", type=int, default=64, help="samples shown in grid.png")
+    A.add_watermark(q)
     q.set_defaults(func=cmd_generate)
 
     q = sub.add_parser("mix", help="copy some classes' codes from a reference latent into a source")
@@ -335,11 +335,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_classes(q, "the classes whose codes come from the reference, e.g. hair eyes or 7,2", required=True)
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
     _add_diff(q, "mix_diff.png")
+    A.add_watermark(q)
     q.set_defaults(func=cmd_mix)
 
     q = sub.add_parser("components", help="the image built up class by class, with depths and masks")
     A.add_common(q)
     q.add_argument("--latent", metavar="FILE", help="latent .npy (default: a sample drawn with --seed)")
+    A.add_watermark(q)
     q.set_defaults(func=cmd_components)
 
     q = sub.add_parser("interpolate", help="move one class's codes towards a random target",
@@ -351,6 +353,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
     q.add_argument("--latent", metavar="FILE", help="latent .npy (default: a sample drawn with --seed)")
     q.add_argument("--frames", type=int, default=16, help="frames from source to target, both included")
+    A.add_watermark(q)
     q.set_defaults(func=cmd_interpolate)
 
     q = sub.add_parser(
@@ -395,6 +398,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_seed(q, help="seed of the mean latent's z")
     A.add_device(q)
     A.add_quiet(q)
+    A.add_watermark(q)
     q.set_defaults(func=cmd_invert)
 
     q = sub.add_parser(
@@ -424,4 +428,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated strengths; write --strength=-3,0,3 when the first is negative")
     A.add_classes(q, "edit only these classes' codes (default: those the direction moves)")
     _add_diff(q, "edit_diff.png")
+    A.add_watermark(q)
     q.set_defaults(func=cmd_edit)

@@ -52,7 +52,8 @@ def cmd_train(args: argparse.Namespace) -> None:
           + (f"; stops after {cfg.cpu_minutes:g} CPU-minutes" if cfg.cpu_minutes else ""), file=sys.stderr)
     res = train_encoder(G, out, cfg, encoder=encoder, data=data, perceptual=perceptual, resume=args.resume,
                         progress=not args.quiet, say=lambda s: print(s, file=sys.stderr),
-                        meta={"generator": str(args.ckpt), "data": args.data})
+                        meta={"generator": str(args.ckpt), "data": args.data},
+                        prov=A.provenance(args, None, "encoder-recon"))
     last = res["last"]
     if last:
         print(f"step {last['step']}: loss {last['total']:.4f}, PSNR {last['psnr']:.2f} dB (trained pass); "
@@ -106,4 +107,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_device(t)
     A.add_seed(t, help="seed of the training batches (and of the mean latent)")
     A.add_quiet(t)
+    A.add_watermark(t)
     t.set_defaults(func=cmd_train)

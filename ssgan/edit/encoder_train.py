@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from ssgan.edit.perceptual import MSSSIMDistance
 from ssgan.jsonl import JsonlLogger
 from ssgan.model import latents as L
 from ssgan.model.generator import SemanticGenerator
+from ssgan.provenance import COMPOSITE, TRAINED, Provenance, save_image, software
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,12 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
                   encoder: EN.LatentEncoder | None = None, data: ItemDataset | None = None,
                   perceptual: torch.nn.Module | None = None, resume: bool = False, progress: bool = True,
                   meta: dict[str, Any] | None = None, log_dir: str | Path | None = None,
-                  say: Any = print) -> dict[str, Any]:
+                  say: Any = print, prov: Provenance | None = None) -> dict[str, Any]:
     """Train an encoder for the frozen G and write it to ``out`` (an encoder file); ``stats.jsonl``
     and ``recon.png`` go to ``log_dir`` (default: ``out``'s folder, prefixed with ``out``'s stem
-    unless it is ``encoder``). ``resume``: continue from ``out``. Returns {steps, seconds, last}
-    (the last logged record)."""
+    unless it is ``encoder``). ``resume``: continue from ``out``. ``prov``: recon.png's record
+    (default: watermarked, key 0; a composite when ``data`` holds photos; G's digest). Returns
+    {steps, seconds, last} (the last logged record)."""
     out = Path(out)
     log_dir = Path(log_dir) if log_dir is not None else out.parent
     prefix = "" if out.stem == "encoder" else f"{out.stem}."
@@ -188,6 +190,8 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
     _frozen(G)
     perceptual = (perceptual or MSSSIMDistance()).to(device)
     digest = EN.generator_digest(G)
+    prov = replace(prov or Provenance(TRAINED, "encoder-recon", software(), None, True, 0),
+                   source_type=TRAINED if data is None else COMPOSITE, generator_digest=digest)
     start_step, optim_state, spent = 0, None, {"train_seconds": 0.0, "train_cpu_seconds": 0.0}
     if resume:
         if not out.is_file():
@@ -211,6 +215,10 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
     if data is not None:
         shown.append(real_batch(data, 4, show_gen).to(device))
     shown_targets = torch.cat(shown)
+
+    def write_recon() -> None:
+        save_image(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png", prov)
+
     logger = JsonlLogger(log_dir / f"{prefix}stats.jsonl", resume_step=start_step)
     with torch.no_grad():
         mean_rgb = EN.synthesize(G, encoder.mean_latent(1)).rgb.float()
@@ -261,7 +269,7 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
                 acc, tick = {}, now
                 bar.set_postfix(loss=f"{last['total']:.4f}", psnr=f"{last['psnr']:.2f}")
             if done % cfg.sample_every == 0 or done == cfg.steps:
-                V.save_png(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png")
+                write_recon()
                 encoder.train()
             used = spent["train_cpu_seconds"] + time.process_time() - cpu0
             out_of_time = bool(cfg.cpu_minutes) and used >= 60 * cfg.cpu_minutes
@@ -270,7 +278,7 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
                             "s_per_step": (time.perf_counter() - tick) / len(acc["total"]),
                             "cpu_seconds": used})
             if out_of_time and done % cfg.sample_every and done != cfg.steps:
-                V.save_png(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png")
+                write_recon()
                 encoder.train()
             if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
                 save(done)
@@ -282,7 +290,7 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
         logger.close()
     if cfg.steps <= start_step:  # nothing to do: still leave the files
         save(start_step)
-        V.save_png(recon_grid(G, encoder, shown_targets), log_dir / f"{prefix}recon.png")
+        write_recon()
     encoder.eval()
     return {"steps": cfg.steps - start_step, "seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - cpu0, "last": last,

@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ssgan import visualize as V
-from ssgan.checkpoint import save_checkpoint
+from ssgan.checkpoint import param_digest, save_checkpoint
 from ssgan.edit import editing as E
 from ssgan.edit.encoder import LatentEncoder, encode
 from ssgan.edit.perceptual import LPIPSVGG, MSSSIMDistance, ScriptedLPIPS, ms_ssim
 from ssgan.edit.photos import Photos
 from ssgan.metrics.segmentation import iou_counts, mean_iou
 from ssgan.model.generator import SemanticGenerator, Synthesis
+from ssgan.provenance import COMPOSITE, Provenance, save_image, software
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -262,14 +263,16 @@ def _mean_row(rows: Sequence[dict[str, float]]) -> dict[str, float]:
 def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLike,
                   cfg: InversionConfig = InversionConfig(), perceptual: torch.nn.Module | None = None,
                   batch: int = 8, progress: bool = True, source: str | None = None,
-                  encoder: LatentEncoder | None = None, encoder_source: str | None = None) -> dict[str, Any]:
+                  encoder: LatentEncoder | None = None, encoder_source: str | None = None,
+                  prov: Provenance | None = None) -> dict[str, Any]:
     """Invert ``photos`` ``batch`` at a time and write, under ``outdir``: ``latent/<stem>.npy``
     (compact W+, float32 (n_latent, D)), ``recon/<stem>.png`` (input | reconstruction | mask [|
     label]), ``metrics.json`` (per image and mean, the seconds per phase) and, with
     ``cfg.finetune_steps`` > 0, the tuned generator as ``generator.safetensors`` (an ssgan
     checkpoint). With an ``encoder``, the search starts from its codes (``cfg.steps = 0``: the
     encoder's codes are the result). Every file is written only after all computing is done, each
-    atomically. Returns the metrics dict."""
+    atomically. ``prov``: the pictures' record (default: a watermarked ``invert`` composite, key 0);
+    its digest becomes the rendering (tuned) generator's. Returns the metrics dict."""
     if batch < 1:
         raise ValueError("batch must be >= 1")
     out = Path(outdir)
@@ -306,11 +309,13 @@ def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLik
     masks = V.colorize(torch.cat([r.seg for r in renders])) if renders[0].seg is not None else None
     inputs = V.to_uint8(photos.images)
     given = None if photos.labels is None else V.colorize(photos.labels)
+    prov = replace(prov or Provenance(COMPOSITE, "invert", software(), None, True, 0),
+                   generator_digest=param_digest(final))
     for i, stem in enumerate(photos.stems):
         save_npy(latents[i].cpu().numpy().astype(np.float32), out / "latent" / f"{stem}.npy")
-        V.save_png(recon_figure(inputs[i], rgb[i], None if masks is None else masks[i],
+        save_image(recon_figure(inputs[i], rgb[i], None if masks is None else masks[i],
                                 None if given is None else given[i]),
-                   out / "recon" / f"{stem}.png")
+                   out / "recon" / f"{stem}.png", prov)
     metrics = {"perceptual": getattr(perceptual, "name", type(perceptual).__name__),
                "mask_guidance": photos.labels is not None, "config": asdict(cfg), "source": source,
                "encoder": None if encoder is None else {"path": encoder_source, "iters": encoder.cfg.iters},

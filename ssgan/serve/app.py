@@ -20,9 +20,11 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script
        "connect-src 'self'; font-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'")
 
 
-def create_app(engine: Engine, limits: Limits | None = None) -> Starlette:
+def create_app(engine: Engine, limits: Limits | None = None, watermark: bool = True,
+               key_id: int = 0) -> Starlette:
     """The Starlette app: ``/`` (the page), ``/static/…`` and ``/api/…`` (docs/serve.md, "JSON API");
-    its editor is ``app.state.editor`` (``limits``: :class:`Limits`' defaults when None).
+    its editor is ``app.state.editor`` (``limits``: :class:`Limits`' defaults when None;
+    ``watermark``, ``key_id``: the downloads' watermark).
 
     A ``ClientError`` is answered by Starlette's exception handling; the catch-all for every other
     exception sits in an ``ExceptionMiddleware`` inside :class:`Headers`, not in Starlette's
@@ -32,7 +34,7 @@ def create_app(engine: Engine, limits: Limits | None = None) -> Starlette:
     app = Starlette(routes=ROUTES, exception_handlers={ClientError: client_error},
                     middleware=[Middleware(Headers),
                                 Middleware(ExceptionMiddleware, handlers={Exception: internal_error})])
-    app.state.editor = Editor(engine, Limits() if limits is None else limits)
+    app.state.editor = Editor(engine, Limits() if limits is None else limits, watermark, key_id)
     return app
 
 

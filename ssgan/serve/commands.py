@@ -38,6 +38,7 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted, MB")
     q.add_argument("--max-pixels", type=int, default=40_000_000, help="largest upload accepted, pixels")
     q.add_argument("--threads", type=int, help="torch intra-op CPU threads; default: torch's")
+    A.add_watermark(q)
     q.set_defaults(func=cmd_serve)
 
 
@@ -90,7 +91,8 @@ def build(args: argparse.Namespace) -> Any:
 
     limits = Limits(max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                     invert_steps=args.invert_steps)
-    return create_app(Engine(G, classes, directions, args.truncation, encoder=encoder), limits)
+    return create_app(Engine(G, classes, directions, args.truncation, encoder=encoder), limits,
+                      not args.no_watermark, args.watermark_key)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

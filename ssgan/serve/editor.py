@@ -21,17 +21,19 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ssgan.checkpoint import param_digest
 from ssgan.data.base import DatasetError
 from ssgan.edit import editing as E
 from ssgan.edit import photos
 from ssgan.model.generator import Synthesis
+from ssgan.provenance import COMPOSITE, TRAINED, Provenance, encode_image, software
 from ssgan.serve.engine import Engine
 from ssgan.serve.errors import ClientError
 from ssgan.serve.session import Cancelled, InversionJob, Session, Sessions, Slider, Step
@@ -72,16 +74,10 @@ class Upload(io.BytesIO):
         return f"upload {self.name!r}"
 
 
-def png(image: np.ndarray) -> bytes:
-    """An (H, W[, 3]) uint8 image as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def data_url(image: np.ndarray) -> str:
-    """An (H, W[, 3]) uint8 image as a ``data:image/png;base64,…`` URL."""
-    return "data:image/png;base64," + base64.b64encode(png(image)).decode()
+def data_url(png: bytes) -> str:
+    """PNG bytes (:func:`ssgan.provenance.encode_image`'s, so that a preview saved from the page is
+    marked like a download) as a ``data:image/png;base64,…`` URL."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def decode_upload(data: bytes, name: str, size: int, limits: Limits) -> torch.Tensor:
@@ -144,10 +140,14 @@ Build = Callable[[Session, torch.Tensor], tuple[torch.Tensor, str]]
 class Editor:
     """The API's behaviour, independent of HTTP: sessions, edits, inversion jobs and downloads."""
 
-    def __init__(self, engine: Engine, limits: Limits = Limits()):
+    def __init__(self, engine: Engine, limits: Limits = Limits(), watermark: bool = True, key_id: int = 0):
+        """``watermark``, ``key_id``: the downloads' invisible watermark (``ssgan serve
+        --no-watermark / --watermark-key``); every download carries its provenance record."""
         self.engine = engine
         self.limits = limits
         self.sessions = Sessions(limits.max_sessions)
+        self.prov = Provenance(TRAINED, "serve-download", software(), param_digest(engine.G), watermark,
+                               key_id)
 
     # ----- model and sessions -------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -309,16 +309,27 @@ class Editor:
                 np.save(buf, np.ascontiguousarray(session.current.latent[0].cpu().numpy(), dtype=np.float32))
                 body, media = buf.getvalue(), "application/octet-stream"
             elif kind in ("image.png", "mask.png"):
-                body, media = png(self.engine.pictures(session.render)[kind[:-4]]), "image/png"
+                prov = self._provenance(session)
+                body = encode_image(self.engine.pictures(session.render)[kind[:-4]],
+                                    prov if kind == "image.png" else prov.without_watermark())
+                media = "image/png"
             elif kind == "diff.png":
                 if session.change is None:
                     raise ClientError("no edit yet: nothing to diff", 404)
-                body, media = png(session.change["image"]), "image/png"
+                body = encode_image(session.change["image"], self._provenance(session).without_watermark())
+                media = "image/png"
             else:
                 raise ClientError(f"unknown download {kind!r}; one of {', '.join(DOWNLOADS)}", 404)
             return Download(f"ssgan-{session.position:03d}-{kind}", body, media)
 
     # ----- internals ----------------------------------------------------------------------
+    def _provenance(self, session: Session) -> Provenance:
+        """The downloads' record: a composite when the current face began as an uploaded photo
+        (or an opened latent, usually a photo's), else generated."""
+        origin = next((s.action for s in reversed(session.history[:session.position + 1])
+                       if s.action.startswith(("sample ", "open ", "invert "))), "sample")
+        return replace(self.prov, source_type=TRAINED if origin.startswith("sample") else COMPOSITE)
+
     def _run(self, sid: Any, seq: int | None, fn: Callable[[Session], None]) -> dict[str, Any]:
         """Run ``fn`` under the session's lock unless a newer request of the tab already arrived."""
         session = self.sessions.get(sid)
@@ -396,7 +407,10 @@ class Editor:
     def _set_reference(self, session: Session, latent: torch.Tensor, seed: int | None) -> None:
         session.reference, session.reference_seed = latent.cpu(), seed
         pics = self.engine.pictures(self.engine.render(latent))
-        session.reference_pictures = {"image": data_url(pics["image"]), "mask": data_url(pics["mask"])}
+        # a sampled face, or (seed None) the current face, whatever it began as
+        prov = self._provenance(session) if seed is None else replace(self.prov, source_type=TRAINED)
+        session.reference_pictures = {"image": data_url(encode_image(pics["image"], prov)),
+                                      "mask": data_url(encode_image(pics["mask"], prov.without_watermark()))}
 
     def _invert(self, session: Session, job: InversionJob, image: torch.Tensor) -> None:
         """The inversion thread: the result becomes the current face; a failure is the job's
@@ -421,14 +435,17 @@ class Editor:
             return {**out, "stale": True}
         pics = self.engine.pictures(session.render)
         change = session.change
+        prov = self._provenance(session)
+        plain = prov.without_watermark()
         out.update({
             "position": session.position, "length": len(session.history),
             "can_undo": session.position > 0, "can_redo": session.position < len(session.history) - 1,
             "action": session.current.action, "classes": session.current.classes,
-            "image": data_url(pics["image"]), "mask": data_url(pics["mask"]),
+            "image": data_url(encode_image(pics["image"], prov)),
+            "mask": data_url(encode_image(pics["mask"], plain)),
             "labels": base64.b64encode(pics["labels"].tobytes()).decode(),
             "diff": None if change is None else {
-                "image": data_url(change["image"]), "inside": rounded(change["inside"]),
+                "image": data_url(encode_image(change["image"], plain)), "inside": rounded(change["inside"]),
                 "outside": rounded(change["outside"]), "classes": change["classes"],
                 "region": base64.b64encode(change["region"].astype(np.uint8).tobytes()).decode()},
             "reference": {**session.reference_pictures, "seed": session.reference_seed},

@@ -204,7 +204,8 @@ class RunOutputs:
     def write_samples(self, state: TrainState) -> None:
         path = self.spec.outdir / "samples" / f"{state.step:07d}.png"
         classes = state.run.classes
-        png = write_samples(state.G_ema, self.sample_z, path, colors=V.palette(classes.k, classes.colors))
+        png = write_samples(state.G_ema, self.sample_z, path, colors=V.palette(classes.k, classes.colors),
+                            watermark=not self.spec.no_watermark, key_id=self.spec.watermark_key)
         if self.tb is not None:
             self.tb.image(png, state.step)
 

@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ssgan import cliargs as A
+from ssgan.provenance import ALGORITHMIC, Provenance, save_image, software
 
 STATS = "stats.jsonl"
 METRICS = "metrics.jsonl"
@@ -243,14 +246,12 @@ def figure(runs: Sequence[Run], smooth: float = DEFAULT_SMOOTH, title: str | Non
 
 def draw(runs: Sequence[Run], path: str | os.PathLike, smooth: float = DEFAULT_SMOOTH,
          title: str | None = None) -> Path:
-    """:func:`figure` written as a PNG through a temporary file and a rename; returns the path."""
+    """:func:`figure` written as a PNG (with its provenance record: a figure drawn from numbers)
+    through a temporary file and a rename; returns the path."""
     fig = figure(runs, smooth, title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    return save_image(rgb, path, Provenance(ALGORITHMIC, "plot", software(), None, False, 0))
 
 
 class CurveWriter:

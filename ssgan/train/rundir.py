@@ -28,11 +28,13 @@ from ssgan.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
+    param_digest,
     update_latest,
     verify_checkpoint,
 )
 from ssgan.model.generator import SemanticGenerator
-from ssgan.visualize import colorize, grid, resize_nearest, save_png, to_uint8
+from ssgan.provenance import TRAINED, Provenance, save_image, software
+from ssgan.visualize import colorize, grid, resize_nearest, to_uint8
 
 __all__ = ["SAMPLE_MIN_PIXELS", "checkpoint_path", "latest_checkpoint", "list_checkpoints",
            "peak_memory_mb", "rotate_checkpoints", "update_latest", "write_samples"]
@@ -78,12 +80,13 @@ SAMPLE_MIN_PIXELS = 128
 
 @torch.no_grad()
 def write_samples(g_ema: SemanticGenerator, z: torch.Tensor, path: str | os.PathLike,
-                  batch: int = 16, colors: np.ndarray | None = None) -> Path:
+                  batch: int = 16, colors: np.ndarray | None = None, watermark: bool = True,
+                  key_id: int = 0) -> Path:
     """One PNG of fixed latents: per sample, image | coloured fine mask | coloured coarse mask (the
     image alone for a generator without masks, the StyleGAN2 baseline), nearest-upscaled to at
     least SAMPLE_MIN_PIXELS (``colors``: (K, 3) class colours, default
-    :func:`ssgan.visualize.palette`), samples laid out ⌈√n⌉ per row. Fixed noise buffers, no RNG
-    consumed."""
+    :func:`ssgan.visualize.palette`), samples laid out ⌈√n⌉ per row, with its provenance record
+    and (``watermark``) the watermark of ``key_id``. Fixed noise buffers, no RNG consumed."""
     was_training = g_ema.training
     g_ema.eval()
     tiles = []
@@ -96,7 +99,8 @@ def write_samples(g_ema: SemanticGenerator, z: torch.Tensor, path: str | os.Path
         tiles += [t for group in zip(*parts, strict=True) for t in group]
     g_ema.train(was_training)
     per_row = max(1, math.ceil(math.sqrt(len(z))))
-    return save_png(grid(np.stack(tiles), ncol=(len(tiles) // len(z)) * per_row), path)
+    prov = Provenance(TRAINED, "train-sample", software(), param_digest(g_ema), watermark, key_id)
+    return save_image(grid(np.stack(tiles), ncol=(len(tiles) // len(z)) * per_row), path, prov)
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ssgan.checkpoint import CheckpointError, resolve_checkpoint
-from ssgan.cliargs import Parser, add_device, add_outdir, default_device
+from ssgan.cliargs import Parser, add_device, add_no_watermark, add_outdir, add_watermark_key, default_device
 from ssgan.model.config import DEFAULT_ARCH, PRESETS, SSGANConfig, add_config_flags, preset
 from ssgan.model.discriminator import DualBranchDiscriminator
 from ssgan.train import steps as T
@@ -148,6 +148,8 @@ class RunSpec:
                                          "metrics --help` says)", group="outputs", metavar="PATH")
     tensorboard: bool = option(False, "also write TensorBoard event files to --outdir (needs: pip install "
                                       "tensorboard; default: off)", group="outputs")
+    watermark_key: int = option(0, group="outputs", add=add_watermark_key)  # the samples' watermark
+    no_watermark: bool = option(False, group="outputs", add=add_no_watermark)
     # objective: TrainConfig's flags as given (DEPARTURES' None / "auto": resolved by train_config)
     objective: dict[str, Any] = field(default_factory=lambda: parse_defaults(T.TrainConfig, DEPARTURES))
     # derived
