@@ -38,7 +38,11 @@ MEANINGS: dict[str, str] = {
     "--data": "a data folder with images/ (and labels/, classes.json), or the built-in data",
     "--device": "the torch device (cpu, cuda, cuda:1)",
     "--diff": "also write the edit-locality figure and print the share of the change inside the classes",
+    "--c2pa-cert": "a PEM certificate chain to sign the outputs with C2PA content credentials",
+    "--c2pa-key": "the PEM private key of --c2pa-cert's signing certificate",
     "--encoder": "an encoder file from `ssgan encoder train` (start from its codes)",
+    "--fps": "frames per second of the video",
+    "--frames": "how many frames an interpolation has",
     "--generator": "render with this checkpoint's generator instead of CKPT's",
     "--images": "the images to read: a folder (invert: image files and folders)",
     "--inception": "FID Inception weights (a file)",
@@ -63,6 +67,7 @@ MEANINGS: dict[str, str] = {
     "--steps": "optimisation steps",
     "--threads": "torch intra-op CPU threads",
     "--truncation": "truncation psi (< 1 pulls w towards the mean w)",
+    "--video": "also write the frames as an H.264 .mp4 file",
     "--workers": "worker processes",
 }
 

@@ -7,7 +7,7 @@ dataset), ``celebamask`` (CelebAMask-HQ part masks to label maps), ``tools`` (``
 ``python -m ssgan.data``).
 
 Layer 5 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
-classes, checkpoint, visualize, cliargs.
+classes, checkpoint, provenance, visualize, cliargs.
 """
 
 from ssgan.data.base import (

@@ -24,6 +24,8 @@ from ssgan.data.base import DatasetError
 from ssgan.edit import editing as E
 from ssgan.edit.encoder import EncoderError
 from ssgan.edit.perceptual import PerceptualWeightsError
+from ssgan.provenance.c2pa_sign import C2PASigner
+from ssgan.provenance.record import COMPOSITE, TRAINED, Provenance
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
 ERRORS: tuple[type[Exception], ...] = (DatasetError, PerceptualWeightsError, EncoderError)
@@ -125,7 +127,14 @@ def cmd_components(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def sign(signer: C2PASigner | None, paths: Sequence[Path], prov: Provenance) -> None:
+    """``--c2pa-cert``: a signed C2PA manifest in each of ``paths`` (:meth:`C2PASigner.sign`)."""
+    for path in paths if signer is not None else ():
+        signer.sign(path, prov)
+
+
 def cmd_interpolate(args: argparse.Namespace) -> None:
+    video, signer = A.video_path(args), A.c2pa_signer(args)
     G, classes = A.load_generator(args)
     text = A.classes_text(args.classes)
     picked = classes.indices(text, "--classes")
@@ -139,8 +148,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
         frames = E.interpolate(G, latent, picked[0], args.part, args.frames, seed=args.seed + 1,
                                truncation=args.truncation, mean=_mean(G, args), progress=bar.update,
                                colors=V.palette(classes.k, classes.colors))
-    for i, frame in enumerate(frames):
-        V.save_png(frame, out / f"frame_{i:03d}.png")
+    written = [V.save_png(frame, out / f"frame_{i:03d}.png") for i, frame in enumerate(frames)]
     images = [Image.fromarray(f) for f in frames]
     gif = out / "interpolation.gif"
     tmp = out / ".interpolation.gif.tmp"
@@ -149,7 +157,10 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
         tmp.replace(gif)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"wrote {len(frames)} frames and {gif}")
+    prov = A.provenance(G, "interpolate", TRAINED)
+    written += [gif] + ([A.write_video(video, frames, args, prov, len(frames))] if video else [])
+    sign(signer, written, prov)
+    print(f"wrote {len(frames)} frames and {gif}" + (f", {video}" if video else ""))
 
 
 # ----- real photographs and attribute directions ------------------------------------------------------
@@ -269,6 +280,7 @@ def _strengths(text: str) -> list[float]:
 def cmd_edit(args: argparse.Namespace) -> None:
     from ssgan.edit.directions import edit
 
+    video, signer = A.video_path(args), A.c2pa_signer(args)
     G, names = A.load_generator(args)
     cfg = G.config
     classes = None if args.classes is None else names.indices(A.classes_text(args.classes))
@@ -277,11 +289,15 @@ def cmd_edit(args: argparse.Namespace) -> None:
     strengths = _strengths(args.strength)
     res = edit(G, latent, direction, strengths, classes)
     out = Path(args.outdir)
+    written = []
     for i, (frame, code) in enumerate(zip(res["frames"], res["latents"])):
-        V.save_png(frame, out / f"frame_{i:03d}.png")
+        written.append(V.save_png(frame, out / f"frame_{i:03d}.png"))
         A.save_npy(code, out / f"latent_{i:03d}.npy")
-    V.save_png(V.grid(np.stack(res["frames"]), ncol=1), out / "edit.png")
-    V.save_png(V.grid(res["diff"], ncol=len(strengths)), out / "diff.png")
+    written.append(V.save_png(V.grid(np.stack(res["frames"]), ncol=1), out / "edit.png"))
+    written.append(V.save_png(V.grid(res["diff"], ncol=len(strengths)), out / "diff.png"))
+    prov = A.provenance(G, "edit", COMPOSITE)
+    if video:
+        written.append(A.write_video(video, res["frames"], args, prov, len(strengths)))
     where = "all classes" if res["classes"] is None else f"classes {','.join(map(str, res['classes']))}"
     print(f"edited inside {where}; mean |frame - input| (0-255 levels) inside / outside:")
     for s, a, b in zip(strengths, res["inside"], res["outside"]):
@@ -292,7 +308,10 @@ def cmd_edit(args: argparse.Namespace) -> None:
         codes = torch.as_tensor(res["latents"], device=latent.device)
         path = _write_locality(G, latent.expand(codes.shape[0], -1, -1), codes, region, out / "edit_diff.png",
                                args.radius)
+        written.append(path)
         extra = f", {path}"
+    sign(signer, written, prov)
+    extra += f", {video}" if video else ""
     print(f"wrote {len(strengths)} frames, {out / 'edit.png'}, {out / 'diff.png'}{extra}")
 
 
@@ -340,6 +359,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
     q.add_argument("--latent", metavar="FILE", help="latent .npy (default: a sample drawn with --seed)")
     q.add_argument("--frames", type=int, default=16, help="frames from source to target, both included")
+    A.add_video(q, fps=12.5)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_interpolate)
 
     q = sub.add_parser(
@@ -413,4 +434,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated strengths; write --strength=-3,0,3 when the first is negative")
     A.add_classes(q, "edit only these classes' codes (default: those the direction moves)")
     _add_diff(q, "edit_diff.png")
+    A.add_video(q, fps=4)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_edit)

@@ -7,7 +7,7 @@ pretrained network (laid out like NVlabs' ``metrics/``: one file per metric over
     compute("fid10k,maskfd10k", "runs/tiny/checkpoints/0000500.safetensors")["metrics"]
 
 Layer 6 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
-classes, checkpoint, visualize, cliargs, data.
+classes, checkpoint, provenance, visualize, cliargs, data.
 """
 
 from ssgan.metrics.frechet_inception_distance import frechet_distance, mean_cov

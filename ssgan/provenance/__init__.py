@@ -8,7 +8,8 @@ classes.
     software, the generator's digest.
 ``c2pa_sign``
     optional C2PA content credentials with the user's own certificate (c2pa-python, the ``c2pa``
-    extra): :class:`~ssgan.provenance.c2pa_sign.C2PASigner`, :func:`~ssgan.provenance.c2pa_sign.read_manifest`.
+    extra): :class:`~ssgan.provenance.c2pa_sign.C2PASigner`,
+    :func:`~ssgan.provenance.c2pa_sign.read_manifest`.
 ``video``
     H.264 mp4 with container metadata saying synthetic (PyAV, the ``video`` extra):
     :func:`~ssgan.provenance.video.write_video`, :func:`~ssgan.provenance.video.read_frames`.

@@ -270,7 +270,8 @@ class C2PASigner:
             shutil.copymode(path, tmp)
             os.replace(tmp, path)
         except c2pa.C2paError as e:
-            raise C2PAError(f"{path}: C2PA signing with {self.cert_path} failed ({' '.join(str(e).split())}); "
+            reason = " ".join(str(e).split())
+            raise C2PAError(f"{path}: C2PA signing with {self.cert_path} failed ({reason}); "
                             f"check that the key and chain belong together and the file is intact") from None
         finally:
             Path(tmp).unlink(missing_ok=True)

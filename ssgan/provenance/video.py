@@ -46,7 +46,8 @@ def av_module() -> ModuleType:
     try:
         import av
     except ImportError:
-        raise VideoError("videos need the PyAV package (it bundles ffmpeg): pip install 'ssgan[video]'") from None
+        raise VideoError("videos need the PyAV package (it bundles ffmpeg): "
+                         "pip install 'ssgan[video]'") from None
     return av
 
 
@@ -57,7 +58,8 @@ def check_video_path(path: str | os.PathLike, flag: str = "--video") -> Path:
     if p.suffix.lower() not in SUFFIXES:
         raise VideoError(f"{flag} {p}: videos are written as H.264 mp4; give a name ending in .mp4")
     if not p.parent.is_dir():
-        raise VideoError(f"{flag} {p}: the folder {p.parent} does not exist; create it or choose another path")
+        raise VideoError(f"{flag} {p}: the folder {p.parent} does not exist; create it or choose another "
+                         f"path")
     if p.is_dir():
         raise VideoError(f"{flag} {p} is a folder; give a file name ending in .mp4")
     return p
@@ -66,7 +68,8 @@ def check_video_path(path: str | os.PathLike, flag: str = "--video") -> Path:
 def container_metadata(prov: Provenance) -> dict[str, str]:
     """The mp4 metadata that says the video is synthetic (see the module's docstring)."""
     made = "by a trained model" if prov.source_type == TRAINED else "from a photo and a trained model"
-    sentence = f"Synthetic video made {made} with {prov.software}; IPTC digital source type {prov.source_type}"
+    sentence = (f"Synthetic video made {made} with {prov.software}; IPTC digital source type "
+                f"{prov.source_type}")
     return {"comment": sentence, "description": sentence, "digital_source_type": prov.source_type,
             "software": prov.software, "ssgan_provenance": json.dumps(prov.to_dict(), sort_keys=True)}
 
@@ -141,7 +144,8 @@ def _opened(path: Path):
     try:
         return av.open(str(path))
     except (av.FFmpegError, OSError) as e:
-        raise VideoError(f"{path}: not a readable video ({' '.join(str(e).split())}); is it complete?") from None
+        reason = " ".join(str(e).split())
+        raise VideoError(f"{path}: not a readable video ({reason}); is it complete?") from None
 
 
 def read_frames(path: str | os.PathLike, every: int = 1) -> Iterator[np.ndarray]:

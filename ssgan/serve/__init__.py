@@ -10,5 +10,5 @@ handlers, security headers), ``commands`` (the command line: ``ssgan serve`` and
 web font or analytics request).
 
 Layer 8 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
-classes, checkpoint, visualize, cliargs, data, metrics, train, edit.
+classes, checkpoint, provenance, visualize, cliargs, data, metrics, train, edit.
 """

@@ -10,5 +10,5 @@ grids), ``metrics_hook`` (metrics during training), ``plot`` (curves.png, ``pyth
 ssgan.train.plot``), ``tensorboard``.
 
 Layer 7 of ``LAYERS`` (tests/test_layout.py): may import kernels, distributed, jsonl, model,
-classes, checkpoint, visualize, cliargs, data, metrics.
+classes, checkpoint, provenance, visualize, cliargs, data, metrics.
 """
