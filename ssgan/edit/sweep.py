@@ -55,10 +55,11 @@ def sweep_latents(G: SemanticGenerator, latent: torch.Tensor, cls: int, part: st
     (drawn with ``seed``) and back; every other code stays the source's."""
     if targets < 1:
         raise ValueError("targets must be >= 1")
+    index = L.class_codes([cls], part, G.config)
     samples = E.sample_latents(G, targets, seed, truncation, mean)
-    keys = torch.cat([latent[:1], L.replace_codes(latent[:1].expand(targets, -1, -1), samples, [cls], part,
-                                                  G.config)])
-    return loop_spline(keys, steps)
+    out = latent[:1].repeat((targets + 1) * steps, 1, 1)
+    out[:, index] = loop_spline(torch.cat([latent[:1, index], samples[:, index]]), steps)
+    return out
 
 
 def caption(frame: np.ndarray, text: str) -> np.ndarray:

@@ -165,7 +165,7 @@ def read_frames(path: str | os.PathLike, every: int = 1) -> Iterator[np.ndarray]
                     yield frame.to_ndarray(format="rgb24")
         except (av.FFmpegError, OSError) as e:
             raise VideoError(f"{path}: the video breaks off after frame {i + 1} "
-                             f"({' '.join(str(e).split())}); is it complete?") from None
+                             f"({' '.join(str(e).split())}); the file is truncated or damaged") from None
         if i + 1 < declared:
             raise VideoError(f"{path}: holds {i + 1} of its {declared} frames; the file is truncated")
 
