@@ -205,7 +205,7 @@ def test_unreadable_files(tmp_path, chain):
     cut.write_bytes(signed.read_bytes()[:300])
     with pytest.raises(C2PAError, match="cut.png: cannot read its C2PA data"):
         read_manifest(cut)
-    with pytest.raises(C2PAError, match="none.png: cannot read the file"):
+    with pytest.raises(C2PAError, match="none.png: no such file"):
         read_manifest(tmp_path / "none.png")
     with pytest.raises(C2PAError, match=r"a.bmp: C2PA manifests are written into"):
         C2PASigner.from_files(cert, key).sign(tmp_path / "a.bmp", GENERATED)

@@ -63,9 +63,12 @@ def sweep_latents(G: SemanticGenerator, latent: torch.Tensor, cls: int, part: st
 
 
 def caption(frame: np.ndarray, text: str) -> np.ndarray:
-    """``frame`` with a white strip below it that reads ``text``."""
-    font = ImageFont.load_default(size=12)
-    strip = Image.new("RGB", (frame.shape[1], 16), "white")
+    """``frame`` with a white strip below it that reads ``text`` (in 12 px type, smaller down to 6 px
+    where the frame is too narrow for it)."""
+    width = frame.shape[1]
+    length = ImageFont.load_default(size=12).getlength(text)
+    font = ImageFont.load_default(size=max(6, min(12, int(12 * (width - 6) / max(length, 1)))))
+    strip = Image.new("RGB", (width, 16), "white")
     ImageDraw.Draw(strip).text((3, 1), text, fill="black", font=font)
     return np.concatenate([frame, np.asarray(strip)], 0)
 

@@ -335,8 +335,8 @@ def read_manifest(path: str | os.PathLike, trust: str | os.PathLike | None = Non
     path = Path(path)
     trust = trust or os.environ.get(TRUST_ENV) or None
     settings = _reader_settings(None if trust is None else Path(trust))
-    with _opened(path, "file"):  # a missing or unreadable file: its own message
-        pass
+    if not path.is_file():
+        raise C2PAError(f"{path}: no such file")
     try:
         with c2pa.Reader(path, context=c2pa.Context.from_dict(settings)) as reader:
             state = reader.get_validation_state()
