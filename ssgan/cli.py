@@ -5,7 +5,8 @@ editor, train, plot training curves.
 Subcommands (``ssgan <command> --help`` shows each one's arguments and their defaults):
 ``convert``, ``info`` (:mod:`ssgan.checkpoint_commands`); ``data`` (:mod:`ssgan.data.commands`:
 ``python -m ssgan.data``); ``generate``, ``mix``, ``components``, ``interpolate``, ``invert``,
-``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``encoder`` (:mod:`ssgan.edit.encoder_commands`);
+``direction``, ``edit`` (:mod:`ssgan.edit.commands`); ``video`` (:mod:`ssgan.edit.video_commands`);
+``encoder`` (:mod:`ssgan.edit.encoder_commands`);
 ``metrics`` (:mod:`ssgan.metrics.commands`); ``serve`` (:mod:`ssgan.serve.commands`:
 ``python -m ssgan.serve``); ``train`` (:mod:`ssgan.train.commands`: ``python train.py``); ``plot``
 (:mod:`ssgan.train.plot`: ``python -m ssgan.train.plot``); ``detect``
@@ -49,7 +50,7 @@ from ssgan import checkpoint_commands, provenance_commands
 from ssgan.cliargs import COMMON_ERRORS, CLIError, Parser, run
 from ssgan.data import commands as data_commands
 from ssgan.edit import commands as edit_commands
-from ssgan.edit import encoder_commands
+from ssgan.edit import encoder_commands, video_commands
 from ssgan.metrics import commands as metrics_commands
 from ssgan.serve import commands as serve_commands
 from ssgan.train import commands as train_commands
@@ -58,8 +59,8 @@ from ssgan.train import plot
 __all__ = ["COMMANDS", "CLIError", "build_parser", "expected_errors", "main"]
 
 #: The modules that register subcommands, in the order of ``ssgan --help``.
-COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, data_commands, edit_commands, encoder_commands,
-                                    metrics_commands, serve_commands, train_commands, plot,
+COMMANDS: tuple[ModuleType, ...] = (checkpoint_commands, data_commands, edit_commands, video_commands,
+                                    encoder_commands, metrics_commands, serve_commands, train_commands, plot,
                                     provenance_commands)
 
 def expected_errors() -> tuple[type[Exception], ...]:

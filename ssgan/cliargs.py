@@ -12,7 +12,7 @@ import argparse
 import contextlib
 import copy
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,7 +21,8 @@ import torch
 
 from ssgan.checkpoint import CheckpointError, inspect_checkpoint, load_checkpoint, param_digest
 from ssgan.classes import ClassesError, ClassInfo
-from ssgan.provenance import TRAINED, Provenance, software, watermark
+from ssgan.provenance import TRAINED, Provenance, mark, software, video, watermark
+from ssgan.provenance.c2pa_sign import C2PAError, C2PASigner
 
 
 class CLIError(Exception):
@@ -193,7 +194,8 @@ def deprecated_spellings(parser: argparse.ArgumentParser) -> list[tuple[str, str
 
 
 #: Errors every command may raise for bad input (reported as one line, exit status 2).
-COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, ClassesError)
+COMMON_ERRORS: tuple[type[Exception], ...] = (CLIError, CheckpointError, ClassesError, C2PAError,
+                                              video.VideoError)
 
 #: Errors about a path the user named, reported as one line "PATH: reason" when they carry the path.
 FILE_ERRORS: tuple[tuple[type[OSError], str], ...] = (
@@ -362,6 +364,60 @@ def provenance(args: argparse.Namespace, G: torch.nn.Module | None, action: str,
 def classes_text(values: Sequence[str] | None) -> str | None:
     """``--classes`` values as ``ClassInfo.indices`` reads them: ``["hair", "7,2"]`` -> ``"hair,7,2"``."""
     return None if values is None else ",".join(values)
+
+
+def add_fps(q: argparse.ArgumentParser, default: float) -> None:
+    q.add_argument("--fps", type=float, default=default, help="frames per second of the video")
+
+
+def add_video(q: argparse.ArgumentParser, fps: float) -> None:
+    """``--video FILE.mp4`` (also write the frames as an H.264 video) and ``--fps``; read with
+    :func:`video_path` before any work."""
+    q.add_argument("--video", metavar="FILE",
+                   help="also write the frames as an H.264 .mp4 FILE (its folder must exist), marked as "
+                        "synthetic in its metadata; default: no video")
+    add_fps(q, fps)
+
+
+def video_path(args: argparse.Namespace, flag: str = "--video") -> Path | None:
+    """The video path of ``flag`` checked (an .mp4 name in an existing folder, a
+    :class:`VideoError` otherwise), or None without it; ``--fps`` must be > 0. Called before any
+    work."""
+    if args.fps <= 0:
+        raise CLIError(f"--fps must be > 0, not {args.fps:g}")
+    path = getattr(args, flag.lstrip("-").replace("-", "_"))
+    return None if path is None else video.check_video_path(path, flag)
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], args: argparse.Namespace, prov: Provenance,
+                total: int | None = None) -> Path:
+    """``frames`` as the H.264 video ``path`` at ``--fps``, each frame watermarked as ``prov`` asks
+    (:func:`ssgan.provenance.mark`), with a progress bar unless ``--quiet``
+    (:func:`ssgan.provenance.video.write_video`)."""
+    video.write_video(path, frames, args.fps, prov, mark_frame=lambda frame: mark(frame, prov)[0],
+                      progress=not args.quiet, total=total)
+    return path
+
+
+def add_c2pa(q: argparse.ArgumentParser) -> None:
+    """``--c2pa-cert FILE --c2pa-key FILE``: sign the outputs with C2PA content credentials (read
+    with :func:`c2pa_signer`; ``$SSGAN_C2PA_CERT`` / ``$SSGAN_C2PA_KEY`` when not given)."""
+    q.add_argument("--c2pa-cert", metavar="FILE",
+                   help="PEM certificate chain (signing certificate first, then intermediates) to sign "
+                        "the outputs with C2PA content credentials, with --c2pa-key; default: "
+                        "$SSGAN_C2PA_CERT, else no manifest (docs/provenance_c2pa_video.md)")
+    q.add_argument("--c2pa-key", metavar="FILE",
+                   help="the PEM private key of --c2pa-cert's signing certificate; default: $SSGAN_C2PA_KEY")
+
+
+def c2pa_signer(args: argparse.Namespace) -> C2PASigner | None:
+    """The checked signer of ``--c2pa-cert``/``--c2pa-key`` (else of the environment), or None:
+    called before any work, so a bad certificate or key stops the command before it writes."""
+    if args.c2pa_cert is None and args.c2pa_key is None:
+        return C2PASigner.from_env()
+    if args.c2pa_cert is None or args.c2pa_key is None:
+        raise CLIError("give --c2pa-cert and --c2pa-key together (the chain and its signing key)")
+    return C2PASigner.from_files(args.c2pa_cert, args.c2pa_key)
 
 
 def add_common(q: argparse.ArgumentParser, outdir: bool = True, generator: bool = True) -> None:

@@ -89,8 +89,9 @@ LAYERS: dict[str, int] = {
     "model": 1,  # the networks, on the kernels
     "classes": 2,  # class names and colours (text and JSON, no drawing): read by checkpoints and data
     "checkpoint": 3,  # the files: a checkpoint knows its config (model) and its classes
-    "provenance": 3,  # every picture's XMP record, watermark and detection (numpy, PIL): called by
-    #                  every image writer above; a peer of checkpoint (callers pass the digest)
+    "provenance": 3,  # what marks an output as synthetic (XMP record, watermark, detection, C2PA, video
+    #                  files; numpy, PIL): called by every writer above; a peer of checkpoint (callers
+    #                  pass the digest)
     "visualize": 4,  # drawing (palette, masks, grids, PNG): above checkpoint and classes, so that
     #                  file-format code never pulls in drawing code
     "cliargs": 4,  # the parser class and the common arguments (they load checkpoints): under

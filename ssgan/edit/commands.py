@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from ssgan.edit import editing as E
 from ssgan.edit.encoder import EncoderError
 from ssgan.edit.perceptual import PerceptualWeightsError
 from ssgan.provenance import COMPOSITE, Provenance, save_image
+from ssgan.provenance.c2pa_sign import C2PASigner
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
 ERRORS: tuple[type[Exception], ...] = (DatasetError, PerceptualWeightsError, EncoderError)
@@ -112,13 +113,13 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
 
 def _write_locality(G, before: torch.Tensor, after: torch.Tensor, classes: Sequence[int], path: Path,
-                    radius: int, prov: Provenance) -> Path:
+                    radius: int, prov: Provenance, signer: C2PASigner | None = None) -> Path:
     """``--diff``: before | after | |ΔRGB| heat map | the classes' dilated masks, one row per edit
     (:func:`ssgan.edit.locality.locality_figure`), and the share of the change inside them."""
     from ssgan.edit.locality import locality_figure
 
     figure, shares = locality_figure(E.render(G, before), E.render(G, after), classes, radius)
-    save_image(figure, path, prov)
+    save_image(figure, path, prov, c2pa=signer)
     print(f"share of |result - source| inside the classes' masks (union before/after, dilated {radius} px): "
           + ", ".join("-" if s != s else f"{s:.3f}" for s in shares))
     return path
@@ -132,7 +133,18 @@ def cmd_components(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def write_video(path: Path | None, frames: Iterable[np.ndarray], args: argparse.Namespace, prov: Provenance,
+                signer: C2PASigner | None, total: int) -> None:
+    """``--video``: ``total`` ``frames`` as an mp4 (:func:`ssgan.cliargs.write_video`), signed by
+    ``signer``; nothing without ``path``."""
+    if path is not None:
+        A.write_video(path, frames, args, prov, total)
+        if signer is not None:
+            signer.sign(path, prov, None)
+
+
 def cmd_interpolate(args: argparse.Namespace) -> None:
+    video, signer = A.video_path(args), A.c2pa_signer(args)
     G, classes = A.load_generator(args)
     A.require_semantic(G.config, args.ckpt, "ssgan interpolate (one class's codes)")
     text = A.classes_text(args.classes)
@@ -149,9 +161,10 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
                                colors=V.palette(classes.k, classes.colors))
     prov = A.provenance(args, G, "interpolate")
     for i, frame in enumerate(frames):
-        save_image(frame, out / f"frame_{i:03d}.png", prov)
-    gif = save_image(np.stack(frames), out / "interpolation.gif", prov, frame_ms=80)
-    print(f"wrote {len(frames)} frames and {gif}")
+        save_image(frame, out / f"frame_{i:03d}.png", prov, c2pa=signer)
+    gif = save_image(np.stack(frames), out / "interpolation.gif", prov, c2pa=signer, frame_ms=80)
+    write_video(video, frames, args, prov, signer, len(frames))
+    print(f"wrote {len(frames)} frames and {gif}" + (f", {video}" if video else ""))
 
 
 # ----- real photographs and attribute directions ------------------------------------------------------
@@ -276,6 +289,7 @@ def _strengths(text: str) -> list[float]:
 def cmd_edit(args: argparse.Namespace) -> None:
     from ssgan.edit.directions import edit
 
+    video, signer = A.video_path(args), A.c2pa_signer(args)
     G, names = A.load_generator(args)
     cfg = G.config
     if args.classes is not None or args.diff:
@@ -288,10 +302,12 @@ def cmd_edit(args: argparse.Namespace) -> None:
     out = Path(args.outdir)
     prov = A.provenance(args, G, "edit", COMPOSITE)  # its latent is usually a photo's (invert)
     for i, (frame, code) in enumerate(zip(res["frames"], res["latents"])):
-        save_image(frame, out / f"frame_{i:03d}.png", prov)
+        save_image(frame, out / f"frame_{i:03d}.png", prov, c2pa=signer)
         A.save_npy(code, out / f"latent_{i:03d}.npy")
-    save_image(V.grid(np.stack(res["frames"]), ncol=1), out / "edit.png", prov)
-    save_image(V.grid(res["diff"], ncol=len(strengths)), out / "diff.png", prov.without_watermark())
+    save_image(V.grid(np.stack(res["frames"]), ncol=1), out / "edit.png", prov, c2pa=signer)
+    save_image(V.grid(res["diff"], ncol=len(strengths)), out / "diff.png", prov.without_watermark(),
+               c2pa=signer)
+    write_video(video, res["frames"], args, prov, signer, len(strengths))
     where = "all classes" if res["classes"] is None else f"classes {','.join(map(str, res['classes']))}"
     print(f"edited inside {where}; mean |frame - input| (0-255 levels) inside / outside:")
     for s, a, b in zip(strengths, res["inside"], res["outside"]):
@@ -301,8 +317,9 @@ def cmd_edit(args: argparse.Namespace) -> None:
         region = list(range(cfg.seg_dim)) if res["classes"] is None else list(res["classes"])
         codes = torch.as_tensor(res["latents"], device=latent.device)
         path = _write_locality(G, latent.expand(codes.shape[0], -1, -1), codes, region, out / "edit_diff.png",
-                               args.radius, prov)
+                               args.radius, prov, signer)
         extra = f", {path}"
+    extra += f", {video}" if video else ""
     print(f"wrote {len(strengths)} frames, {out / 'edit.png'}, {out / 'diff.png'}{extra}")
 
 
@@ -354,6 +371,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--latent", metavar="FILE", help="latent .npy (default: a sample drawn with --seed)")
     q.add_argument("--frames", type=int, default=16, help="frames from source to target, both included")
     A.add_watermark(q)
+    A.add_video(q, fps=12.5)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_interpolate)
 
     q = sub.add_parser(
@@ -429,4 +448,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_classes(q, "edit only these classes' codes (default: those the direction moves)")
     _add_diff(q, "edit_diff.png")
     A.add_watermark(q)
+    A.add_video(q, fps=4)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_edit)

@@ -6,13 +6,15 @@ ssgan's full record (any source type: a training-curve figure says it was drawn 
 tool's XMP names a synthetic source type (:data:`record.SYNTHETIC`). Metadata is easy to strip and easy to
 forge; the watermark survives re-encoding but not everything (docs/provenance.md).
 
-Extension point for files with several frames (video): :data:`FRAME_READERS` maps a file suffix to
-``read_frames(path) -> Iterable[(H, W, 3) uint8]`` (``ssgan.provenance.video.read_frames`` for
-``.mp4``); :func:`inspect_file` then checks the frames' watermarks like a GIF's.
+Files with several frames other than GIF (video): :data:`FRAME_READERS` maps a file suffix to a
+reader of (frames, XMP packet) (:func:`read_video` for ``.mp4``: its frames through
+:func:`ssgan.provenance.video.read_frames` and its container's record as a packet);
+:func:`inspect_file` then checks the frames' watermarks like a GIF's.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,8 +29,6 @@ from ssgan.provenance.record import ALGORITHMIC, DATA_FIGURE, SYNTHETIC
 
 #: Image suffixes :func:`files` collects from a folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-#: Suffix → frame reader for multi-frame files other than GIF (video); see the module docstring.
-FRAME_READERS: dict[str, Callable[[Path], Iterable[np.ndarray]]] = {}
 #: At most this many frames of an animation or video are checked.
 MAX_FRAMES = 32
 
@@ -95,19 +95,30 @@ def _read(path: Path) -> tuple[list[np.ndarray], bytes | None]:
     return frames, packet if isinstance(packet, bytes | str) else None
 
 
+def read_video(path: Path) -> tuple[list[np.ndarray], bytes | None]:
+    """(frames, XMP packet) of an mp4: at most :data:`MAX_FRAMES` frames spread over the video (every
+    4th), and the provenance record of its container metadata as a packet (None without one)."""
+    from ssgan.provenance import video
+
+    try:
+        frames = list(itertools.islice(video.read_frames(path, every=4), MAX_FRAMES))
+        prov = video.video_provenance(path)
+    except (video.VideoError, OSError, ValueError) as e:
+        raise UnreadableError(" ".join(str(e).split())) from None  # names the file and the fix
+    return frames, None if prov is None else xmp.packet(prov)
+
+
+#: Suffix → reader of (frames, XMP packet) for multi-frame files other than GIF (module docstring).
+FRAME_READERS: dict[str, Callable[[Path], tuple[list[np.ndarray], bytes | None]]] = {".mp4": read_video}
+
+
 def inspect_file(path: str | os.PathLike) -> Report:
     """The :class:`Report` of one image (or, through :data:`FRAME_READERS`, video) file."""
     path = Path(path)
     if not path.is_file():
         raise UnreadableError(f"{path}: no such file; pass an existing image file or folder")
     reader = FRAME_READERS.get(path.suffix.lower())
-    if reader is not None:
-        try:
-            frames, packet = [f for f, _ in zip(reader(path), range(MAX_FRAMES))], None
-        except (OSError, ValueError) as e:
-            raise UnreadableError(f"{path}: cannot read its frames ({e}); pass a complete video") from None
-    else:
-        frames, packet = _read(path)
+    frames, packet = (reader or _read)(path)
     side = min(frames[0].shape[:2]) if frames else 0
     report = Report(str(path), xmp.parse(packet) if packet else {}, side, len(frames))
     keys: list[int] = []

@@ -38,9 +38,9 @@ class Provenance:
     source_type: str
     action: str
     software: str
-    generator_digest: str | None
-    watermark: bool
-    key_id: int
+    generator_digest: str | None = None
+    watermark: bool = True
+    key_id: int = 0
 
     def without_watermark(self) -> Provenance:
         """The same record for a picture whose pixels must stay exact: a mask (its colours name
