@@ -23,8 +23,9 @@ Two kinds of figures per (K, path):
 * **counted** (no data, any K): FLOPs and bytes read + written of the forward and of forward +
   backward, with :mod:`bench.step_cost`'s dispatch-level counter on fake tensors (its method: the
   custom ops counted by their own inputs and outputs, FLOPs of matrix products only);
-* **measured**: peak memory on this CPU, each point in a fresh subprocess (one torch thread):
-  the peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` just before the call)
+* **measured**: peak memory on this CPU, each point in a fresh subprocess (one torch thread;
+  first a warm-up call at K = 2, batch 1, so that one-time costs stay out of the figures): the
+  peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` just before the call)
   minus the resident set just before it, so the inputs already allocated are excluded. glibc is
   told to map every block over 64 KiB on its own (``MALLOC_MMAP_THRESHOLD_``: freed blocks go back
   to the system at once) and to fill each block it hands out (``MALLOC_PERTURB_``: every allocated
@@ -32,14 +33,15 @@ Two kinds of figures per (K, path):
   the forward leaves held for the backward (outputs and the tensors autograd saved), and the peak
   of forward + backward.
 
-On the fused path the Triton kernels are *not executed* (:func:`bench.triton_launches.intercepted`
-records each launch instead): every tensor its launchers allocate (outputs, scratch slabs,
-split-K partial sums) is allocated for real, at its size under the interpreter
-(``TRITON_INTERPRET=1`` picks the launchers' CPU split counts and tile sizes), but no kernel body
-runs. Under the interpreter a body allocates numpy temporaries that a GPU keeps in registers, and
-at K = 64 it would run for hours; on a GPU the split counts follow the SM count, which
-``bench/gpu_session.sh``'s ``kernels`` stage measures (``--class-sweep``). The reference path runs
-for real.
+On the fused path the Triton kernels are *not executed*: the tensors report ``is_cuda`` (as in
+:func:`bench.step_cost.fake_device`), so :mod:`ssgan.kernels` runs its launchers with the GPU tile
+configs, and :func:`bench.triton_launches.intercepted` records each launch instead of running it.
+Every buffer the launchers allocate (outputs, recomputation scratch, split-K partial sums) is
+allocated for real; no kernel body runs. Under ``TRITON_INTERPRET=1`` a kernel body would allocate
+numpy temporaries that a GPU keeps in registers, and at K = 64 it would run for hours. The split
+counts of the partial sums follow the SM count on a GPU (here: the launchers' CPU targets); the
+``kernels`` stage of ``bench/gpu_session.sh`` measures the sweep on a GPU (``bench.kernels
+--class-sweep``). The reference path runs for real.
 
 From the sweep: memory per extra class, the least-squares slope of each peak over K (MiB per
 class), and the ratio fused / reference of the slopes (target: ≤ 0.2).
@@ -159,6 +161,7 @@ def measure_point(cfg: BenchConfig, path: str) -> dict[str, float]:
 
 def measure(cfg: BenchConfig, path: str) -> dict[str, float]:
     """:func:`measure_point` in a fresh ``python -m bench.classes --point`` subprocess."""
+    # no interpreter: the launchers then use the GPU tile configs (and their launches are intercepted)
     env = {**{k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}, **MALLOC_ENV,
            "OMP_NUM_THREADS": "1"}
     point = json.dumps({"config": vars(cfg), "path": path})

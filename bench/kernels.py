@@ -3,7 +3,8 @@
 Usage (on a CUDA machine, from the repository root)::
 
     python -m bench.kernels [--json OUT.json] [--batch 16 --classes 13 --layers 10 --channels 64
-                             --feat 512 --size 64 --dtype bf16|fp32 --repeats 50 --warmup 10 --check]
+                             --feat 512 --size 64 --dtype bf16|fp32 --repeats 50 --warmup 10 --check
+                             --class-sweep 5,13,32,64]
 
 What is measured, at the paper configuration by default (B=16, K=13, L=10, C=64, F=512, S=64, so
 P = S*S = 4096 pixels per class), with every parameter requiring grad as in training (styles, raw
@@ -34,6 +35,11 @@ measured with a large matmul at start-up (the JSON says which).
 
 Speedup = reference_ms / ssgan_ms; memory_ratio = reference_peak_mib / ssgan_peak_mib (how many
 times less extra memory the ssgan path needs).
+
+``--class-sweep K,K,...`` then times ``local_generators_fwd_bwd`` once more at each class count
+(the other shapes unchanged), into the JSON's ``class_sweep`` (``python -m bench.classes`` counts
+the same sweep's bytes and FLOPs and measures its memory on CPU; docs/performance.md,
+"Classes that scale").
 
 Without CUDA the command measures nothing and exits with status 2. The report code takes the
 measuring functions as parameters (:func:`collect`), so it is tested on CPU with fake timers.
