@@ -144,7 +144,8 @@ def test_dry_run_session(tmp_path):
     assert fid["with_real_statistics"]["seconds"] > 0 and fid["real_statistics_cached"]["seconds"] > 0
     (inv,) = reports["invert"]["benchmarks"]
     assert inv["name"] == "invert_32" and inv["reference_s"] > 0 and "ssgan" in inv["errors"]
-    for gist in ("fast vs reference G-EMA masks", "FID fast vs fp32 skipped", "invert_32: "):
+    for gist in ("fast vs reference G-EMA masks", "FID fast vs fp32 skipped", "invert_32: ",
+                 "by class count (faster, less memory): K=2 "):
         assert gist in summary, gist
 
     rendered = subprocess.run([sys.executable, "-m", "bench.table", str(out)], cwd=ROOT, capture_output=True,
