@@ -74,7 +74,7 @@ stage() {  # stage NAME CAP_SECONDS COMMAND...
 
 stages() {  # priority order; "if time is left" stages go last and are skipped when it is not
     stage env          90  "$PY" -m bench.env
-    stage kernels      80  "$PY" -m bench.kernels --repeats 20 --warmup 5
+    stage kernels     140  "$PY" -m bench.kernels --repeats 20 --warmup 5 --class-sweep 5,13,32,64
     stage train_256   170  "$PY" -m bench.train --resolutions 256 --profile
     stage cuda_tests   90  "$PY" -m bench.cuda_tests
     stage train_512   150  "$PY" -m bench.train --resolutions 512

@@ -3,7 +3,8 @@
 Usage (on a CUDA machine, from the repository root)::
 
     python -m bench.kernels [--json OUT.json] [--batch 16 --classes 13 --layers 10 --channels 64
-                             --feat 512 --size 64 --dtype bf16|fp32 --repeats 50 --warmup 10 --check]
+                             --feat 512 --size 64 --dtype bf16|fp32 --repeats 50 --warmup 10 --check
+                             --class-sweep 5,13,32,64]
 
 What is measured, at the paper configuration by default (B=16, K=13, L=10, C=64, F=512, S=64, so
 P = S*S = 4096 pixels per class), with every parameter requiring grad as in training (styles, raw
@@ -35,6 +36,11 @@ measured with a large matmul at start-up (the JSON says which).
 Speedup = reference_ms / ssgan_ms; memory_ratio = reference_peak_mib / ssgan_peak_mib (how many
 times less extra memory the ssgan path needs).
 
+``--class-sweep K,K,...`` then times ``local_generators_fwd_bwd`` once more at each class count
+(the other shapes unchanged), into the JSON's ``class_sweep`` (``python -m bench.classes`` counts
+the same sweep's bytes and FLOPs and measures its memory on CPU; docs/performance.md,
+"Classes that scale").
+
 Without CUDA the command measures nothing and exits with status 2. The report code takes the
 measuring functions as parameters (:func:`collect`), so it is tested on CPU with fake timers.
 """
@@ -47,7 +53,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -111,6 +117,8 @@ class BenchConfig:
 
 # The toy shapes of the CPU dry runs (``--dry-run``; Triton under its interpreter).
 TOY = BenchConfig(B=2, K=3, L=3, C=16, F=32, S=8, depth_layer=2, transparent=(2,))
+TOY_CLASS_SWEEP = (2, 4)  # --class-sweep in a dry run (the interpreter runs every program in Python)
+SWEEP_CASE = "local_generators_fwd_bwd"  # what --class-sweep times at each K
 
 
 def build_inputs(cfg: BenchConfig, device: str | torch.device = "cuda", dtype: torch.dtype = torch.float32,
@@ -378,6 +386,19 @@ def collect(cfg: BenchConfig, dtypes: Sequence[str], measure_time: Callable[[Cal
     return records
 
 
+def class_point(cfg: BenchConfig, dtypes: Sequence[str], measure_time: Callable[[Callable], float],
+                measure_peak: Callable[[Callable], float], peak_tflops: dict, device: str | torch.device,
+                log: Callable[[str], None] | None = None) -> list[dict]:
+    """:data:`SWEEP_CASE` at ``cfg`` (one point of ``--class-sweep``), as :func:`collect` records; a
+    point that runs out of device memory is one record saying so (the sweep goes on)."""
+    try:
+        return collect(cfg, dtypes, measure_time, measure_peak, peak_tflops, device, (SWEEP_CASE,), log)
+    except torch.OutOfMemoryError as e:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return [{"name": SWEEP_CASE, "config": cfg.record("any"), "error": f"out of memory: {e}"[:300]}]
+
+
 def make_report(records: list[dict], env: dict, peak_tflops: dict, extra: dict | None = None) -> dict:
     """The JSON document: environment, date, peak and the records."""
     report = {
@@ -450,6 +471,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(NAMES)}")
     p.add_argument("--check", action="store_true",
                    help="first assert that triton matches the reference at these shapes")
+    p.add_argument("--class-sweep", default="",
+                   help=f"then {SWEEP_CASE} again at each of these class counts K (e.g. 5,13,32,64; the "
+                        "other shapes unchanged): the JSON's class_sweep, one record per K and dtype "
+                        "(python -m bench.classes has the CPU side)")
     p.add_argument("--dry-run", action="store_true",
                    help="CPU, toy shapes, host timer, one call per case, no memory figures (set "
                         "TRITON_INTERPRET=1): proves the command runs; NOT a benchmark")
@@ -512,7 +537,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     measure_peak = (lambda fn: None) if args.dry_run else peak_mib
     records = collect(cfg, dtypes, measure_time, measure_peak, peak, device, names, log,
                       on_record=lambda recs: save(recs, False))
-    save(records, True)
+    save(records, not args.class_sweep)
+    if args.class_sweep:
+        ks = TOY_CLASS_SWEEP if args.dry_run else [int(k) for k in args.class_sweep.split(",") if k.strip()]
+        sweep = extra["class_sweep"] = []
+        for k in ks:
+            sweep += class_point(replace(cfg, K=k), dtypes, measure_time, measure_peak, peak, device, log)
+            save(records, k == ks[-1])
     print(format_table(make_report(records, env, peak, extra)))
     print(f"wrote {path}")
     return 0

@@ -127,8 +127,13 @@ def headline(report: dict) -> str:
                for r in report.get("benchmarks") or []}
     if ("local_generators_fwd_bwd", "bf16") in records:
         r = records[("local_generators_fwd_bwd", "bf16")]
+        sweep = "; ".join(f"K={c['config']['K']} " + ("out of memory" if "error" in c else
+                                                       f"{fmt(c['speedup'], '.1f')}x, "
+                                                       f"{fmt(c['memory_ratio'], '.1f')}x")
+                          for c in report.get("class_sweep") or [] if c["config"]["dtype"] in ("bf16", "any"))
         return (f"local generators fwd+bwd bf16: {fmt(r['speedup'], '.1f')}x faster, "
-                f"{fmt(r['memory_ratio'], '.1f')}x less memory ({len(records)} records)")
+                f"{fmt(r['memory_ratio'], '.1f')}x less memory ({len(records)} records)"
+                + (f"; by class count (faster, less memory): {sweep}" if sweep else ""))
     if k == "train":
         parts = []
         for (n, _), r in records.items():

@@ -23,7 +23,7 @@ ENVELOPE = set(session.ENVELOPE)
 # What each stage of the script must leave (stages added later are held to the envelope only).
 STAGE_KEYS = {
     "env": {"device", "ceilings", "parity", "parity_ok", "parity_shapes", "complete"},
-    "kernels": {"device", "peak_tflops", "benchmarks", "timing", "complete"},
+    "kernels": {"device", "peak_tflops", "benchmarks", "timing", "class_sweep", "complete"},
     "train_256": {"device", "peak_tflops", "benchmarks", "timing", "lazy_every", "complete"},
     "cuda_tests": {"summary", "counts", "failed", "exit_code", "complete"},
     "train_512": {"device", "peak_tflops", "benchmarks", "timing", "lazy_every", "complete"},
@@ -110,6 +110,10 @@ def test_dry_run_session(tmp_path):
 
     kernels = reports["kernels"]["benchmarks"]
     assert len(kernels) == 12 and all(KERNEL_RECORD <= set(r) for r in kernels)
+    sweep = reports["kernels"]["class_sweep"]  # the K sweep of bench.classes, timed (toy K in a dry run)
+    assert [(r["config"]["K"], r["config"]["dtype"]) for r in sweep] == [
+        (2, "bf16"), (2, "fp32"), (4, "bf16"), (4, "fp32")]
+    assert all(KERNEL_RECORD <= set(r) and r["name"] == "local_generators_fwd_bwd" for r in sweep)
     for name in ("train_256", "train_512"):
         recs = reports[name]["benchmarks"]
         assert recs[0]["name"] == "train_step" and all(TRAIN_RECORD <= set(r) for r in recs)
@@ -140,7 +144,8 @@ def test_dry_run_session(tmp_path):
     assert fid["with_real_statistics"]["seconds"] > 0 and fid["real_statistics_cached"]["seconds"] > 0
     (inv,) = reports["invert"]["benchmarks"]
     assert inv["name"] == "invert_32" and inv["reference_s"] > 0 and "ssgan" in inv["errors"]
-    for gist in ("fast vs reference G-EMA masks", "FID fast vs fp32 skipped", "invert_32: "):
+    for gist in ("fast vs reference G-EMA masks", "FID fast vs fp32 skipped", "invert_32: ",
+                 "by class count (faster, less memory): K=2 "):
         assert gist in summary, gist
 
     rendered = subprocess.run([sys.executable, "-m", "bench.table", str(out)], cwd=ROOT, capture_output=True,
