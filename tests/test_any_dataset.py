@@ -241,7 +241,8 @@ def test_inspect_reports_a_planted_bad_file(named8, tmp_path, capsys):
         (root / "images" / p.name).write_bytes(p.read_bytes())
         (root / "labels" / p.name).write_bytes((named8 / "labels" / p.name).read_bytes())
     (root / "classes.json").write_text((named8 / "classes.json").read_text())
-    (root / "images" / "3.png").write_bytes((root / "images" / "3.png").read_bytes()[:200])  # truncated
+    data = (root / "images" / "3.png").read_bytes()
+    (root / "images" / "3.png").write_bytes(data[: len(data) // 2])  # truncated inside its pixels
     lab = np.asarray(Image.open(root / "labels" / "5.png")).copy()
     lab[0, 0] = 9
     Image.fromarray(lab).save(root / "labels" / "5.png")

@@ -253,6 +253,7 @@ def test_namespaces_are_deleted_after_a_failure():
     assert _ip("link", "show", b.veth, check=False).returncode != 0
 
 
+@pytest.mark.slow
 def test_resume_at_a_smaller_world_size(tmp_path, capsys):
     """A checkpoint of 2 ranks resumed by 1 process: a warning names what changes, the run
     continues from the checkpoint's step and ends the same way each time (reseeded RNGs)."""
