@@ -91,7 +91,8 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path):
     side = int(MAX_PIXELS ** 0.5) + 1  # over the cap, under PIL's own refusal (twice the cap)
     path = tmp_path / "bomb.png"
     path.write_bytes(bomb_png(side, side))
-    with pytest.warns(Image.DecompressionBombWarning), pytest.raises(DatasetError, match="limit of 89,478,485"):
+    with pytest.warns(Image.DecompressionBombWarning), \
+            pytest.raises(DatasetError, match="limit of 89,478,485"):
         photos.read_photo(path, 32)
     with pytest.raises(DatasetError, match="over the limit"):
         photos.read_label(path, path, (side, side), 32, 5)
