@@ -19,7 +19,7 @@ error, is an error.
 Every second the server's resident memory (``/proc/PID/status`` VmRSS) and open descriptors
 (``/proc/PID/fd``) are sampled. Reported: requests, errors, sessions made, the least-squares
 slopes of RSS (MB/min) and descriptors (per min) over the second half of the run (after warm-up),
-and the p50/p95 latency of the first and the last fifth of the run.
+the RSS at each whole minute, and the p50/p95 latency of the first and the last fifth of the run.
 """
 
 from __future__ import annotations
@@ -196,6 +196,8 @@ def soak(clients: int, seconds: float, sample_s: float = 1.0) -> dict:
         "server_alive": alive, "server_tracebacks": log.count("Traceback"),
         "rss_mb": {"start": round(rss[0], 1) if rss else None, "end": round(rss[-1], 1) if rss else None,
                    "max": round(max(rss), 1) if rss else None, "slope_mb_per_min": slope_per_min(t, rss)},
+        "rss_mb_each_minute": [round(r, 1) for s_, r in zip(t, rss) if s_ % 60 < sample_s] + [
+            round(rss[-1], 1)] if rss else [],
         "fds": {"start": fd[0] if fd else None, "end": fd[-1] if fd else None, "max": max(fd) if fd else None,
                 "slope_per_min": slope_per_min(t, fd)},
         "latency_first_fifth": pct([ms for s, ms in lat if s < fifth]),

@@ -130,8 +130,9 @@ def read_classes(path: str | Path) -> ClassInfo:
     names = data["classes"]
     if len(names) > 256:
         raise ClassesError(f"{path}: {len(names)} classes, but label PNGs hold at most 256")
-    if not all(isinstance(n, str) and n.strip() for n in names):
-        raise ClassesError(f'{path}: "classes" must be non-empty strings, got {str(names)[:200]}')
+    if not all(isinstance(n, str) and n.strip() and n.isprintable() for n in names):  # names go in messages
+        raise ClassesError(f'{path}: "classes" must be non-empty strings without control characters, got '
+                           f'{ascii(names)[:200]}')
     duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
     if duplicates:
         raise ClassesError(f'{path}: class name(s) {", ".join(duplicates)} appear more than once')

@@ -107,6 +107,9 @@ def test_classes_json_is_linear_in_its_size(tmp_path):
     with pytest.raises(ClassesError, match="200000 classes"):
         read_classes(path)
     assert time.perf_counter() - t0 < 2
+    path.write_text(json.dumps({"classes": ["skin", "sk\n", "eyes"], "transparent": ["eye"]}))
+    with pytest.raises(ClassesError, match="without control characters"):  # found: a two-line error
+        read_classes(path)
     path.write_text("[" * 100_000)
     with pytest.raises(ClassesError, match="cannot read"):  # RecursionError before
         read_classes(path)
