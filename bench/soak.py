@@ -19,7 +19,8 @@ error, is an error.
 Every second the server's resident memory (``/proc/PID/status`` VmRSS) and open descriptors
 (``/proc/PID/fd``) are sampled. Reported: requests, errors, sessions made, the least-squares
 slopes of RSS (MB/min) and descriptors (per min) over the second half of the run (after warm-up),
-the RSS at each whole minute, and the p50/p95 latency of the first and the last fifth of the run.
+the RSS at each whole minute, the p50/p95 latency of the first and the last fifth of the run, the
+p95 of each minute and the machine's load average (other jobs share it) at each minute.
 """
 
 from __future__ import annotations
@@ -175,8 +176,11 @@ def soak(clients: int, seconds: float, sample_s: float = 1.0) -> dict:
         for th in threads:
             th.start()
         samples: list[tuple[float, float, int]] = []
+        load: list[float] = []  # the machine's 1-minute load average at each whole minute
         while any(th.is_alive() for th in threads) and time.monotonic() < deadline + 2 * MAX_REQUEST_S:
             samples.append((time.monotonic() - t0, rss_mb(server.pid), fds(server.pid)))
+            if len(samples) % int(60 / sample_s) == 1:
+                load.append(round(os.getloadavg()[0], 1))
             time.sleep(sample_s)
         for th in threads:
             th.join(1)
@@ -203,6 +207,9 @@ def soak(clients: int, seconds: float, sample_s: float = 1.0) -> dict:
         "latency_first_fifth": pct([ms for s, ms in lat if s < fifth]),
         "latency_last_fifth": pct([ms for s, ms in lat if s >= seconds - fifth]),
         "latency_all": pct([ms for _, ms in lat]),
+        "p95_ms_each_minute": [pct([ms for s, ms in lat if m * 60 <= s < (m + 1) * 60])["p95_ms"]
+                               for m in range(max(1, round(seconds / 60)))],
+        "load_average_each_minute": load,
     }
 
 
