@@ -17,6 +17,7 @@ released models were trained on it), ``class<k>`` otherwise.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,15 @@ class ClassInfo:
         names = stored.get("names") if isinstance(stored, Mapping) else None
         if not isinstance(names, list) or len(names) != k:
             return cls(default_names(k), tuple(transparent))
-        colors = {int(i): tuple(c) for i, c in (stored.get("colors") or {}).items()}
+        stored_colors = stored.get("colors") or {}
+        if not isinstance(stored_colors, Mapping):
+            raise ClassesError(f"stored class colours must be an object {{index: [r, g, b]}}, not "
+                               f"{type(stored_colors).__name__}")
+        colors = {}
+        for i, c in stored_colors.items():
+            if not (isinstance(i, str) and i.isdecimal() and len(i) < 4 and int(i) < k):
+                raise ClassesError(f"stored class colour key {str(i)[:20]!r} is not a class index 0..{k - 1}")
+            colors[int(i)] = _color(c, "stored class colours")
         return cls(tuple(str(n) for n in names), tuple(transparent), colors)
 
 
@@ -110,7 +119,7 @@ def read_classes(path: str | Path) -> ClassInfo:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deep
         raise ClassesError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("classes"), list) or not data["classes"]:
         raise ClassesError(f'{path} must hold an object with "classes": a list of class names in index order')
@@ -119,13 +128,14 @@ def read_classes(path: str | Path) -> ClassInfo:
         raise ClassesError(f'{path}: unknown key(s) {", ".join(unknown)}; the keys are classes, transparent, '
                            f'colors')
     names = data["classes"]
-    if not all(isinstance(n, str) and n.strip() for n in names):
-        raise ClassesError(f'{path}: "classes" must be non-empty strings, got {names!r}')
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ClassesError(f'{path}: class name(s) {", ".join(duplicates)} appear more than once')
     if len(names) > 256:
         raise ClassesError(f"{path}: {len(names)} classes, but label PNGs hold at most 256")
+    if not all(isinstance(n, str) and n.strip() and n.isprintable() for n in names):  # names go in messages
+        raise ClassesError(f'{path}: "classes" must be non-empty strings without control characters, got '
+                           f'{ascii(names)[:200]}')
+    duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
+    if duplicates:
+        raise ClassesError(f'{path}: class name(s) {", ".join(duplicates)} appear more than once')
     transparent = data.get("transparent", [])
     if not isinstance(transparent, list):
         raise ClassesError(f'{path}: "transparent" must be a list of class names or indices')

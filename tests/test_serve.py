@@ -564,3 +564,14 @@ def test_serve_encoder_flag(tmp_path, capsys):
     with torch.no_grad():
         want = encode(G, load_encoder(enc, G)[0], image)
     torch.testing.assert_close(editor.sessions.get(sid).current.latent, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_page_starts_a_new_session_when_its_own_expired(client):
+    """An evicted session is a 404 naming it unknown or expired; the page (app.js ``act``) answers
+    that by asking for a new session instead of showing the error (the soak counts the 404s)."""
+    r = client.post("/api/sample", json={"session": "evicted-long-ago"})
+    assert r.status_code == 404 and "unknown or expired session" in r.json()["error"]
+    js = (Path(commands.__file__).with_name("static") / "app.js").read_text()
+    pattern = js.split("const EXPIRED = /", 1)[1].split("/;", 1)[0]
+    assert pattern in r.json()["error"]
+    assert "if (e.status === 404 && EXPIRED.test(e.message)) return await renewSession();" in js

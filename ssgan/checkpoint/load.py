@@ -28,7 +28,7 @@ from ssgan.checkpoint.ssgan_format import (
     CheckpointContents,
     read_ssgan_file,
 )
-from ssgan.classes import ClassInfo
+from ssgan.classes import ClassesError, ClassInfo
 from ssgan.model.config import SSGANConfig
 from ssgan.model.discriminator import DualBranchDiscriminator
 from ssgan.model.networks import build_generator
@@ -114,12 +114,51 @@ def _check_config(path: Path, found: SSGANConfig, wanted: SSGANConfig | None) ->
     raise CheckpointError(f"checkpoint {path} was trained with {show(a)} but the model asks for {show(b)}")
 
 
+def wider_than_state(widths: dict[str, int], count: dict[str, int],
+                     state: dict[str, torch.Tensor]) -> str | None:
+    """Why a module of these widths (each the size of some dimension of a tensor of a matching
+    state) and this least number of tensors cannot match ``state``, or None: checked before the
+    module is built, so that a file's configuration cannot make us allocate a model it does not
+    hold (its tensors, in turn, are bounded by the file's size)."""
+    largest = max((max(t.shape, default=1) for t in state.values()), default=0)
+    for name, width in widths.items():
+        if width > largest:
+            return f"{name}={width} is wider than any of its tensors (at most {largest})"
+    for name, n in count.items():
+        if n > len(state):
+            return f"{name} needs at least {n} tensors but it holds {len(state)}"
+    return None
+
+
+def module_bounds(section: str, config: SSGANConfig) -> tuple[dict[str, int], dict[str, int]]:
+    """(widths, least tensor count) of :func:`wider_than_state` for ``section``'s module."""
+    lowest = config.coarse_size if config.semantic else 4  # the StyleGAN2 baseline synthesises from 4 px
+    widths = {"the widest render-net layer": max(config.channels(2 ** r) for r in range(
+        lowest.bit_length() - 1, config.size.bit_length()))}
+    if section == "d":
+        return widths, {}
+    if not config.semantic:
+        return {**widths, "style_dim": config.style_dim}, {"n_mlp": config.n_mlp}
+    widths.update(style_dim=config.style_dim, local_channel=config.local_channel,
+                  coarse_channel=config.coarse_channel)
+    return widths, {"n_mlp + seg_dim * local_layers": config.n_mlp + config.seg_dim * config.local_layers}
+
+
 def build_module(path: Path, section: str, config: SSGANConfig, state: dict[str, torch.Tensor]) -> nn.Module:
     """A new module of ``section`` (``d``: the discriminator; else the generator of ``config.arch``)
     for ``config``,
     on CPU, filled with ``state`` (strict: names and shapes must match exactly; otherwise one line
-    naming ``path``, the section and the first differing names)."""
-    module = DualBranchDiscriminator(config) if section == "d" else build_generator(config)
+    naming ``path``, the section and the first differing names). A configuration wider than the
+    state (:func:`wider_than_state`) is refused before the module is built."""
+    why = wider_than_state(*module_bounds(section, config), state)
+    if why is not None:
+        raise CheckpointError(f"checkpoint {path}: state dict {section!r} does not match the model of its "
+                              f"configuration: {why}")
+    try:
+        module = DualBranchDiscriminator(config) if section == "d" else build_generator(config)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path}: its configuration does not build a model: "
+                              f"{one_line(e)}") from None
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -162,6 +201,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     path = resolve_checkpoint(path)
     raw = _read_contents(path)
     _check_config(path, raw.config, config)
+    try:
+        ClassInfo.from_meta(raw.meta, raw.config.seg_dim, raw.config.transparent_dims)
+    except ClassesError as e:
+        raise CheckpointError(f"checkpoint {path} has unusable class names in its meta: {e}") from None
     modules = {name: build_module(path, name, raw.config, state) for name, state in raw.states.items()}
     for name, module in modules.items():
         module.to(device)

@@ -98,9 +98,12 @@ def read_official(path: Path) -> CheckpointContents:
         sd = obj.get(name)
         if sd is None:
             continue
-        if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
-            raise CheckpointError(f"checkpoint {path}: entry {name!r} is not an optimiser state dict")
-        optims[name] = {"state": dict(sd["state"]), "param_groups": [dict(g) for g in sd["param_groups"]]}
+        try:
+            optims[name] = {"state": dict(sd["state"]),
+                            "param_groups": [dict(g) for g in sd["param_groups"]]}
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(f"checkpoint {path}: entry {name!r} is not an optimiser state "
+                                  "dict") from None
     args = obj["args"]
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     meta = {"official_args": {k: _json_safe(v) for k, v in values.items()}}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -42,6 +43,9 @@ for _name, _code in (("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64"),
                      ("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2")):
     if hasattr(torch, _name):
         DTYPE_NAMES[getattr(torch, _name)] = _code
+
+#: safetensors dtype name → bytes per element.
+ITEM_SIZES = {code: dtype.itemsize for dtype, code in DTYPE_NAMES.items()}
 
 _VERIFIED: dict[str, tuple[int, int, int, int]] = {}  # path → (dev, inode, size, mtime_ns) checked
 _FAILED: dict[str, tuple[tuple[int, int, int, int], str]] = {}  # path → (that stat, the error)
@@ -106,9 +110,34 @@ def remember_verified(path: Path) -> None:
         _VERIFIED[str(Path(path).resolve())] = stat_key(path)
 
 
+def check_metadata(metadata: Any) -> None:
+    """``__metadata__`` must map strings to strings (ValueError otherwise)."""
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise ValueError("__metadata__ must map strings to strings")
+
+
+def tensor_extent(name: str, info: Any) -> int:
+    """Where the tensor ``name`` of a header ends (its ``data_offsets``' end), after checking that
+    its dtype is known and that its shape's elements × the dtype's size are exactly the bytes its
+    offsets span: a header cannot claim more elements than the file holds (ValueError)."""
+    if not isinstance(info, dict) or info.get("dtype") not in ITEM_SIZES:
+        raise ValueError(f"tensor {name!r} has no known dtype")
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if (not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape)
+            or not isinstance(offsets, list) or len(offsets) != 2
+            or not all(type(x) is int for x in offsets) or not 0 <= offsets[0] <= offsets[1]):
+        raise ValueError(f"tensor {name!r} has a bad shape or data_offsets")
+    if math.prod(shape) * ITEM_SIZES[info["dtype"]] != offsets[1] - offsets[0]:
+        raise ValueError(f"tensor {name!r} of shape {shape} does not fill its "
+                         f"{offsets[1] - offsets[0]} bytes")
+    return offsets[1]
+
+
 def read_header(path: Path) -> tuple[dict[str, Any], int]:
     """The safetensors header of ``path`` and where its data starts, after checking that the
-    file's size is exactly what the header describes (one line naming the file otherwise)."""
+    file's size is exactly what the header describes and every tensor exactly fills its bytes
+    (:func:`tensor_extent`), before anything is allocated (one line naming the file otherwise)."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -130,12 +159,10 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
         end = 0
         for name, info in header.items():
             if name == "__metadata__":
+                check_metadata(info)
                 continue
-            start, stop = (int(x) for x in info["data_offsets"])
-            if not 0 <= start <= stop:
-                raise ValueError(f"bad offsets for {name!r}")
-            end = max(end, stop)
-    except (ValueError, KeyError, TypeError) as e:
+            end = max(end, tensor_extent(name, info))
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise CheckpointError(f"checkpoint {path} has a corrupt safetensors header: {one_line(e)}") from None
     if size != 8 + n + end:
         what = "truncated" if size < 8 + n + end else "longer than its header says (corrupt)"

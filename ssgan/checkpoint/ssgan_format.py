@@ -240,6 +240,9 @@ def read_ssgan_file(path: Path, header_only: bool = False) -> CheckpointContents
         meta = json.loads(metadata.get("meta", "{}"))
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} has unreadable step/meta: {one_line(e)}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has unreadable meta: a JSON {type(meta).__name__}, "
+                              "not an object")
     return CheckpointContents(config, states, optims, step, extras, meta, FORMAT)
 
 

@@ -33,6 +33,19 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 #: Errors PIL raises for unreadable, truncated or hostile files.
 PIL_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
+#: Largest image (width × height) decoded: PIL's own ``MAX_IMAGE_PIXELS``, where it only warns
+#: (it refuses at twice that): an RGB image of this size is 268 MB decoded.
+MAX_PIXELS = 89_478_485
+
+
+def check_pixels(im: Image.Image) -> None:
+    """Refuse, before decoding, an image over :data:`MAX_PIXELS` (a decompression bomb: a small
+    file that claims a huge canvas) with PIL's ``DecompressionBombError``, one of
+    :data:`PIL_ERRORS`, so that every reader reports it as it reports an unreadable file."""
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise Image.DecompressionBombError(f"{w}x{h} = {w * h:,} pixels is over the limit of {MAX_PIXELS:,}")
+
 
 class DatasetError(ValueError):
     """Bad training data: the message names the offending file(s) and how to fix them."""

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError, ItemDataset, scan_folder
+from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError, ItemDataset, check_pixels, scan_folder
 from ssgan.data.faces import ProceduralFaces
 from ssgan.data.synthetic import SyntheticFaces
 
@@ -185,6 +185,7 @@ class FolderDataset(ItemDataset):
         path = self.image_files[index]
         try:
             with Image.open(path) as im:
+                check_pixels(im)
                 isize = im.size
                 if im.format == "JPEG" and min(isize) > 2 * size:
                     im.draft("RGB", (2 * size, 2 * size))
@@ -199,6 +200,7 @@ class FolderDataset(ItemDataset):
         lpath = self.label_files[index]
         try:
             with Image.open(lpath) as lm:
+                check_pixels(lm)
                 if lm.mode not in ("L", "P"):
                     raise self._label_mode_error(lpath, lm.mode, len(lm.getbands()))
                 if not _same_area(isize, lm.size):

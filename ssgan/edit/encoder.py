@@ -48,6 +48,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ssgan.checkpoint import CheckpointError, load_checkpoint, param_digest, save_checkpoint
+from ssgan.checkpoint.errors import one_line
+from ssgan.checkpoint.load import wider_than_state
 from ssgan.edit import editing as E
 from ssgan.model.config import SSGANConfig
 from ssgan.model.generator import SemanticGenerator, Synthesis
@@ -266,8 +268,23 @@ def load_encoder(path: str | os.PathLike, G: SemanticGenerator,
         raise EncoderError(f"encoder {path} was trained against another generator (weights sha256 "
                            f"{str(ck.meta.get('generator_sha256'))[:12]}…, this one {want[:12]}…); train one "
                            f"for this checkpoint with 'ssgan encoder train'")
-    enc = LatentEncoder(G.config, EncoderConfig.from_dict(ck.meta.get("encoder", {})))
     state = {k[len(PREFIX):]: v for k, v in ck.tensors.items() if k.startswith(PREFIX)}
+    try:
+        cfg = EncoderConfig.from_dict(ck.meta.get("encoder", {}))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise EncoderError(f"encoder {path} has an unusable configuration ({one_line(e)}); "
+                           "retrain it") from None
+    stages = int(math.log2(min(G.config.size, cfg.max_input))) - 2
+    why = wider_than_state({"width": cfg.width, "hidden": cfg.hidden,
+                            "the widest stage": min(cfg.channel_max, cfg.width * 2 ** stages)},
+                           {"blocks per stage": cfg.blocks * stages}, state)
+    if why is not None:  # refused before building the encoder it describes
+        raise EncoderError(f"encoder {path} does not match its own configuration ({why}); retrain it")
+    try:
+        enc = LatentEncoder(G.config, cfg)
+    except (TypeError, ValueError, RuntimeError) as e:  # e.g. a width of 2.5
+        raise EncoderError(f"encoder {path} has an unusable configuration ({one_line(e)}); "
+                           "retrain it") from None
     try:
         enc.load_state_dict(state, strict=True)
     except RuntimeError as e:

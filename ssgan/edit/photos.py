@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError
+from ssgan.data.base import IMAGE_SUFFIXES, PIL_ERRORS, DatasetError, check_pixels
 
 
 @dataclass
@@ -86,6 +86,7 @@ def read_photo(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     transparent images are refused (:func:`check_colour`)."""
     try:
         with Image.open(path) as im:
+            check_pixels(im)
             im = ImageOps.exif_transpose(im)  # phone photos: apply the EXIF orientation
             original = im.size
             check_colour(im, path)
@@ -106,6 +107,7 @@ def read_label(path: Path, image: Path, image_size: tuple[int, int], size: int, 
                            f"--labels")
     try:
         with Image.open(path) as lm:
+            check_pixels(lm)
             if lm.mode not in ("L", "P"):
                 raise DatasetError(f"label {path} has mode {lm.mode} but labels must be single-channel class "
                                    f"indices (PNG mode L or P); convert it to an index PNG")

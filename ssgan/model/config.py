@@ -65,8 +65,8 @@ class SSGANConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "transparent_dims", tuple(int(t) for t in self.transparent_dims))
         problems = []
-        if self.size < 8 or self.size & (self.size - 1):
-            problems.append(f"size={self.size} must be a power of two >= 8")
+        if not 8 <= self.size <= 1024 or self.size & (self.size - 1):  # 1024: channels()' table
+            problems.append(f"size={self.size} must be a power of two in 8..1024")
         if not 0 <= self.base_layers <= self.depth_layers <= self.local_layers:
             problems.append("need 0 <= base_layers <= depth_layers <= local_layers")
         if self.depth_layers < 1:

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from ssgan.serve.editor import Editor
 from ssgan.serve.errors import ClientError
+from ssgan.serve.openapi import OPENAPI_PATH, openapi
 
 STATIC = Path(__file__).with_name("static")
 MAX_JSON_BYTES = 1_000_000
@@ -128,6 +129,10 @@ async def info(request: Request) -> Response:
     return JSONResponse(editor_of(request).info())
 
 
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi(editor_of(request)))
+
+
 async def session(request: Request) -> Response:
     return await answer(editor_of(request).new_session)
 
@@ -195,6 +200,7 @@ async def download(request: Request) -> Response:
 ROUTES: list[BaseRoute] = [
     Route("/", index),
     Route("/api/info", info),
+    Route(OPENAPI_PATH, openapi_document),
     Route("/api/session", session, methods=["POST"]),
     Route("/api/state", state),
     Route("/api/sample", sample, methods=["POST"]),

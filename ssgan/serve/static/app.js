@@ -18,8 +18,25 @@ async function api(path, body, opts = {}) {
   const res = await fetch(path, init);
   let data;
   try { data = await res.json(); } catch (e) { data = {error: `${res.status} ${res.statusText}`}; }
-  if (!res.ok) throw new Error(data.error || `${res.status} ${res.statusText}`);
+  if (!res.ok) {
+    const err = new Error(data.error || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
   return data;
+}
+
+// The server keeps the 64 most recent sessions: a 404 naming this tab's session as unknown or
+// expired starts a new one (seed 0), as a reload would, and says so.
+const EXPIRED = /unknown or expired session/;
+async function renewSession() {
+  const s = await api("/api/session", {});
+  sessionStorage.setItem("ssgan-session", s.session);
+  ui.session = s.session;
+  ui.applied = ui.seq;
+  await showState(s);
+  showMessage("the server had forgotten this tab's session (it keeps the 64 most recent): started a new one");
+  return s;
 }
 
 // An action: busy indicator, timing readout, errors shown in the page; newest response wins.
@@ -38,6 +55,7 @@ async function act(name, path, body) {
     hideMessage();
     return state;
   } catch (e) {
+    if (e.status === 404 && EXPIRED.test(e.message)) return await renewSession();
     showMessage(e.message);
   } finally {
     setBusy(-1);
