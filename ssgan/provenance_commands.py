@@ -23,7 +23,18 @@ def _line(report: detect.Report) -> str:
     mark = (f"payload ok in {report.frames_marked}/{report.frames} frame(s), key id {report.key_id}"
             if report.watermarked else f"no payload in {report.frames} frame(s)")
     return (f"{report.path}: {report.verdict}\n  metadata: {found}\n"
-            f"  watermark: {mark}, pilot confidence {report.confidence:.2f}")
+            f"  watermark: {mark}, pilot confidence {report.confidence:.2f}\n  C2PA: {_c2pa(report)}")
+
+
+def _c2pa(report: detect.Report) -> str:
+    """The manifest's validation in a few words."""
+    m = report.c2pa
+    if m is None:
+        return "no manifest" if report.c2pa_checked else "not checked (pip install 'ssgan[c2pa]')"
+    if not m["valid"]:
+        return "INVALID manifest: " + "; ".join(m.get("errors") or ["failed validation"])
+    who = f"{'trusted' if m['trusted'] else 'untrusted'} signer {m.get('signer') or '?'}"
+    return f"valid, {who}, actions {', '.join(m.get('actions') or []) or 'none'}"
 
 
 def cmd_detect(args: argparse.Namespace) -> int:

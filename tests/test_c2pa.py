@@ -88,15 +88,17 @@ def _image(path: Path, seed: int = 0, size: int = 48) -> Path:
     return path
 
 
-def _tamper_png(path: Path) -> None:
-    """Change one pixel byte inside the PNG's image data (a valid PNG still: CRC recomputed)."""
+def tamper_png(path: Path) -> None:
+    """Change one pixel byte inside the (8-bit RGB) PNG's image data, not a row's filter byte (a
+    valid PNG still: CRC recomputed)."""
     data = path.read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
     pos = 8
     while data[pos + 4:pos + 8] != b"IDAT":
         pos += 12 + struct.unpack(">I", data[pos:pos + 4])[0]
     n = struct.unpack(">I", data[pos:pos + 4])[0]
     raw = bytearray(zlib.decompress(data[pos + 8:pos + 8 + n]))
-    raw[len(raw) // 2] ^= 0x40
+    raw[(1 + 3 * width) * (height // 2) + 1] ^= 0x40  # the middle row's first red byte
     body = zlib.compress(bytes(raw))
     chunk = struct.pack(">I", len(body)) + b"IDAT" + body + struct.pack(">I", zlib.crc32(b"IDAT" + body))
     path.write_bytes(data[:pos] + chunk + data[pos + 12 + n:])
@@ -121,7 +123,7 @@ def test_sign_read_validate_tamper(tmp_path, key_type):
     untrusted = read_manifest(out)  # the test root is in no trust list: valid, not trusted
     assert untrusted.valid and not untrusted.trusted
 
-    _tamper_png(out)
+    tamper_png(out)
     tampered = read_manifest(out, trust=root)
     assert not tampered.valid and not tampered.trusted
     assert any(e.startswith("assertion.dataHash.mismatch") for e in tampered.errors), tampered.errors

@@ -57,6 +57,7 @@ def _one_latent(args: argparse.Namespace, G) -> torch.Tensor:
 def cmd_generate(args: argparse.Namespace) -> None:
     if args.count < 1 or args.batch < 1:
         raise A.CLIError("-n/--count and --batch must be >= 1")
+    signer = A.c2pa_signer(args)
     G, classes = A.load_generator(args)
     prov = A.provenance(args, G, "generate")
     out = Path(args.outdir)
@@ -65,9 +66,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
         for i, s in enumerate(E.generate(G, args.count, args.seed, args.truncation, batch=args.batch,
                                          mean=_mean(G, args), progress=bar.update,
                                          colors=V.palette(classes.k, classes.colors))):
-            save_image(s.rgb, out / "img" / f"{i:06d}.png", prov)
+            save_image(s.rgb, out / "img" / f"{i:06d}.png", prov, c2pa=signer)
             if s.seg is not None:  # a StyleGAN2 generator draws no masks
-                save_image(s.seg, out / "mask" / f"{i:06d}.png", prov.without_watermark())
+                save_image(s.seg, out / "mask" / f"{i:06d}.png", prov.without_watermark(), c2pa=signer)
             A.save_npy(s.latent, out / "latent" / f"{i:06d}.npy")
             if i < args.grid_max:
                 rgbs.append(s.rgb)
@@ -80,11 +81,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
         blank = [np.full_like(rgbs[0], 255)] * (ncol - len(row_rgb))
         tiles += row_rgb + blank + (row_seg + blank if row_seg[0] is not None else [])
     figure = V.grid(np.stack(tiles), ncol=ncol)
-    save_image(_legend(figure, classes) if segs[0] is not None else figure, out / "grid.png", prov)
+    save_image(_legend(figure, classes) if segs[0] is not None else figure, out / "grid.png", prov,
+               c2pa=signer)
     print(f"wrote {args.count} samples to {out}")
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
+    signer = A.c2pa_signer(args)
     G, info = A.load_generator(args)
     A.require_semantic(G.config, args.ckpt, "ssgan mix (region mix)")
     classes = info.indices(A.classes_text(args.classes))
@@ -98,8 +101,8 @@ def cmd_mix(args: argparse.Namespace) -> None:
     n = res["result"].shape[0]
     prov = A.provenance(args, G, "mix")
     figure = _legend(np.concatenate([E.mix_figure(res, i) for i in range(n)], 0), info)
-    save_image(figure, out / "mix.png", prov)
-    save_image(V.grid(res["diff"], ncol=n), out / "diff.png", prov.without_watermark())
+    save_image(figure, out / "mix.png", prov, c2pa=signer)
+    save_image(V.grid(res["diff"], ncol=n), out / "diff.png", prov.without_watermark(), c2pa=signer)
     latent = res["latent"]
     A.save_npy(latent[0] if n == 1 else latent, out / "result.npy")
     print(f"mean |result - source| (0-255 levels) inside classes {','.join(info.names[c] for c in classes)}: "
@@ -108,7 +111,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
     if args.diff:
         written.append(_write_locality(G, src.expand(n, -1, -1) if src.shape[0] < n else src,
                                        torch.as_tensor(res["latent"], device=src.device), classes,
-                                       out / "mix_diff.png", args.radius, prov))
+                                       out / "mix_diff.png", args.radius, prov, signer))
     print("wrote " + ", ".join(map(str, written)))
 
 
@@ -126,10 +129,12 @@ def _write_locality(G, before: torch.Tensor, after: torch.Tensor, classes: Seque
 
 
 def cmd_components(args: argparse.Namespace) -> None:
+    signer = A.c2pa_signer(args)
     G, classes = A.load_generator(args)
     A.require_semantic(G.config, args.ckpt, "ssgan components")
     figure = _legend(E.components(G, _one_latent(args, G), V.palette(classes.k, classes.colors)), classes)
-    path = save_image(figure, Path(args.outdir) / "components.png", A.provenance(args, G, "components"))
+    path = save_image(figure, Path(args.outdir) / "components.png", A.provenance(args, G, "components"),
+                      c2pa=signer)
     print(f"wrote {path}")
 
 
@@ -175,6 +180,7 @@ def cmd_invert(args: argparse.Namespace) -> int | None:
 
     if args.batch < 1:
         raise A.CLIError("--batch must be >= 1")
+    signer = A.c2pa_signer(args)
     try:
         cfg = InversionConfig(steps=args.steps, lr=args.lr, lambda_percept=args.lambda_percept,
                               lambda_mse=args.lambda_mse, lambda_mean=args.lambda_mean,
@@ -206,7 +212,7 @@ def cmd_invert(args: argparse.Namespace) -> int | None:
     metrics = invert_photos(G, photos, args.outdir, cfg, perceptual, args.batch, progress=not args.quiet,
                             source=str(args.ckpt), encoder=encoder,
                             encoder_source=None if encoder is None else str(args.encoder),
-                            prov=A.provenance(args, None, "invert", COMPOSITE))
+                            prov=A.provenance(args, None, "invert", COMPOSITE), c2pa=signer)
     print("mean " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["mean"].items()))
     out = Path(args.outdir)
     print(f"wrote {out / 'latent'}, {out / 'recon'}, {out / 'metrics.json'}"
@@ -343,6 +349,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--batch", type=int, default=8, help="samples rendered together")
     q.add_argument("--grid-max", type=int, default=64, help="samples shown in grid.png")
     A.add_watermark(q)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_generate)
 
     q = sub.add_parser("mix", help="copy some classes' codes from a reference latent into a source")
@@ -353,12 +360,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
     _add_diff(q, "mix_diff.png")
     A.add_watermark(q)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_mix)
 
     q = sub.add_parser("components", help="the image built up class by class, with depths and masks")
     A.add_common(q)
     q.add_argument("--latent", metavar="FILE", help="latent .npy (default: a sample drawn with --seed)")
     A.add_watermark(q)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_components)
 
     q = sub.add_parser("interpolate", help="move one class's codes towards a random target",
@@ -418,6 +427,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_device(q)
     A.add_quiet(q)
     A.add_watermark(q)
+    A.add_c2pa(q)
     q.set_defaults(func=cmd_invert)
 
     q = sub.add_parser(

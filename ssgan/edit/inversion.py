@@ -52,7 +52,7 @@ from ssgan.edit.perceptual import LPIPSVGG, MSSSIMDistance, ScriptedLPIPS, ms_ss
 from ssgan.edit.photos import Photos
 from ssgan.metrics.segmentation import iou_counts, mean_iou
 from ssgan.model.generator import SemanticGenerator, Synthesis
-from ssgan.provenance import COMPOSITE, Provenance, save_image, software
+from ssgan.provenance import COMPOSITE, Provenance, Signer, save_image, software
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -264,7 +264,7 @@ def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLik
                   cfg: InversionConfig = InversionConfig(), perceptual: torch.nn.Module | None = None,
                   batch: int = 8, progress: bool = True, source: str | None = None,
                   encoder: LatentEncoder | None = None, encoder_source: str | None = None,
-                  prov: Provenance | None = None) -> dict[str, Any]:
+                  prov: Provenance | None = None, c2pa: Signer | None = None) -> dict[str, Any]:
     """Invert ``photos`` ``batch`` at a time and write, under ``outdir``: ``latent/<stem>.npy``
     (compact W+, float32 (n_latent, D)), ``recon/<stem>.png`` (input | reconstruction | mask [|
     label]), ``metrics.json`` (per image and mean, the seconds per phase) and, with
@@ -272,7 +272,8 @@ def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLik
     checkpoint). With an ``encoder``, the search starts from its codes (``cfg.steps = 0``: the
     encoder's codes are the result). Every file is written only after all computing is done, each
     atomically. ``prov``: the pictures' record (default: a watermarked ``invert`` composite, key 0);
-    its digest becomes the rendering (tuned) generator's. Returns the metrics dict."""
+    its digest becomes the rendering (tuned) generator's; ``c2pa``: content credentials for each
+    reconstruction, its photo the ingredient. Returns the metrics dict."""
     if batch < 1:
         raise ValueError("batch must be >= 1")
     out = Path(outdir)
@@ -315,7 +316,7 @@ def invert_photos(G: SemanticGenerator, photos: Photos, outdir: str | os.PathLik
         save_npy(latents[i].cpu().numpy().astype(np.float32), out / "latent" / f"{stem}.npy")
         save_image(recon_figure(inputs[i], rgb[i], None if masks is None else masks[i],
                                 None if given is None else given[i]),
-                   out / "recon" / f"{stem}.png", prov)
+                   out / "recon" / f"{stem}.png", prov, c2pa=c2pa, ingredient=photos.files[i])
     metrics = {"perceptual": getattr(perceptual, "name", type(perceptual).__name__),
                "mask_guidance": photos.labels is not None, "config": asdict(cfg), "source": source,
                "encoder": None if encoder is None else {"path": encoder_source, "iters": encoder.cfg.iters},

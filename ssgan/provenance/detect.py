@@ -50,6 +50,8 @@ class Report:
     frames_marked: int = 0
     key_id: int | None = None
     confidence: float = 0.0
+    c2pa: dict[str, Any] | None = None  # the C2PA manifest's validation (read_manifest), None: no manifest
+    c2pa_checked: bool = False  # False: c2pa-python is not installed, manifests were not looked for
 
     @property
     def watermarked(self) -> bool:
@@ -79,7 +81,8 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "metadata": self.metadata, "min_side": self.min_side,
                 "frames": self.frames, "frames_marked": self.frames_marked, "key_id": self.key_id,
-                "confidence": round(self.confidence, 4), "marked": self.marked, "verdict": self.verdict}
+                "confidence": round(self.confidence, 4), "c2pa": self.c2pa, "c2pa_checked": self.c2pa_checked,
+                "marked": self.marked, "verdict": self.verdict}
 
 
 def _read(path: Path) -> tuple[list[np.ndarray], bytes | None]:
@@ -129,7 +132,25 @@ def inspect_file(path: str | os.PathLike) -> Report:
             keys.append(found.key_id)
     report.frames_marked = len(keys)
     report.key_id = max(set(keys), key=keys.count) if keys else None
+    report.c2pa_checked, report.c2pa = read_c2pa(path)
     return report
+
+
+def read_c2pa(path: Path) -> tuple[bool, dict[str, Any] | None]:
+    """(whether manifests could be looked for, the validation of ``path``'s C2PA manifest or None
+    when it has none): :func:`ssgan.provenance.c2pa_sign.read_manifest`, offline, trusting
+    ``$SSGAN_C2PA_TRUST``'s roots; a manifest that cannot be parsed is reported invalid."""
+    try:
+        import c2pa  # noqa: F401  (optional: pip install 'ssgan[c2pa]')
+    except ImportError:
+        return False, None
+    from ssgan.provenance.c2pa_sign import C2PAError, read_manifest
+
+    try:
+        manifest = read_manifest(path)
+    except C2PAError as e:
+        return True, {"valid": False, "trusted": False, "errors": [str(e)]}
+    return True, None if manifest is None else manifest.to_dict()
 
 
 def files(targets: Iterable[str | os.PathLike]) -> list[Path]:
