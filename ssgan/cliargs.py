@@ -21,6 +21,7 @@ import torch
 
 from ssgan.checkpoint import CheckpointError, inspect_checkpoint, load_checkpoint
 from ssgan.classes import ClassesError, ClassInfo
+from ssgan.model.compiled import compile_synthesis, use_all_cores
 
 
 class CLIError(Exception):
@@ -266,6 +267,22 @@ def add_generator(q: argparse.ArgumentParser) -> None:
 def add_device(q: argparse.ArgumentParser) -> None:
     q.add_argument("--device", type=device_type, default=default_device(),
                    help="torch device; cuda when available, else cpu")
+
+
+def add_compile(q: argparse.ArgumentParser, default: bool, what: str = "the generator") -> None:
+    """``--compile/--no-compile``: ``what`` through torch.compile (inductor), or eager."""
+    q.add_argument("--compile", action=argparse.BooleanOptionalAction, default=default,
+                   help=f"torch.compile (inductor) {what}; --no-compile: eager (default: "
+                        f"{'on' if default else 'off'}; compiled graphs are cached on disk, "
+                        f"TORCHINDUCTOR_CACHE_DIR, default ~/.cache/ssgan/inductor)")
+
+
+def prepare_inference(args: argparse.Namespace, G: Any = None) -> None:
+    """An inference command's set-up: torch threads = the cores this process may use; with a ``G``
+    and ``--compile``, G's synthesis through inductor (:mod:`ssgan.model.compiled`)."""
+    use_all_cores()
+    if G is not None:
+        compile_synthesis(G, getattr(args, "compile", False))
 
 
 def add_outdir(q: argparse.ArgumentParser, help: str = "folder for the output files", required: bool = True,

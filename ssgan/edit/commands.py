@@ -24,6 +24,7 @@ from ssgan.data.base import DatasetError
 from ssgan.edit import editing as E
 from ssgan.edit.encoder import EncoderError
 from ssgan.edit.perceptual import PerceptualWeightsError
+from ssgan.model.compiled import DEFAULTS as COMPILED_BY_DEFAULT
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
 ERRORS: tuple[type[Exception], ...] = (DatasetError, PerceptualWeightsError, EncoderError)
@@ -57,6 +58,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.count < 1 or args.batch < 1:
         raise A.CLIError("-n/--count and --batch must be >= 1")
     G, classes = A.load_generator(args)
+    A.prepare_inference(args, G)
     out = Path(args.outdir)
     rgbs, segs = [], []
     with tqdm(total=args.count, desc="generate", unit="img", disable=args.quiet) as bar:
@@ -85,6 +87,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_mix(args: argparse.Namespace) -> None:
     G, info = A.load_generator(args)
     A.require_semantic(G.config, args.ckpt, "ssgan mix (region mix)")
+    A.prepare_inference(args, G)
     classes = info.indices(A.classes_text(args.classes))
     src = _load_latent(args.source, G)
     ref = _load_latent(args.reference, G)
@@ -169,10 +172,12 @@ def cmd_invert(args: argparse.Namespace) -> int | None:
         cfg = InversionConfig(steps=args.steps, lr=args.lr, lambda_percept=args.lambda_percept,
                               lambda_mse=args.lambda_mse, lambda_mean=args.lambda_mean,
                               lambda_seg=args.lambda_seg, finetune_steps=args.finetune_steps,
-                              finetune_lr=args.finetune_lr, seed=args.seed, precision=args.precision)
+                              finetune_lr=args.finetune_lr, seed=args.seed, precision=args.precision,
+                              compile=args.compile)
     except ValueError as e:
         raise A.CLIError(str(e)) from None
     G, _ = A.load_generator(args)
+    A.prepare_inference(args)
     if args.labels:
         A.require_semantic(G.config, args.ckpt, "mask-guided inversion (--labels)")
     encoder = None
@@ -326,6 +331,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_count(q, "number of samples", default=16)
     q.add_argument("--batch", type=int, default=8, help="samples rendered together")
     q.add_argument("--grid-max", type=int, default=64, help="samples shown in grid.png")
+    A.add_compile(q, COMPILED_BY_DEFAULT["generate"])
     q.set_defaults(func=cmd_generate)
 
     q = sub.add_parser("mix", help="copy some classes' codes from a reference latent into a source")
@@ -335,6 +341,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_classes(q, "the classes whose codes come from the reference, e.g. hair eyes or 7,2", required=True)
     q.add_argument("--part", choices=("shape", "texture", "all"), default="all", help=PART_HELP)
     _add_diff(q, "mix_diff.png")
+    A.add_compile(q, COMPILED_BY_DEFAULT["mix"])
     q.set_defaults(func=cmd_mix)
 
     q = sub.add_parser("components", help="the image built up class by class, with depths and masks")
@@ -393,6 +400,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: the generator under bf16 autocast (GPU)")
     A.add_seed(q, help="seed of the mean latent's z")
+    A.add_compile(q, COMPILED_BY_DEFAULT["invert"], "the search step's forward (generator and losses)")
     A.add_device(q)
     A.add_quiet(q)
     q.set_defaults(func=cmd_invert)

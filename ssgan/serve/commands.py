@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ssgan import cliargs as A
+from ssgan.model.compiled import DEFAULTS as COMPILED_BY_DEFAULT
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -37,7 +38,9 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("--invert-steps", type=int, default=200, help="latent-search steps of an upload")
     q.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted, MB")
     q.add_argument("--max-pixels", type=int, default=40_000_000, help="largest upload accepted, pixels")
-    q.add_argument("--threads", type=int, help="torch intra-op CPU threads; default: torch's")
+    q.add_argument("--threads", type=int,
+                   help="torch intra-op CPU threads; default: the cores this process may use")
+    A.add_compile(q, COMPILED_BY_DEFAULT["serve"], "the renders and the inversion step")
     q.set_defaults(func=cmd_serve)
 
 
@@ -63,6 +66,7 @@ def build(args: argparse.Namespace) -> Any:
     from ssgan.serve.editor import Limits
     from ssgan.serve.engine import Engine, load_directions
 
+    A.prepare_inference(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if not 1 <= args.invert_steps <= 2000:
@@ -90,7 +94,8 @@ def build(args: argparse.Namespace) -> Any:
 
     limits = Limits(max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                     invert_steps=args.invert_steps)
-    return create_app(Engine(G, classes, directions, args.truncation, encoder=encoder), limits)
+    engine = Engine(G, classes, directions, args.truncation, encoder=encoder, compile=args.compile)
+    return create_app(engine, limits)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
