@@ -11,8 +11,8 @@ JSON with base64 PNGs, response): ``sample`` (a new random face), ``edit`` (resa
 texture), ``direction`` (one step of a direction-slider drag) and ``invert`` (upload → inversion of
 ``--invert-steps`` steps → state). The server's own time for a full render and for a render that
 re-runs one local generator (the per-class cache) is reported too. Each model runs on both paths
-(``--paths eager,compiled``: the engine's inductor-compiled renders and inversion step, and their
-first-call times, which include compiling or loading inductor's on-disk cache; whether that
+(``--paths eager,compiled``: the engine's inductor-compiled renders, and the first-call times,
+which include compiling or loading inductor's on-disk cache; whether that
 cache was cold or warm at start is recorded, with the load average). Then, on the tiny model only,
 ``--clients`` clients (threads, one session each) send ``--requests`` edits each at once; the
 errors and the latency percentiles are reported. Targets: CPU tiny-model edit p50 ≤ 100 ms
@@ -109,9 +109,8 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def warm_up(engine: Engine, k: int) -> dict[str, float]:
-    """The first full render, the first one-class cached render and the first inversion step
-    (mean latent included), timed: on the compiled path these compile (or load from inductor's
-    cache) the graphs."""
+    """The first full render and one-class cached render (on the compiled path these compile, or
+    load from inductor's cache, the graphs) and the first inversion step (mean latent included), timed."""
     size = engine.cfg.size
     t0 = time.perf_counter()
     base = engine.sample(0)
@@ -241,7 +240,7 @@ def format_table(report: dict) -> str:
                          f"{fmt(r['p95_ms'], '9.1f')}")
         first = m["first_call"]
         lines.append(f"{m['preset']:11s} {m['path']:8s} first render {first['render_s']} s, first inversion "
-                     f"step {first['invert_s']} s (compiles on the compiled path)")
+                     f"step {first['invert_s']} s (the first render compiles on the compiled path)")
     if report.get("load"):
         ld = report["load"]
         lines.append(f"load: {ld['clients']} clients x {ld['requests_per_client']} edits (tiny): "

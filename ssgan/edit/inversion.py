@@ -167,7 +167,7 @@ def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Ten
     ``cfg.steps = 0`` returns the start."""
     device = next(G.parameters()).device
     perceptual = (perceptual or MSSSIMDistance()).to(device)
-    images = images.to(device)
+    images = images.to(device).contiguous()  # one memory layout: a compiled step's graph is reused
     labels = None if labels is None else labels.to(device)
     if mean is None:
         mean = E.mean_w(G, cfg.seed, cfg.mean_samples)

@@ -24,9 +24,10 @@ import torch
 
 #: ``--compile`` by default, per command: on where the compile cost (paid once per machine, then
 #: loaded from inductor's cache) is paid back in a typical use, measured in docs/performance.md,
-#: "The CPU as a device": a server's many edits, an inversion's 400 steps per image; a one-shot
-#: ``generate`` or ``mix`` renders too little, and the encoder's training is not measured yet.
-DEFAULTS: dict[str, bool] = {"serve": True, "invert": True, "encoder train": False,
+#: "The CPU as a device": a server's many edits at 256 px (1.4x faster each); not the inversion
+#: (compiled it was not reliably faster on CPU), a one-shot ``generate`` or ``mix`` (too few
+#: renders), nor the encoder's training (not measured).
+DEFAULTS: dict[str, bool] = {"serve": True, "invert": False, "encoder train": False,
                              "generate": False, "mix": False}
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"

@@ -40,7 +40,7 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("--max-pixels", type=int, default=40_000_000, help="largest upload accepted, pixels")
     q.add_argument("--threads", type=int,
                    help="torch intra-op CPU threads; default: the cores this process may use")
-    A.add_compile(q, COMPILED_BY_DEFAULT["serve"], "the renders and the inversion step")
+    A.add_compile(q, COMPILED_BY_DEFAULT["serve"], "the renders")
     q.set_defaults(func=cmd_serve)
 
 

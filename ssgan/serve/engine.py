@@ -14,6 +14,7 @@ and the principal components.
 **Compiled** (``compile=True``, ``ssgan serve --compile``, the default): the full local-generator
 pass and the fusion + render net run through inductor (:class:`ssgan.model.compiled.Compiled`);
 a subset of local generators (a one-class edit) runs eagerly, so one graph serves every class.
+The inversion's latent search stays eager (compiled, it did not pay on CPU: docs/performance.md).
 Compiled and eager renders agree to float rounding (tests/test_compiled.py).
 """
 
@@ -268,7 +269,7 @@ class Engine:
             if callback is not None:
                 callback(steps, torch.zeros(1), torch.zeros(1))
             return latent
-        cfg = I.InversionConfig(steps=int(steps), compile=self.compile)
+        cfg = I.InversionConfig(steps=int(steps))  # eager: compiled, it did not pay (performance.md)
         with self._lock:
             if self._inversion_mean is None:
                 self._inversion_mean = E.mean_w(self.G, cfg.seed, cfg.mean_samples)
