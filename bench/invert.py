@@ -16,7 +16,11 @@ search), device synchronised at both ends. Two paths:
 * ``reference``: ``SSGAN_BACKEND=reference``, fp32 (no TF32), eager;
 * ``ssgan``: the Triton ops, the generator under bf16 autocast (losses in fp32), TF32 allowed.
 
-On CPU only the reference path runs (the Triton ops need a GPU); without CUDA and without
+* ``compiled``: the reference path with the search step's forward through ``torch.compile``
+  (inductor, ``ssgan invert --compile``); its warm-up time (compiling, or loading inductor's
+  on-disk cache) is recorded apart.
+
+On CPU the reference and compiled paths run (the Triton ops need a GPU); without CUDA and without
 ``--device cpu`` it exits with status 2 and measures nothing. Target (issue 11): a batch of 8 at
 512 px, 400 steps, in under 60 s on one H100. The JSON (``--json``) is rewritten after each
 measured path (``complete`` false until the last); its ``budget`` records the resolutions, batch,
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +46,7 @@ from bench.timing import environment
 from ssgan.edit import editing as E
 from ssgan.edit import inversion as I
 from ssgan.kernels import use_backend
+from ssgan.model.compiled import use_all_cores, use_inductor_cache
 from ssgan.model.config import preset
 from ssgan.model.generator import SemanticGenerator
 from ssgan.train import steps as T
@@ -48,29 +54,38 @@ from ssgan.train import steps as T
 NO_CUDA_MESSAGE = "no CUDA device: the inversion benchmark only runs on a GPU; nothing was measured"
 PRESET_FOR = {256: "celeba-256", 512: "celeba-512"}
 # measured in this order: a run stopped at the GPU session's cap keeps the fast path's figure
-PATHS = {"ssgan": {"backend": "triton", "precision": "bf16"},
-         "reference": {"backend": "reference", "precision": "fp32"}}
+PATHS = {"ssgan": {"backend": "triton", "precision": "bf16", "compile": False},
+         "reference": {"backend": "reference", "precision": "fp32", "compile": False},
+         "compiled": {"backend": "reference", "precision": "fp32", "compile": True}}
 TARGET_S = 60.0  # batch 8, 512 px, 400 steps on one H100
 
 
 def time_search(G: SemanticGenerator, images: torch.Tensor, steps: int, warmup: int, backend: str,
                 precision: str, sync: Callable[[], None],
-                clock: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds for one latent search of ``steps`` steps on ``images``, after a ``warmup``-step search."""
+                clock: Callable[[], float] = time.perf_counter, compile: bool = False) -> tuple[float, float]:
+    """Seconds for one latent search of ``steps`` steps on ``images``, after a ``warmup``-step search,
+    and the warm-up's seconds (with ``compile``: compiling, or loading inductor's cache)."""
     T.configure_precision("fp32" if precision == "fp32" else "tf32")
     mean = E.mean_w(G, 0, 10000)
+    def cfg(n: int) -> I.InversionConfig:
+        return I.InversionConfig(steps=n, precision=precision, compile=compile)
+
     with use_backend(backend):
-        if warmup:
-            I.invert_latents(G, images, cfg=I.InversionConfig(steps=warmup, precision=precision), mean=mean)
-        sync()
         t0 = clock()
-        I.invert_latents(G, images, cfg=I.InversionConfig(steps=steps, precision=precision), mean=mean)
+        if warmup:
+            I.invert_latents(G, images, cfg=cfg(warmup), mean=mean)
         sync()
-    return clock() - t0
+        t1 = clock()
+        I.invert_latents(G, images, cfg=cfg(steps), mean=mean)
+        sync()
+    return clock() - t1, t1 - t0
 
 
-def make_record(resolution: int, batch: int, steps: int, cfg_name: str, ref: dict, fast: dict) -> dict:
-    """One entry from the two measurements ({s, peak_mib, error})."""
+def make_record(resolution: int, batch: int, steps: int, cfg_name: str, ref: dict, fast: dict,
+                compiled: dict | None = None) -> dict:
+    """One entry from the measurements ({s, peak_mib, warmup_s, error}) of the reference, ssgan and
+    compiled (reference ops through inductor, fp32) paths."""
+    compiled = compiled or {}
 
     def per(m: dict, f: Callable[[float], float]) -> float | None:
         return f(m["s"]) if m.get("s") else None
@@ -85,11 +100,15 @@ def make_record(resolution: int, batch: int, steps: int, cfg_name: str, ref: dic
         "reference_images_per_s": per(ref, lambda s: batch / s),
         "ssgan_images_per_s": per(fast, lambda s: batch / s),
         "reference_peak_mib": ref.get("peak_mib"), "ssgan_peak_mib": fast.get("peak_mib"),
+        "compiled_s": compiled.get("s"), "compiled_s_per_image": per(compiled, lambda s: s / batch),
+        "compiled_speedup": ref["s"] / compiled["s"] if ref.get("s") and compiled.get("s") else None,
+        "reference_warmup_s": ref.get("warmup_s"), "compiled_warmup_s": compiled.get("warmup_s"),
     }
     if resolution == 512 and batch == 8 and steps == 400 and fast.get("s"):
         rec["target_s"] = TARGET_S
         rec["target_met"] = fast["s"] < TARGET_S
-    errors = {k: v["error"] for k, v in (("reference", ref), ("ssgan", fast)) if v.get("error")}
+    errors = {k: v["error"] for k, v in (("reference", ref), ("ssgan", fast), ("compiled", compiled))
+              if v.get("error")}
     if errors:
         rec["errors"] = errors
     return rec
@@ -98,14 +117,16 @@ def make_record(resolution: int, batch: int, steps: int, cfg_name: str, ref: dic
 def format_table(report: dict) -> str:
     lines = [f"device {report['device']}  commit {report['commit']}",
              f"{'benchmark':12s} {'batch':>5s} {'steps':>5s} {'ref s':>8s} {'ssgan s':>8s} {'speedup':>8s} "
-             f"{'ref s/img':>9s} {'s/img':>7s} {'img/s':>7s}"]
+             f"{'ref s/img':>9s} {'s/img':>7s} {'img/s':>7s} {'compiled s/img':>14s} {'compile s':>9s}"]
     for r in report["benchmarks"]:
         c = r["config"]
         speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         lines.append(f"{r['name']:12s} {c['batch']:5d} {c['steps']:5d} {fmt(r['reference_s'], '8.1f')} "
                      f"{fmt(r['ssgan_s'], '8.1f')} {speedup:>8s} "
                      f"{fmt(r['reference_s_per_image'], '9.2f')} {fmt(r['ssgan_s_per_image'], '7.2f')} "
-                     f"{fmt(r['ssgan_images_per_s'] or r['reference_images_per_s'], '7.3f')}")
+                     f"{fmt(r['ssgan_images_per_s'] or r['reference_images_per_s'], '7.3f')} "
+                     f"{fmt(r.get('compiled_s_per_image'), '14.2f')} "
+                     f"{fmt(r.get('compiled_warmup_s'), '9.1f')}")
     return "\n".join(lines)
 
 
@@ -117,11 +138,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--device", default="cuda", help="cuda, or cpu (reference path only)")
+    p.add_argument("--device", default="cuda", help="cuda, or cpu (reference and compiled paths)")
+    p.add_argument("--paths", default=",".join(PATHS), help="which of ssgan, reference, compiled to run")
     p.add_argument("--preset", default=None, help="a preset instead of celeba-<res> (e.g. tiny on CPU)")
     p.add_argument("--dry-run", action="store_true",
                    help="CPU, tiny preset at 32 px, batch 2, 2 steps: the GPU session's dry run (plumbing)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op CPU threads (default: the cores this process may use)")
     args = p.parse_args(argv)
+    if set(args.paths.split(",")) - set(PATHS):
+        p.error(f"--paths takes names from {', '.join(PATHS)}, not {args.paths!r}")
     if args.dry_run:
         args.device, args.preset, args.resolutions = "cpu", "tiny", "32"
         args.batch, args.steps, args.warmup = 2, 2, 1
@@ -135,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(NO_CUDA_MESSAGE, file=sys.stderr)
         return 2
     cuda = dev.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    else:
+        use_all_cores()
 
     def sync() -> None:
         if cuda:
@@ -144,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     env = environment()
+    cache = use_inductor_cache()
+    cache_state = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
     report = {**env, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "what": "latent search of ssgan invert (no generator tuning): wall time of the whole search, "
                       "device synchronised at both ends, after a warm-up search",
@@ -151,11 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
               "data": "targets rendered by the (random-weight) model itself, resident on the device",
               "reference": "reference backend, fp32 (no TF32), eager",
               "ssgan": "triton backend, generator under bf16 autocast, TF32 allowed",
+              "compiled": "reference backend, fp32, the search step's forward through torch.compile "
+                          "(inductor); its warm-up compiles or loads inductor's on-disk cache",
+              "threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+              "inductor_cache": {"dir": str(cache), "at_start": cache_state},
               "budget": {"resolutions": args.resolutions, "batch": args.batch, "steps": args.steps,
                          "warmup": args.warmup},
               "dry_run": args.dry_run, "benchmarks": [], "complete": False}
     if not cuda:
-        report["note"] = "CPU run: reference path only; no GPU figures exist until this runs on a GPU"
+        report["note"] = ("CPU run: reference and compiled paths; no GPU figures exist until this runs "
+                          "on a GPU")
     path = None
     if args.json or cuda:
         path = args.json or default_path(env["device"]).with_name(
@@ -175,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         images = E.render(G, E.sample_latents(G, args.batch, seed=1, truncation=0.7)).rgb.clamp(-1, 1)
         measured: dict[str, dict] = {}
         for path_name, opts in PATHS.items():
+            if path_name not in args.paths.split(","):
+                continue
             if not cuda and opts["backend"] == "triton":
                 measured[path_name] = {"error": "not run: the Triton ops need a GPU"}
                 continue
@@ -182,9 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 if cuda:
                     torch.cuda.reset_peak_memory_stats(dev)
-                s = time_search(G, images, args.steps, args.warmup, opts["backend"], opts["precision"], sync)
+                s, warm = time_search(G, images, args.steps, args.warmup, opts["backend"], opts["precision"],
+                                      sync, compile=opts["compile"])
                 peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None
-                measured[path_name] = {"s": s, "peak_mib": peak}
+                measured[path_name] = {"s": s, "peak_mib": peak, "warmup_s": round(warm, 2)}
                 log(f"[{cfg.size}px] {path_name}: {s:.1f} s ({s / args.batch:.2f} s per image)")
             except torch.cuda.OutOfMemoryError as e:
                 measured[path_name] = {"error": f"out of memory: {str(e).splitlines()[0]}"}
@@ -192,9 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if cuda:
                     torch.cuda.empty_cache()
             partial = make_record(cfg.size, args.batch, args.steps, name, measured.get("reference", {}),
-                                  measured.get("ssgan", {}))
+                                  measured.get("ssgan", {}), measured.get("compiled"))
             save(records + [partial], False)  # a search stopped later keeps this one
         records.append(partial)
+    report["load_average_end"] = os.getloadavg()
     save(records, True)
     print(format_table(report))
     if path is not None:

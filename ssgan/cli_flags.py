@@ -34,6 +34,7 @@ MEANINGS: dict[str, str] = {
     "--batch": "how many images one step or pass handles together",
     "--ckpt-every": "write a checkpoint every N steps",
     "--classes": "class names or indices (`hair eyes`, `hair,eyes`, `7 2`; `ssgan info` lists them)",
+    "--compile": "run the networks through torch.compile (inductor); --no-compile: eager",
     "--count": "how many things (images, latents, items) the command makes",
     "--data": "a data folder with images/ (and labels/, classes.json), or the built-in data",
     "--device": "the torch device (cpu, cuda, cuda:1)",

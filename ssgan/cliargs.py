@@ -21,6 +21,7 @@ import torch
 
 from ssgan.checkpoint import CheckpointError, inspect_checkpoint, load_checkpoint, param_digest
 from ssgan.classes import ClassesError, ClassInfo
+from ssgan.model.compiled import AUTO_MIN_SIZE, compile_synthesis, use_all_cores
 from ssgan.provenance import TRAINED, Provenance, mark, software, video, watermark
 from ssgan.provenance.c2pa_sign import C2PAError, C2PASigner
 
@@ -269,6 +270,25 @@ def add_generator(q: argparse.ArgumentParser) -> None:
 def add_device(q: argparse.ArgumentParser) -> None:
     q.add_argument("--device", type=device_type, default=default_device(),
                    help="torch device; cuda when available, else cpu")
+
+
+def add_compile(q: argparse.ArgumentParser, default: bool | None, what: str = "the generator") -> None:
+    """``--compile/--no-compile``: ``what`` through torch.compile (inductor), or eager (``default``
+    None: auto, :func:`ssgan.model.compiled.compile_default`)."""
+    shown = ("on" if default else "off" if default is False
+             else f"on for models of {AUTO_MIN_SIZE} px and more")
+    q.add_argument("--compile", action=argparse.BooleanOptionalAction, default=default,
+                   help=f"torch.compile (inductor) {what}; --no-compile: eager (default: "
+                        f"{shown}; compiled graphs are cached on disk, "
+                        f"TORCHINDUCTOR_CACHE_DIR, default ~/.cache/ssgan/inductor)")
+
+
+def prepare_inference(args: argparse.Namespace, G: Any = None) -> None:
+    """An inference command's set-up: torch threads = the cores this process may use; with a ``G``
+    and ``--compile``, G's synthesis through inductor (:mod:`ssgan.model.compiled`)."""
+    use_all_cores()
+    if G is not None:
+        compile_synthesis(G, getattr(args, "compile", False))
 
 
 def add_outdir(q: argparse.ArgumentParser, help: str = "folder for the output files", required: bool = True,

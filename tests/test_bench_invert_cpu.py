@@ -21,11 +21,24 @@ def test_record_from_fake_measurements():
 def test_tiny_cpu_run(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert BI.main(["--device", "cpu", "--preset", "tiny", "--resolutions", "32", "--batch", "2",
-                    "--steps", "3", "--warmup", "1", "--json", str(out)]) == 0
+                    "--steps", "3", "--warmup", "1", "--json", str(out), "--paths", "ssgan,reference"]) == 0
     report = json.loads(out.read_text())
     (rec,) = report["benchmarks"]
     assert rec["config"] == {"preset": "tiny", "resolution": 32, "batch": 2, "steps": 3}
     assert rec["reference_s"] > 0 and rec["ssgan_s"] is None and "Triton" in rec["errors"]["ssgan"]
+    assert rec["compiled_s"] is None and rec["reference_warmup_s"] > 0
     assert rec["reference_images_per_s"] == pytest.approx(2 / rec["reference_s"])
     assert "no GPU figures" in report["note"] and report["device"] == "cpu"
     assert "invert_32" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_tiny_cpu_compiled_path(tmp_path, monkeypatch):
+    """The compiled path beside the eager one (compiling: tens of seconds, cold cache)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    out = tmp_path / "b.json"
+    assert BI.main(["--dry-run", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (rec,) = report["benchmarks"]
+    assert rec["reference_s"] > 0 and rec["compiled_s"] > 0 and rec["compiled_speedup"] > 0
+    assert rec["compiled_warmup_s"] > 0 and report["inductor_cache"]["at_start"] == "cold"

@@ -445,7 +445,8 @@ def test_command_line_errors_and_user_directions(tmp_path, capsys):
     np.save(tmp_path / "dirs" / "smile.npy", np.ones((CFG.n_latent, CFG.style_dim), np.float32))
     parser = argparse.ArgumentParser()
     commands.add_arguments(parser)
-    args = parser.parse_args([str(ck), "--directions", str(tmp_path / "dirs"), "--device", "cpu"])
+    args = parser.parse_args([str(ck), "--directions", str(tmp_path / "dirs"), "--device", "cpu",
+                              "--no-compile"])
     client = TestClient(commands.build(args))
     info = client.get("/api/info").json()
     assert info["directions"] == ["smile"] and info["direction_kind"] == "user"
@@ -549,7 +550,7 @@ def test_serve_encoder_flag(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     commands.add_arguments(parser)
-    args = parser.parse_args([str(ck), "--encoder", str(enc), "--device", "cpu"])
+    args = parser.parse_args([str(ck), "--encoder", str(enc), "--device", "cpu", "--no-compile"])
     editor = commands.build(args).state.editor
     sid = editor.new_session()["session"]
     buf = io.BytesIO()

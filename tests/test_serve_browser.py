@@ -76,7 +76,7 @@ class Server:
         parser = argparse.ArgumentParser()
         commands.add_arguments(parser)
         app = commands.build(parser.parse_args([str(ckpt), "--device", "cpu", "--invert-steps", "8",
-                                                "--truncation", "0.7"]))
+                                                "--truncation", "0.7", "--no-compile"]))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]

@@ -23,6 +23,7 @@ from ssgan.data.base import DatasetError
 from ssgan.edit import editing as E
 from ssgan.edit.encoder import EncoderError
 from ssgan.edit.perceptual import PerceptualWeightsError
+from ssgan.model.compiled import DEFAULTS as COMPILED_BY_DEFAULT
 from ssgan.provenance import COMPOSITE, Provenance, save_image
 from ssgan.provenance.c2pa_sign import C2PASigner
 
@@ -59,6 +60,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         raise A.CLIError("-n/--count and --batch must be >= 1")
     signer = A.c2pa_signer(args)
     G, classes = A.load_generator(args)
+    A.prepare_inference(args, G)
     prov = A.provenance(args, G, "generate")
     out = Path(args.outdir)
     rgbs, segs = [], []
@@ -90,6 +92,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
     signer = A.c2pa_signer(args)
     G, info = A.load_generator(args)
     A.require_semantic(G.config, args.ckpt, "ssgan mix (region mix)")
+    A.prepare_inference(args, G)
     classes = info.indices(A.classes_text(args.classes))
     src = _load_latent(args.source, G)
     ref = _load_latent(args.reference, G)
@@ -185,10 +188,12 @@ def cmd_invert(args: argparse.Namespace) -> int | None:
         cfg = InversionConfig(steps=args.steps, lr=args.lr, lambda_percept=args.lambda_percept,
                               lambda_mse=args.lambda_mse, lambda_mean=args.lambda_mean,
                               lambda_seg=args.lambda_seg, finetune_steps=args.finetune_steps,
-                              finetune_lr=args.finetune_lr, seed=args.seed, precision=args.precision)
+                              finetune_lr=args.finetune_lr, seed=args.seed, precision=args.precision,
+                              compile=args.compile)
     except ValueError as e:
         raise A.CLIError(str(e)) from None
     G, _ = A.load_generator(args)
+    A.prepare_inference(args)
     if args.labels:
         A.require_semantic(G.config, args.ckpt, "mask-guided inversion (--labels)")
     encoder = None
@@ -350,6 +355,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--grid-max", type=int, default=64, help="samples shown in grid.png")
     A.add_watermark(q)
     A.add_c2pa(q)
+    A.add_compile(q, COMPILED_BY_DEFAULT["generate"])
     q.set_defaults(func=cmd_generate)
 
     q = sub.add_parser("mix", help="copy some classes' codes from a reference latent into a source")
@@ -361,6 +367,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_diff(q, "mix_diff.png")
     A.add_watermark(q)
     A.add_c2pa(q)
+    A.add_compile(q, COMPILED_BY_DEFAULT["mix"])
     q.set_defaults(func=cmd_mix)
 
     q = sub.add_parser("components", help="the image built up class by class, with depths and masks")
@@ -424,6 +431,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: the generator under bf16 autocast (GPU)")
     A.add_seed(q, help="seed of the mean latent's z")
+    A.add_compile(q, COMPILED_BY_DEFAULT["invert"], "the search step's forward (generator and losses)")
     A.add_device(q)
     A.add_quiet(q)
     A.add_watermark(q)

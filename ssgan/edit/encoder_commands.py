@@ -13,6 +13,7 @@ from ssgan.data import DatasetError, open_dataset
 from ssgan.edit.encoder import EncoderConfig, EncoderError, LatentEncoder
 from ssgan.edit.encoder_train import EncoderTrainConfig, train_encoder
 from ssgan.edit.perceptual import PerceptualWeightsError, load_perceptual
+from ssgan.model.compiled import DEFAULTS as COMPILED_BY_DEFAULT
 
 #: Errors of these commands that are bad input, reported as one line (see ssgan.cli).
 ERRORS: tuple[type[Exception], ...] = (EncoderError, DatasetError, PerceptualWeightsError)
@@ -38,6 +39,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not args.resume and out.exists() and not args.overwrite:
         raise A.CLIError(f"{out} exists; pass --resume to continue it or --overwrite to start again")
     G, _ = A.load_generator(args)
+    A.prepare_inference(args, G)
     data = None
     if args.data:
         data = open_dataset(args.data, None, None, G.config.size, G.config.seg_dim, seed=0)
@@ -104,6 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue the encoder file (weights, Adam, step); default: a new encoder")
     t.add_argument("--overwrite", action="store_true",
                    help="replace an existing encoder file (default: refuse)")
+    A.add_compile(t, COMPILED_BY_DEFAULT["encoder train"], "the generator's renders (G is frozen)")
     A.add_device(t)
     A.add_seed(t, help="seed of the training batches (and of the mean latent)")
     A.add_quiet(t)

@@ -29,6 +29,7 @@ LPIPS when a LPIPS distance is given; with labels, the pixel accuracy of argmax 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -51,6 +52,7 @@ from ssgan.edit.encoder import LatentEncoder, encode
 from ssgan.edit.perceptual import LPIPSVGG, MSSSIMDistance, ScriptedLPIPS, ms_ssim
 from ssgan.edit.photos import Photos
 from ssgan.metrics.segmentation import iou_counts, mean_iou
+from ssgan.model.compiled import Compiled
 from ssgan.model.generator import SemanticGenerator, Synthesis
 from ssgan.provenance import COMPOSITE, Provenance, Signer, save_image, software
 
@@ -73,6 +75,7 @@ class InversionConfig:
     mean_samples: int = 10000
     seed: int = 0
     precision: str = "fp32"
+    compile: bool = False  # the search's forward through inductor (:func:`search_loss`)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.finetune_steps < 0:
@@ -121,6 +124,22 @@ def image_losses(out: Synthesis, target: torch.Tensor, label: torch.Tensor | Non
     return terms
 
 
+def search_loss(G: SemanticGenerator, perceptual: torch.nn.Module, latent: torch.Tensor, mean: torch.Tensor,
+                images: torch.Tensor, labels: torch.Tensor | None, cfg: InversionConfig
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One search step's forward: the per-image loss (N,) of the module docstring, latent term
+    included, and the render G(w) (N, 3, S, S)."""
+    out = _synthesize(G, latent, cfg.precision)
+    terms = image_losses(out, images, labels, perceptual, cfg)
+    return terms["total"] + cfg.lambda_mean * (latent - mean).square().mean((1, 2)), out.rgb
+
+
+@functools.cache
+def compiled_search_loss() -> Compiled:
+    """:func:`search_loss` through inductor, one wrapper per process (its graphs are reused)."""
+    return Compiled(search_loss, "the inversion step")
+
+
 class _Frozen:
     """Within the block, none of ``module``'s parameters requires grad; the flags are restored after."""
 
@@ -149,7 +168,7 @@ def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Ten
     ``cfg.steps = 0`` returns the start."""
     device = next(G.parameters()).device
     perceptual = (perceptual or MSSSIMDistance()).to(device)
-    images = images.to(device)
+    images = images.to(device).contiguous()  # one memory layout: a compiled step's graph is reused
     labels = None if labels is None else labels.to(device)
     if mean is None:
         mean = E.mean_w(G, cfg.seed, cfg.mean_samples)
@@ -159,20 +178,19 @@ def invert_latents(G: SemanticGenerator, images: torch.Tensor, labels: torch.Ten
     optim = torch.optim.Adam([latent], lr=cfg.lr)
     bar = tqdm(range(cfg.steps), desc=progress if isinstance(progress, str) else "invert", unit="step",
                disable=not progress, leave=False)
+    step_loss = compiled_search_loss() if cfg.compile else search_loss
     with _Frozen(G):
         for i in bar:
             optim.param_groups[0]["lr"] = lr_at(i / cfg.steps, cfg.lr)
-            out = _synthesize(G, latent, cfg.precision)
-            terms = image_losses(out, images, labels, perceptual, cfg)
-            loss = terms["total"] + cfg.lambda_mean * (latent - mean).square().mean((1, 2))
+            loss, rgb = step_loss(G, perceptual, latent, mean, images, labels, cfg)
             optim.zero_grad(set_to_none=True)
             loss.sum().backward()
             optim.step()
             if callback is not None:
-                callback(i + 1, loss.detach(), psnr(out.rgb.detach(), images))
+                callback(i + 1, loss.detach(), psnr(rgb.detach(), images))
             if progress and (i % 10 == 0 or i == cfg.steps - 1):
                 bar.set_postfix(loss=f"{loss.mean().item():.4f}",
-                                psnr=f"{psnr(out.rgb.detach(), images).mean().item():.2f}")
+                                psnr=f"{psnr(rgb.detach(), images).mean().item():.2f}")
     return latent.detach()
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 from ssgan import cliargs as A
+from ssgan.model.compiled import DEFAULTS as COMPILED_BY_DEFAULT
+from ssgan.model.compiled import compile_default
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -37,8 +39,10 @@ def add_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("--invert-steps", type=int, default=200, help="latent-search steps of an upload")
     q.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted, MB")
     q.add_argument("--max-pixels", type=int, default=40_000_000, help="largest upload accepted, pixels")
-    q.add_argument("--threads", type=int, help="torch intra-op CPU threads; default: torch's")
+    q.add_argument("--threads", type=int,
+                   help="torch intra-op CPU threads; default: the cores this process may use")
     A.add_watermark(q)
+    A.add_compile(q, COMPILED_BY_DEFAULT["serve"], "the renders")
     q.set_defaults(func=cmd_serve)
 
 
@@ -64,6 +68,7 @@ def build(args: argparse.Namespace) -> Any:
     from ssgan.serve.editor import Limits
     from ssgan.serve.engine import Engine, load_directions
 
+    A.prepare_inference(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if not 1 <= args.invert_steps <= 2000:
@@ -91,8 +96,9 @@ def build(args: argparse.Namespace) -> Any:
 
     limits = Limits(max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                     invert_steps=args.invert_steps)
-    return create_app(Engine(G, classes, directions, args.truncation, encoder=encoder), limits,
-                      not args.no_watermark, args.watermark_key)
+    engine = Engine(G, classes, directions, args.truncation, encoder=encoder,
+                    compile=compile_default(args.compile, G.config.size))
+    return create_app(engine, limits, not args.no_watermark, args.watermark_key)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -10,6 +10,12 @@ bit-identical to a full recompute; on CPU a subset's pseudo-depth matmul can tak
 (differences ~1e-7), so renders agree to float rounding (tests/test_serve.py). The mapping of a seed's z is
 cached too (:meth:`Engine.sample`), and so are the truncation centre, the inversion's mean latent
 and the principal components.
+
+**Compiled** (``compile=True``, ``ssgan serve --compile``, the default): the full local-generator
+pass and the fusion + render net run through inductor (:class:`ssgan.model.compiled.Compiled`);
+a subset of local generators (a one-class edit) runs eagerly, so one graph serves every class.
+The inversion's latent search stays eager (compiled, it did not pay on CPU: docs/performance.md).
+Compiled and eager renders agree to float rounding (tests/test_compiled.py).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ssgan.edit import directions as D
 from ssgan.edit import editing as E
 from ssgan.edit import inversion as I
 from ssgan.model import latents as L
+from ssgan.model.compiled import Compiled
 from ssgan.model.generator import SemanticGenerator, Synthesis
 from ssgan.serve.errors import ClientError
 
@@ -84,7 +91,8 @@ class Engine:
 
     def __init__(self, G: SemanticGenerator, classes: ClassInfo,
                  directions: dict[str, np.ndarray] | None = None, truncation: float = 0.7,
-                 mapping_cache: int = 256, encoder: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 mapping_cache: int = 256, encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 compile: bool = False):
         self.G = G.eval().requires_grad_(False)
         self.cfg = G.config
         self.classes = classes
@@ -99,6 +107,12 @@ class Engine:
         self._mean: torch.Tensor | None = None
         self._inversion_mean: torch.Tensor | None = None
         self._components: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.compile = compile
+        self._local_all = Compiled(self.G.local_features, "the local generators", compile)
+        self._fuse_render = Compiled(self._synthesize, "the fusion and render net", compile)
+
+    def _synthesize(self, codes: torch.Tensor, h: torch.Tensor, depth: torch.Tensor) -> Synthesis:
+        return self.G.synthesize(codes, randomize_noise=False, local=(h, depth))
 
     # ----- latents ------------------------------------------------------------------------
     def mean(self) -> torch.Tensor:
@@ -215,7 +229,7 @@ class Engine:
         latent = latent.to(self.device)
         codes = self.G.expand_latents(latent)
         if cache is None:
-            return self.G.synthesize(codes, randomize_noise=False)
+            return self._fuse_render(codes, *self._local_all(codes))
         K = self.cfg.seg_dim
         if cache.codes is None or cache.codes.shape != codes.shape:
             changed = list(range(K))
@@ -223,14 +237,14 @@ class Engine:
             per_class = (cache.codes != codes).view(1, K, -1).any(-1)[0]
             changed = [k for k in range(K) if bool(per_class[k])]
         if len(changed) == K:
-            h, depth = self.G.local_features(codes)
+            h, depth = self._local_all(codes)
         else:
             h, depth = cache.h.clone(), cache.depth.clone()
             if changed:
                 h_new, depth_new = self.G.local_features(codes, classes=changed)
                 h[:, changed], depth[:, changed] = h_new, depth_new
         cache.codes, cache.h, cache.depth, cache.recomputed = codes, h, depth, changed
-        return self.G.synthesize(codes, randomize_noise=False, local=(h, depth))
+        return self._fuse_render(codes, h, depth)
 
     def pictures(self, out: Synthesis) -> dict[str, np.ndarray]:
         """``image`` (H, W, 3) uint8, ``mask`` (coloured like ``ssgan generate``'s mask PNGs) and
@@ -255,7 +269,7 @@ class Engine:
             if callback is not None:
                 callback(steps, torch.zeros(1), torch.zeros(1))
             return latent
-        cfg = I.InversionConfig(steps=int(steps))
+        cfg = I.InversionConfig(steps=int(steps))  # eager: compiled, it did not pay (performance.md)
         with self._lock:
             if self._inversion_mean is None:
                 self._inversion_mean = E.mean_w(self.G, cfg.seed, cfg.mean_samples)
