@@ -19,10 +19,12 @@ report lists executions, coverage and findings per harness.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,9 +92,19 @@ def fuzz(name: str, seconds: float, work: Path) -> dict:
     t0 = time.perf_counter()
     command = [sys.executable, "-m", "bench.fuzz.run", name, "--in-process", "--artifacts", str(found),
                "--", *args]
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 300)
+    # Through a shell that forks the harness: a process forked straight from a large one (pytest
+    # after hundreds of tests) starts with the parent's peak RSS as its own (Linux keeps the peak
+    # across fork and exec), which libFuzzer's -rss_limit_mb would read as a leak at the first input.
+    proc = subprocess.Popen(["/bin/sh", "-c", 'exec "$@" & wait $!', "sh", *command], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=seconds + 300)
+    finally:
+        if proc.poll() is None or proc.returncode:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the harness too, not only its shell
     wall = time.perf_counter() - t0
-    log = proc.stdout + proc.stderr
     runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log)
     cov = re.findall(r"cov: (\d+) ft: (\d+)", log)
     findings = sorted(p.name for p in found.iterdir() if re.match(r"(crash|timeout|oom|leak)-", p.name))
