@@ -177,6 +177,7 @@ def test_legacy_pickle_pt_loads(tmp_path):
     _assert_same_state(ck.g_ema, G)
 
 
+@pytest.mark.slow
 def test_official_training_checkpoint_with_optimisers_converts(tmp_path):
     cfg = OFFICIAL_CFG
     G, D, g_ema = SemanticGenerator(cfg), DualBranchDiscriminator(cfg), SemanticGenerator(cfg)

@@ -56,6 +56,7 @@ def test_a_pass_costs_well_under_the_generator(G):
     assert flops["encoder_flops"] > 0 and flops["ratio"] < 0.3, flops
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss_and_resumes_exactly(G, tmp_path):
     torch.manual_seed(1)
     enc = EN.LatentEncoder.from_generator(G, EN.EncoderConfig.for_generator(TINY, mean_samples=256))

@@ -161,6 +161,7 @@ def test_bf16_autocast_step_fp32_losses_and_weights(fresh_dynamo):
     assert graphs[0] == graphs[1]  # no recompile in the second iteration
 
 
+@pytest.mark.slow
 def test_local_features_under_autocast_triton_matches_reference():
     """Custom ops do not see autocast: the generator casts the grouped MLP's operands itself (bf16
     operands, fp32 accumulation) and keeps the softmax in fp32; Triton and reference agree."""

@@ -195,6 +195,7 @@ def test_random_kills_resume_bit_exact(tmp_path, reference):
     assert kills >= TRIALS and in_write >= TRIALS // 3
 
 
+@pytest.mark.slow
 def test_corrupt_newest_checkpoints_are_skipped(tmp_path, reference):
     """Newest checkpoint truncated, the one before it with a flipped byte, a leftover temp file of a
     killed write: the resume warns naming both, uses the third, cleans the temp file, and ends with
@@ -451,6 +452,7 @@ def test_latest_link_and_fallbacks(tmp_path, monkeypatch):
 
 
 # ----- what a run writes: best-* metadata, latest, folders accepted ------------------------------
+@pytest.mark.slow
 def test_best_checkpoint_has_the_run_metadata(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     names = ["sky", "face", "hair", "eyes", "mouth"]

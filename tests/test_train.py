@@ -78,6 +78,7 @@ def test_short_run_writes_everything(tmp_path):
     assert run(out, "--steps", "4", "--resume", "never") == 2
 
 
+@pytest.mark.slow
 def test_non_finite_guard_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
     calls = {"n": 0}
@@ -114,6 +115,7 @@ def test_batch_not_divisible_by_world_size(tmp_path, monkeypatch, capsys):
     assert "not divisible by the world size 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_image_only_folder(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -186,6 +188,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert "not divisible by the world size 2" in bad.stderr
 
 
+@pytest.mark.slow
 def test_init_from_checkpoint(tmp_path):
     from ssgan.checkpoint import save_checkpoint
 
@@ -202,6 +205,7 @@ def test_init_from_checkpoint(tmp_path):
             assert torch.equal(got[k], v), k
 
 
+@pytest.mark.slow
 def test_freeze_local_ema_keeps_loaded_local_nets(tmp_path):
     """--freeze-local: G-EMA averages style and render_net only (as the official adaptation
     script), so its local generators stay as loaded even where G's differ."""

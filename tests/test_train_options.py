@@ -134,6 +134,7 @@ def test_built_in_data_names_its_classes():
     assert cached.class_names == (*names, "rectangle5")
 
 
+@pytest.mark.slow
 def test_a_built_in_run_stores_the_class_names(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main([*ONE_STEP, "--outdir", str(out)]) == 0

@@ -114,6 +114,7 @@ def logged_losses(out: Path) -> list[dict]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
                          ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.slow
 def test_signal_checkpoint_exit_0_and_the_same_command_continues_exactly(sig, tmp_path, monkeypatch, capsys):
     """SIGTERM or Ctrl-C during step index 2: step 3 is finished and saved, exit 0, the handler is
     put back; the same command continues (--resume auto) to the uninterrupted run's bytes."""
@@ -164,6 +165,7 @@ def _python(code: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_real_process_sigterm_twice_at_once_is_one_request(tmp_path):
     """A process signalled by its launcher and its scheduler together stops cleanly: exit 0, a
     checkpoint at the step where it stopped, the log up to that step."""
