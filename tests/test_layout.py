@@ -180,3 +180,11 @@ def test_subpackages_by_concern():
         init = ROOT / "ssgan" / sub / "__init__.py"
         assert init.is_file(), init
         assert ast.get_docstring(ast.parse(init.read_text())), f"{init} has no docstring"
+
+
+def test_no_function_over_120_lines():
+    """A function that outgrows a screen or two is split by what it does (the issue-21 rule)."""
+    long = [f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in sorted((ROOT / "ssgan").rglob("*.py")) for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > 120]
+    assert not long, "functions over 120 lines:\n" + "\n".join(long)

@@ -347,7 +347,7 @@ def _add_diff(q: argparse.ArgumentParser, name: str) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register generate, mix, components, interpolate, invert, direction and edit."""
+    """Register generate, mix, components and interpolate, then :func:`_add_photo_parsers`'s."""
     q = sub.add_parser("generate", help="random samples: images, masks, compact W+ latents, grid")
     A.add_common(q)
     A.add_count(q, "number of samples", default=16)
@@ -391,6 +391,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     A.add_c2pa(q)
     q.set_defaults(func=cmd_interpolate)
 
+    _add_photo_parsers(sub)
+
+
+def _add_photo_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register invert, direction and edit (the commands for real photographs and directions)."""
     q = sub.add_parser(
         "invert", help="embed real images in the compact W+ (optimisation, mask guidance, generator tuning)",
         description="Optimise compact W+ codes from the mean latent so that the generator reproduces each "

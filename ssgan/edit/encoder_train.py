@@ -173,6 +173,21 @@ def _frozen(G: SemanticGenerator) -> SemanticGenerator:
     return G
 
 
+@torch.no_grad()
+def passes_so_far(G: SemanticGenerator, encoder: EN.LatentEncoder, x: torch.Tensor, mean_rgb: torch.Tensor,
+                  t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codes and render after ``t`` of the encoder's passes on targets ``x`` from the mean latent
+    (``mean_rgb``: its render), without gradients: where a training step's pass starts."""
+    encoder.eval()
+    w = encoder.mean_latent(x.shape[0])
+    recon = mean_rgb.expand(x.shape[0], -1, -1, -1)
+    for _ in range(t):
+        w = w + encoder(x, recon)
+        recon = EN.synthesize(G, w).rgb.float()
+    encoder.train()
+    return w, recon
+
+
 def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig = EncoderTrainConfig(),
                   encoder: EN.LatentEncoder | None = None, data: ItemDataset | None = None,
                   perceptual: torch.nn.Module | None = None, resume: bool = False, progress: bool = True,
@@ -241,15 +256,7 @@ def train_encoder(G: SemanticGenerator, out: str | Path, cfg: EncoderTrainConfig
             gen = step_generator(cfg.seed, step)
             w_true, x_syn, mask = sample_targets(G, n_syn, gen)
             x = x_syn if not n_real else torch.cat([x_syn, real_batch(data, n_real, gen).to(device)])
-            t = int(torch.randint(0, iters, (), generator=gen))
-            with torch.no_grad():
-                encoder.eval()
-                w = encoder.mean_latent(x.shape[0])
-                recon = mean_rgb.expand(x.shape[0], -1, -1, -1)
-                for _ in range(t):
-                    w = w + encoder(x, recon)
-                    recon = EN.synthesize(G, w).rgb.float()
-                encoder.train()
+            w, recon = passes_so_far(G, encoder, x, mean_rgb, int(torch.randint(0, iters, (), generator=gen)))
             terms = encoder_losses(G, encoder, x, w, recon, w_true, mask, n_syn, perceptual, cfg)
             if not torch.isfinite(terms["total"]):
                 raise FloatingPointError(f"encoder training: non-finite loss at step {step} "
